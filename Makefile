@@ -1,0 +1,61 @@
+# The front door. Every target installs what it needs first (Debian 12).
+#
+#   make run         build and start tokenplace-relay on 127.0.0.1:5010
+#   make test        everything: warnings-as-errors build, all tests, ASan+UBSan, valgrind
+#   make check       the dev build and its tests only (quick loop)
+#   make test-asan   the whole suite under ASan+UBSan
+#   make test-valgrind  the integration tests with the relay under valgrind
+#   make bench       wrk benchmarks on loopback (not a test)
+
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE   ?= cmake
+CTEST   ?= ctest
+DEPS    := cmake/install-deps.sh
+DEV     := build/dev
+ASAN    := build/asan
+VG      := build/valgrind
+RELEASE := build/release
+
+RELAY_HOST ?= 127.0.0.1
+RELAY_PORT ?= 5010
+
+.PHONY: all deps build run test check test-asan test-valgrind bench clean
+
+all: build
+
+deps:
+	@sh $(DEPS) all
+
+build: deps
+	$(CMAKE) --preset dev >/dev/null
+	$(CMAKE) --build --preset dev -j $(JOBS)
+
+run: deps
+	$(CMAKE) --preset release >/dev/null
+	$(CMAKE) --build --preset release -j $(JOBS)
+	RELAY_HOST=$(RELAY_HOST) RELAY_PORT=$(RELAY_PORT) exec ./$(RELEASE)/relay/tokenplace-relay
+
+check: build
+	$(CTEST) --test-dir $(DEV) --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	$(CMAKE) --preset asan >/dev/null
+	$(CMAKE) --build --preset asan -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(CTEST) --test-dir $(ASAN) --output-on-failure -j $(JOBS)
+
+# Integration tests with every relay process under valgrind (the dev build).
+test-valgrind: build
+	TP_RELAY_WRAPPER="valgrind --quiet --error-exitcode=97 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --track-fds=no" \
+	  TP_TIMEOUT_SCALE=10 \
+	  $(CTEST) --test-dir $(DEV) --output-on-failure -L integration -j $(JOBS)
+
+test: check test-asan test-valgrind
+
+bench: deps
+	$(CMAKE) --preset release >/dev/null
+	$(CMAKE) --build --preset release -j $(JOBS)
+	/usr/bin/python3 bench/run.py --relay ./$(RELEASE)/relay/tokenplace-relay
+
+clean:
+	rm -rf build

@@ -1,0 +1,47 @@
+/*
+ * relay_app: the one object a running relay is made of. main.c builds it,
+ * the HTTP adapter hands it to every handler. Fields are set up before the
+ * server starts and never reassigned while it runs, so handlers read them
+ * without locks; the objects they point to do their own locking.
+ */
+#ifndef RELAY_APP_H
+#define RELAY_APP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "settings.h"
+#include "tokenplace/health.h"
+#include "tokenplace/metrics.h"
+
+struct relay_broker;
+struct relay_upstream;
+struct relay_http_server;
+
+struct relay_app_metrics {
+	struct tp_counter *requests;		/* tokenplace_relay_requests_total */
+	struct tp_histogram *duration;		/* tokenplace_relay_request_duration_seconds */
+	struct tp_counter *limit_rejections;	/* tokenplace_relay_limit_rejections_total{limit} */
+	struct tp_gauge *in_flight;		/* tokenplace_relay_http_in_flight_requests */
+};
+
+struct relay_app {
+	const struct relay_settings *settings;
+	bool config_ok;			/* false: only probes are served */
+	char upstream_url[2100];	/* effective upstream base URL, no trailing '/' */
+
+	struct tp_health *health;
+	struct tp_metrics_registry *metrics;
+	struct relay_app_metrics m;
+
+	struct relay_broker *broker;	/* relay protocol state, or NULL */
+	struct relay_upstream *upstream;	/* forwarding, or NULL */
+	struct relay_http_server *http;
+
+	_Atomic long in_flight;		/* requests being handled now */
+};
+
+/* Counts one request refused by the named limit (a fixed label set). */
+void relay_app_count_limit(struct relay_app *app, const char *limit);
+
+#endif /* RELAY_APP_H */

@@ -1,0 +1,191 @@
+/*
+ * settings.c -- the tokenplace-relay settings table.
+ *
+ * Names already used by token.place deployments keep their meaning
+ * (RELAY_*, TOKENPLACE_GPU_*, TOKEN_PLACE_RELAY_SERVER_TOKEN, ...); every
+ * limit has a row here, and docs/configuration.md mirrors this table.
+ */
+#include "settings.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tokenplace/log.h"
+
+static int
+validate_ipv4(const void *value, char *reason, size_t len)
+{
+	const char *s = *(char *const *)value;
+	struct in_addr a;
+
+	if (s == NULL || inet_pton(AF_INET, s, &a) != 1) {
+		snprintf(reason, len,
+		    "'%.40s' is not an IPv4 address (civetweb 1.15 listens on IPv4 only)",
+		    s ? s : "");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+validate_level(const void *value, char *reason, size_t len)
+{
+	const char *s = *(char *const *)value;
+	enum tp_log_level lvl;
+
+	if (tp_log_level_parse(s, &lvl) != 0) {
+		snprintf(reason, len,
+		    "'%.40s' is not a level (DEBUG, INFO, WARNING, ERROR, CRITICAL)",
+		    s ? s : "");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+validate_http_url(const void *value, char *reason, size_t len)
+{
+	const char *s = *(char *const *)value;
+
+	if (s == NULL || s[0] == '\0')
+		return 0;	/* derived from the GPU host and port */
+	if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
+		snprintf(reason, len, "'%.60s' is not an http:// or https:// URL", s);
+		return -1;
+	}
+	if (strpbrk(s, " \t\r\n") != NULL) {
+		snprintf(reason, len, "URL contains whitespace");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+validate_state_url(const void *value, char *reason, size_t len)
+{
+	const char *s = *(char *const *)value;
+
+	if (s != NULL && (strcmp(s, "memory://") == 0 ||
+	    strncmp(s, "redis://", 8) == 0))
+		return 0;
+	snprintf(reason, len, "'%.60s' is not memory:// or redis://host[:port][/db]",
+	    s ? s : "");
+	return -1;
+}
+
+#define OFF(f) offsetof(struct relay_settings, f)
+#define BIG 1e15
+
+const struct tp_setting relay_setting_table[] = {
+	/* service */
+	{ "host", "RELAY_HOST", NULL, TP_SETTING_STRING, "127.0.0.1", 7, 15,
+	  OFF(host), validate_ipv4, 0, "IPv4 address to listen on" },
+	{ "port", "RELAY_PORT", NULL, TP_SETTING_INT, "5010", 0, 65535,
+	  OFF(port), NULL, 0, "TCP port to listen on (0 = any free port)" },
+	{ "threads", "RELAY_THREADS", NULL, TP_SETTING_INT, "64", 2, 1024,
+	  OFF(threads), NULL, 0, "HTTP worker threads (concurrent requests)" },
+	{ "workers", "RELAY_WORKERS", NULL, TP_SETTING_INT, "1", 1, 64,
+	  OFF(workers), NULL, 0,
+	  "accepted for the Python image's tuning; the relay is always one process" },
+	{ "timeout", "RELAY_TIMEOUT", NULL, TP_SETTING_INT, "60", 1, 3600,
+	  OFF(timeout_s), NULL, 0,
+	  "seconds a client may stay silent while sending a request" },
+	{ "graceful_timeout", "RELAY_GRACEFUL_TIMEOUT", NULL, TP_SETTING_INT, "30",
+	  0, 3600, OFF(graceful_timeout_s), NULL, 0,
+	  "seconds in-flight requests get to finish after SIGTERM" },
+	{ "log_level", "TOKENPLACE_LOG_LEVEL", NULL, TP_SETTING_STRING, "INFO", 1,
+	  16, OFF(log_level), validate_level, 0, "minimum log level" },
+	{ "max_body_bytes", "RELAY_MAX_BODY_BYTES", NULL, TP_SETTING_INT,
+	  "1048576", 1024, 268435456, OFF(max_body_bytes), NULL, 0,
+	  "largest request body accepted (413 above)" },
+	{ "max_header_bytes", "RELAY_MAX_HEADER_BYTES", NULL, TP_SETTING_INT,
+	  "16384", 1024, 1048576, OFF(max_header_bytes), NULL, 0,
+	  "largest request line plus headers accepted" },
+
+	/* GPU host and upstream */
+	{ "gpu_host", "TOKENPLACE_GPU_HOST", "GPU_SERVER_HOST", TP_SETTING_STRING,
+	  "gpu-server", 1, 253, OFF(gpu_host), NULL, 0,
+	  "DNS name of the GPU workstation" },
+	{ "gpu_port", "TOKENPLACE_GPU_PORT", "GPU_SERVER_PORT", TP_SETTING_INT,
+	  "8000", 1, 65535, OFF(gpu_port), NULL, 0,
+	  "port of server.py on the GPU workstation" },
+	{ "upstream_url", "TOKENPLACE_RELAY_UPSTREAM_URL", NULL, TP_SETTING_STRING,
+	  "", 0, 2048, OFF(upstream_url), validate_http_url, 0,
+	  "base URL of the GPU host (empty = http://<gpu_host>:<gpu_port>)" },
+	{ "require_upstream_health", "TOKENPLACE_REQUIRE_UPSTREAM_HEALTH",
+	  "TOKENPLACE_RELAY_REQUIRE_UPSTREAM_HEALTH", TP_SETTING_BOOL, "false", 0,
+	  0, OFF(require_upstream_health), NULL, 0,
+	  "make /healthz fail while the GPU host is unreachable" },
+
+	/* relay protocol */
+	{ "server_token", "TOKEN_PLACE_RELAY_SERVER_TOKEN", NULL,
+	  TP_SETTING_STRING, "", 0, 4096, OFF(server_token), NULL,
+	  TP_SETTING_SECRET, "registration token compute nodes must send" },
+	{ "server_tokens", "TOKEN_PLACE_RELAY_SERVER_TOKENS", NULL,
+	  TP_SETTING_STRING, "", 0, 65536, OFF(server_tokens), NULL,
+	  TP_SETTING_SECRET, "more accepted tokens, comma or newline separated" },
+	{ "legacy_routes", "TOKENPLACE_ENABLE_LEGACY_RELAY_ROUTES", NULL,
+	  TP_SETTING_BOOL, "true", 0, 0, OFF(legacy_routes), NULL, 0,
+	  "serve /sink, /faucet, ... (false: 410)" },
+	{ "server_ttl", "RELAY_SERVER_TTL_SECONDS", NULL, TP_SETTING_INT, "30", 1,
+	  86400, OFF(server_ttl_s), NULL, 0,
+	  "seconds of silence after which a compute node is evicted" },
+	{ "max_servers", "RELAY_MAX_SERVERS", NULL, TP_SETTING_INT, "1024", 1,
+	  1000000, OFF(max_servers), NULL, 0, "registered compute nodes" },
+	{ "queue_per_server", "RELAY_MAX_QUEUE_PER_SERVER", NULL, TP_SETTING_INT,
+	  "1024", 1, 10000000, OFF(queue_per_server), NULL, 0,
+	  "queued requests per compute node" },
+	{ "queue_total", "RELAY_MAX_QUEUE_TOTAL", NULL, TP_SETTING_INT, "65536", 1,
+	  100000000, OFF(queue_total), NULL, 0, "queued requests in all" },
+	{ "response_ttl", "RELAY_RESPONSE_TTL_SECONDS", NULL, TP_SETTING_INT,
+	  "600", 1, 86400, OFF(response_ttl_s), NULL, 0,
+	  "seconds an undelivered response is kept" },
+	{ "max_responses", "RELAY_MAX_RESPONSES", NULL, TP_SETTING_INT, "65536",
+	  1, 100000000, OFF(max_responses), NULL, 0, "undelivered responses kept" },
+	{ "max_stream_sessions", "RELAY_MAX_STREAM_SESSIONS", NULL,
+	  TP_SETTING_INT, "4096", 1, 10000000, OFF(max_stream_sessions), NULL, 0,
+	  "open stream sessions" },
+	{ "max_stream_chunks", "RELAY_MAX_STREAM_CHUNKS", NULL, TP_SETTING_INT,
+	  "1024", 1, 1000000, OFF(max_stream_chunks), NULL, 0,
+	  "undrained chunks buffered per stream session" },
+	{ "stream_session_ttl", "RELAY_STREAM_SESSION_TTL_SECONDS", NULL,
+	  TP_SETTING_INT, "600", 1, 86400, OFF(stream_session_ttl_s), NULL, 0,
+	  "seconds an idle stream session is kept" },
+	{ "max_key_bytes", "RELAY_MAX_KEY_BYTES", NULL, TP_SETTING_INT, "8192",
+	  64, 1048576, OFF(max_key_bytes), NULL, 0,
+	  "longest public key, session id or request id accepted" },
+	{ "faucet_rate_limit", "RELAY_FAUCET_RATE_LIMIT", NULL, TP_SETTING_INT,
+	  "0", 0, 1000000000, OFF(faucet_rate_limit), NULL, 0,
+	  "requests per window per client IP on /faucet (0 = off)" },
+	{ "faucet_rate_window", "RELAY_FAUCET_RATE_WINDOW_SECONDS", NULL,
+	  TP_SETTING_INT, "60", 1, 86400, OFF(faucet_rate_window_s), NULL, 0,
+	  "window of the /faucet rate limit" },
+	{ "trusted_proxies", "RELAY_TRUSTED_PROXIES", NULL, TP_SETTING_STRING, "",
+	  0, 4096, OFF(trusted_proxies), NULL, 0,
+	  "IPv4 addresses/CIDRs whose X-Forwarded-For is believed" },
+
+	/* state */
+	{ "state_url", "RELAY_STATE_URL", NULL, TP_SETTING_STRING, "memory://", 1,
+	  2048, OFF(state_url), validate_state_url, 0,
+	  "memory:// (one process) or redis://host:port/db" },
+};
+
+const size_t relay_setting_count =
+    sizeof(relay_setting_table) / sizeof(relay_setting_table[0]);
+
+int
+relay_settings_load(struct relay_settings *s,
+    const struct tp_config_override *overrides, size_t noverrides,
+    struct tp_config_report *report)
+{
+	memset(s, 0, sizeof(*s));
+	return tp_config_load(relay_setting_table, relay_setting_count, s, NULL,
+	    NULL, overrides, noverrides, report);
+}
+
+void
+relay_settings_free(struct relay_settings *s)
+{
+	tp_config_free(relay_setting_table, relay_setting_count, s);
+}

@@ -1,0 +1,73 @@
+/*
+ * relay_settings: every tokenplace-relay setting, loaded once at start-up
+ * from the environment (and --host/--port) through tp_config. The struct
+ * is immutable after relay_settings_load(); docs/configuration.md lists
+ * the same table.
+ */
+#ifndef RELAY_SETTINGS_H
+#define RELAY_SETTINGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tokenplace/config.h"
+
+struct relay_settings {
+	/* service */
+	char *host;
+	int64_t port;
+	int64_t threads;
+	int64_t workers;
+	int64_t timeout_s;
+	int64_t graceful_timeout_s;
+	char *log_level;
+	int64_t max_body_bytes;
+	int64_t max_header_bytes;
+
+	/* GPU host and upstream */
+	char *gpu_host;
+	int64_t gpu_port;
+	char *upstream_url;
+	bool require_upstream_health;
+
+	/* relay protocol (legacy generation) */
+	char *server_token;
+	char *server_tokens;
+	bool legacy_routes;
+	int64_t server_ttl_s;
+	int64_t max_servers;
+	int64_t queue_per_server;
+	int64_t queue_total;
+	int64_t response_ttl_s;
+	int64_t max_responses;
+	int64_t max_stream_sessions;
+	int64_t max_stream_chunks;
+	int64_t stream_session_ttl_s;
+	int64_t max_key_bytes;
+	int64_t faucet_rate_limit;
+	int64_t faucet_rate_window_s;
+	char *trusted_proxies;
+
+	/* state store */
+	char *state_url;
+};
+
+/* The table behind the struct, for --check-config, docs and tests. */
+extern const struct tp_setting relay_setting_table[];
+extern const size_t relay_setting_count;
+
+/*
+ * Loads the settings from the environment with `overrides` (from the
+ * command line) taking precedence. Returns tp_config_load()'s result:
+ * 0 all valid, -1 some invalid (defaults used in their place, see report),
+ * -2 out of memory.
+ */
+int relay_settings_load(struct relay_settings *s,
+    const struct tp_config_override *overrides, size_t noverrides,
+    struct tp_config_report *report);
+
+/* Frees the strings held by s. */
+void relay_settings_free(struct relay_settings *s);
+
+#endif /* RELAY_SETTINGS_H */
