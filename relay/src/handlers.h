@@ -1,0 +1,25 @@
+/*
+ * Route handlers. Each is thin: body -> tp_proto struct -> broker call ->
+ * reply. The route table in routes.c maps paths to these.
+ */
+#ifndef RELAY_HANDLERS_H
+#define RELAY_HANDLERS_H
+
+#include "http.h"
+
+/* handlers_ops.c: probes and metrics */
+void relay_handle_livez(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_healthz(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_metrics(struct relay_app *, struct relay_request *, struct relay_response *);
+
+/* handlers_legacy.c: PROTOCOL.md section 1.4 */
+void relay_handle_next_server(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_faucet(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_sink(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_source(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_retrieve(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_stream_source(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_stream_retrieve(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_unregister_legacy(struct relay_app *, struct relay_request *, struct relay_response *);
+
+#endif /* RELAY_HANDLERS_H */
