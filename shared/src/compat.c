@@ -12,10 +12,22 @@
 void
 tp_compat_wallclock(struct timespec *ts)
 {
+#if defined(_WIN32) && !defined(_UCRT)
+	/* mingw-w64 against msvcrt.dll has no timespec_get(). */
+	FILETIME ft;
+	uint64_t t;
+
+	GetSystemTimePreciseAsFileTime(&ft);
+	t = ((uint64_t)ft.dwHighDateTime << 32 | ft.dwLowDateTime) -
+	    116444736000000000ull;	/* 100 ns ticks from 1601 to 1970 */
+	ts->tv_sec = (time_t)(t / 10000000u);
+	ts->tv_nsec = (long)(t % 10000000u) * 100;
+#else
 	if (timespec_get(ts, TIME_UTC) != TIME_UTC) {
 		ts->tv_sec = time(NULL);
 		ts->tv_nsec = 0;
 	}
+#endif
 }
 
 int
