@@ -14,6 +14,7 @@
 #include "tokenplace/health.h"
 #include "tokenplace/metrics.h"
 
+struct cJSON;
 struct relay_broker;
 struct relay_upstream;
 struct relay_http_server;
@@ -22,12 +23,12 @@ struct relay_app_metrics {
 	struct tp_counter *requests;		/* tokenplace_relay_requests_total */
 	struct tp_histogram *duration;		/* tokenplace_relay_request_duration_seconds */
 	struct tp_counter *limit_rejections;	/* tokenplace_relay_limit_rejections_total{limit} */
-	struct tp_gauge *in_flight;		/* tokenplace_relay_http_in_flight_requests */
 };
 
 struct relay_app {
 	const struct relay_settings *settings;
 	bool config_ok;			/* false: only probes are served */
+	const struct tp_config_report *config_report;
 	char upstream_url[2100];	/* effective upstream base URL, no trailing '/' */
 
 	struct tp_health *health;
@@ -39,7 +40,22 @@ struct relay_app {
 	struct relay_http_server *http;
 
 	_Atomic long in_flight;		/* requests being handled now */
+
+	/*
+	 * Adds state counts to a /healthz body (knownServers, ...) and
+	 * readiness details; set by whoever owns the relay state. May be NULL.
+	 */
+	void (*stats)(struct relay_app *app, struct cJSON *root,
+	    struct cJSON *details);
 };
+
+/*
+ * Creates the registry and the HTTP-level metric families (requests,
+ * durations, limit rejections, build info, process metrics). Returns 0,
+ * or -1 when out of memory.
+ */
+int relay_app_init_metrics(struct relay_app *app, const char *version,
+    const char *revision);
 
 /* Counts one request refused by the named limit (a fixed label set). */
 void relay_app_count_limit(struct relay_app *app, const char *limit);

@@ -52,6 +52,7 @@ struct relay_response {
 	char headers[RELAY_RESPONSE_HEADERS_MAX];	/* "Name: value\r\n"... */
 	size_t headers_len;
 	bool streamed;			/* the handler sent the response itself */
+	bool close;			/* close the connection after this response */
 	uint64_t bytes_sent;		/* streamed responses: body bytes written */
 	const char *error_kind;		/* short reason for the access log, or NULL */
 };

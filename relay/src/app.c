@@ -1,0 +1,63 @@
+/*
+ * app.c -- the relay-wide metric families.
+ */
+#include "app.h"
+
+#include <stdatomic.h>
+
+/* The Python relay's exporter buckets, so existing dashboards still fit. */
+static const double duration_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.075,
+    0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0 };
+
+static double
+in_flight_value(void *arg)
+{
+	struct relay_app *app = arg;
+
+	return (double)atomic_load(&app->in_flight);
+}
+
+int
+relay_app_init_metrics(struct relay_app *app, const char *version,
+    const char *revision)
+{
+	static const char *const req_labels[] = { "method", "endpoint", "status" };
+	static const char *const limit_labels[] = { "limit" };
+	static const char *const build_labels[] = { "version", "revision" };
+	const char *build_values[] = { version, revision };
+	struct tp_gauge *build;
+
+	app->metrics = tp_metrics_registry_new();
+	if (app->metrics == NULL)
+		return -1;
+	app->m.requests = tp_counter_new(app->metrics,
+	    "tokenplace_relay_requests_total",
+	    "HTTP requests by method, endpoint and status", 3, req_labels);
+	app->m.duration = tp_histogram_new(app->metrics,
+	    "tokenplace_relay_request_duration_seconds",
+	    "Time from request start to response sent", 3, req_labels,
+	    sizeof(duration_buckets) / sizeof(duration_buckets[0]),
+	    duration_buckets);
+	app->m.limit_rejections = tp_counter_new(app->metrics,
+	    "tokenplace_relay_limit_rejections_total",
+	    "Requests refused because a named limit was reached", 1,
+	    limit_labels);
+	build = tp_gauge_new(app->metrics, "tokenplace_build_info",
+	    "Build of the running relay", 2, build_labels);
+	if (app->m.requests == NULL || app->m.duration == NULL ||
+	    app->m.limit_rejections == NULL || build == NULL)
+		return -1;
+	tp_gauge_set(build, build_values, 1);
+	if (tp_gauge_fn_new(app->metrics, "tokenplace_relay_http_in_flight_requests",
+	    "Requests being handled right now", in_flight_value, app) != 0)
+		return -1;
+	return tp_metrics_register_process(app->metrics);
+}
+
+void
+relay_app_count_limit(struct relay_app *app, const char *limit)
+{
+	const char *labels[] = { limit };
+
+	tp_counter_inc(app->m.limit_rejections, labels);
+}

@@ -1,0 +1,630 @@
+/*
+ * http_server.c -- the civetweb adapter.
+ *
+ * This is the only file that includes civetweb.h. Every request enters
+ * through begin_request(), is routed, bounded and parsed here, handed to a
+ * handler as a struct relay_request, and its response is sent, logged and
+ * counted here: handlers never see civetweb and never log access lines.
+ */
+#include "http_server.h"
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "app.h"
+#include "http.h"
+#include "routes.h"
+#include "tokenplace/log.h"
+
+#define REQUEST_ID_MAX 128
+#define BODY_CHUNK 16384
+
+struct relay_http_server {
+	struct mg_context *ctx;
+	struct relay_app *app;
+	int port;
+};
+
+struct relay_conn {
+	struct mg_connection *mc;
+	const struct mg_request_info *ri;
+	bool head;		/* HEAD request: headers only */
+	bool body_consumed;	/* the request body was read to its end */
+};
+
+static double
+monotonic_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- request accessors (http.h) ----------------------------------------- */
+
+const char *
+relay_request_header(const struct relay_request *req, const char *name)
+{
+	return mg_get_header(req->conn->mc, name);
+}
+
+size_t
+relay_request_header_count(const struct relay_request *req)
+{
+	int n = req->conn->ri->num_headers;
+
+	return n > 0 ? (size_t)n : 0;
+}
+
+void
+relay_request_header_at(const struct relay_request *req, size_t i,
+    const char **name, const char **value)
+{
+	*name = req->conn->ri->http_headers[i].name;
+	*value = req->conn->ri->http_headers[i].value;
+}
+
+int64_t
+relay_request_content_length(const struct relay_request *req)
+{
+	return (int64_t)req->conn->ri->content_length;
+}
+
+ssize_t
+relay_request_read(struct relay_request *req, void *buf, size_t len)
+{
+	int n = mg_read(req->conn->mc, buf, len);
+
+	if (n == 0)
+		req->conn->body_consumed = true;
+	return n < 0 ? -1 : (ssize_t)n;
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static const char json_type[] = "application/json";
+
+/* True when the request announced a body (length or chunked). */
+static bool
+has_body(const struct relay_conn *c)
+{
+	return c->ri->content_length > 0 ||
+	    mg_get_header(c->mc, "Transfer-Encoding") != NULL;
+}
+
+static void
+begin_headers(struct relay_conn *c, const struct relay_request *req,
+    const struct relay_response *resp)
+{
+	/*
+	 * An unread body would otherwise be drained by civetweb before the
+	 * next request on this connection, however large it was announced.
+	 */
+	if (resp->close || (!c->body_consumed && has_body(c)))
+		mg_disable_connection_keep_alive(c->mc);
+	mg_response_header_start(c->mc, resp->status);
+	mg_response_header_add(c->mc, "Content-Type",
+	    resp->content_type ? resp->content_type : json_type, -1);
+	if (req->request_id != NULL)
+		mg_response_header_add(c->mc, "X-Request-Id", req->request_id, -1);
+	if (resp->headers_len > 0)
+		mg_response_header_add_lines(c->mc, resp->headers);
+}
+
+static void
+send_response(struct relay_conn *c, const struct relay_request *req,
+    const struct relay_response *resp)
+{
+	char len[32];
+
+	begin_headers(c, req, resp);
+	snprintf(len, sizeof(len), "%zu", resp->body_len);
+	mg_response_header_add(c->mc, "Content-Length", len, -1);
+	mg_response_header_send(c->mc);
+	if (!c->head && resp->body_len > 0)
+		(void)mg_write(c->mc, resp->body, resp->body_len);
+}
+
+int
+relay_stream_begin(struct relay_request *req, struct relay_response *resp)
+{
+	struct relay_conn *c = req->conn;
+
+	begin_headers(c, req, resp);
+	mg_response_header_add(c->mc, "Transfer-Encoding", "chunked", -1);
+	resp->streamed = true;
+	return mg_response_header_send(c->mc) == 0 ? 0 : -1;
+}
+
+int
+relay_stream_write(struct relay_request *req, struct relay_response *resp,
+    const void *data, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (len > 0xffffffffu ||
+	    mg_send_chunk(req->conn->mc, data, (unsigned)len) < 0)
+		return -1;
+	resp->bytes_sent += len;
+	return 0;
+}
+
+int
+relay_stream_end(struct relay_request *req, struct relay_response *resp)
+{
+	(void)resp;
+	return mg_send_chunk(req->conn->mc, "", 0) < 0 ? -1 : 0;
+}
+
+/* ---- request id -------------------------------------------------------- */
+
+/* An inbound id is kept only if it is short and printable ASCII. */
+static bool
+request_id_acceptable(const char *id)
+{
+	size_t n = 0;
+
+	if (id == NULL || id[0] == '\0')
+		return false;
+	for (; id[n] != '\0'; n++) {
+		if (n >= REQUEST_ID_MAX || id[n] < 0x21 || id[n] > 0x7e)
+			return false;
+	}
+	return true;
+}
+
+static void
+generate_request_id(char out[17])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[8];
+
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+		/* Uniqueness, not secrecy, is what a request id needs. */
+		uint64_t t = (uint64_t)(monotonic_now() * 1e9);
+
+		memcpy(raw, &t, sizeof(raw));
+	}
+	for (size_t i = 0; i < sizeof(raw); i++) {
+		out[2 * i] = hex[raw[i] >> 4];
+		out[2 * i + 1] = hex[raw[i] & 0xf];
+	}
+	out[16] = '\0';
+}
+
+/* ---- body ------------------------------------------------------------- */
+
+/* application/json or any type ending in +json; parameters ignored. */
+static bool
+content_type_is_json(const char *ct)
+{
+	size_t n;
+
+	if (ct == NULL)
+		return false;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	n = strcspn(ct, "; \t");
+	if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+		return true;
+	return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0 &&
+	    memchr(ct, '/', n) != NULL;
+}
+
+enum body_result {
+	BODY_OK,
+	BODY_TOO_LARGE,
+	BODY_IO_ERROR,
+	BODY_NO_MEMORY,
+};
+
+/*
+ * Reads the whole body, refusing it as soon as it is known to exceed max:
+ * from Content-Length before reading anything, or while reading a chunked
+ * body. On BODY_OK *out is a NUL-terminated heap buffer.
+ */
+static enum body_result
+read_body(struct relay_conn *c, size_t max, char **out, size_t *outlen)
+{
+	long long declared = c->ri->content_length;
+	size_t cap, len = 0;
+	char *buf;
+
+	*out = NULL;
+	*outlen = 0;
+	if (declared > 0 && (unsigned long long)declared > max)
+		return BODY_TOO_LARGE;
+	cap = declared > 0 ? (size_t)declared + 1 : 1024;
+	buf = malloc(cap);
+	if (buf == NULL)
+		return BODY_NO_MEMORY;
+	for (;;) {
+		int n;
+
+		if (len + 1 >= cap) {
+			size_t ncap = cap * 2 > max + 2 ? max + 2 : cap * 2;
+			char *nbuf;
+
+			if (ncap <= cap) {
+				free(buf);
+				return BODY_TOO_LARGE;
+			}
+			nbuf = realloc(buf, ncap);
+			if (nbuf == NULL) {
+				free(buf);
+				return BODY_NO_MEMORY;
+			}
+			buf = nbuf;
+			cap = ncap;
+		}
+		n = mg_read(c->mc, buf + len, cap - len - 1);
+		if (n < 0) {
+			free(buf);
+			return BODY_IO_ERROR;
+		}
+		if (n == 0) {
+			c->body_consumed = true;
+			break;
+		}
+		len += (size_t)n;
+		if (len > max) {
+			free(buf);
+			return BODY_TOO_LARGE;
+		}
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return BODY_OK;
+}
+
+/* ---- accounting --------------------------------------------------------- */
+
+static const char *
+method_label(const char *m)
+{
+	static const char *const known[] = { "GET", "HEAD", "POST", "PUT",
+	    "DELETE", "PATCH", "OPTIONS" };
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		if (strcmp(m, known[i]) == 0)
+			return known[i];
+	}
+	return "other";
+}
+
+static void
+account(struct relay_app *app, const struct relay_request *req,
+    const struct relay_response *resp, const struct mg_request_info *ri)
+{
+	const char *endpoint = req->route ? req->route->endpoint : "unknown";
+	const char *method = method_label(req->method);
+	double elapsed = monotonic_now() - req->started;
+	char status[8];
+	const char *labels[3];
+
+	snprintf(status, sizeof(status), "%d", resp->status);
+	labels[0] = method;
+	labels[1] = endpoint;
+	labels[2] = status;
+	tp_counter_inc(app->m.requests, labels);
+	tp_histogram_observe(app->m.duration, labels, elapsed);
+
+	if (req->route != NULL && (req->route->flags & RELAY_ROUTE_NO_LOG))
+		return;
+	if (!tp_log_enabled(TP_LOG_INFO))
+		return;
+	{
+		const char *ua = mg_get_header(req->conn->mc, "User-Agent");
+		double ms = (double)(long long)(elapsed * 100000.0 + 0.5) / 100.0;
+		struct tp_log_field f[] = {
+			TP_LSTR("http_method", req->method),
+			TP_LSTR("http_path", req->path),
+			TP_LINT("http_status", resp->status),
+			TP_LDBL("duration_ms", ms),
+			TP_LSTR("request_id", req->request_id),
+			TP_LSTR("user_agent", ua),
+			TP_LSTR("remote_addr", ri->remote_addr),
+			TP_LSTR("error", resp->error_kind),
+		};
+
+		tp_log(TP_LOG_INFO, "http.request", f,
+		    resp->error_kind ? 8 : 7);
+	}
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static void
+cors_headers(struct relay_response *resp)
+{
+	(void)relay_response_add_header(resp, "Access-Control-Allow-Origin", "*");
+	(void)relay_response_add_header(resp, "Access-Control-Expose-Headers",
+	    "Retry-After");
+}
+
+/*
+ * Everything between routing and the handler: lifecycle gates, OPTIONS,
+ * body limits, content type and JSON parsing. Returns true when the
+ * handler should run; otherwise resp holds the refusal.
+ */
+static bool
+admit(struct relay_app *app, struct relay_conn *c, struct relay_request *req,
+    struct relay_response *resp, char **body, size_t *body_len)
+{
+	const struct relay_route *route = NULL;
+	enum relay_route_result rr;
+	enum tp_lifecycle life;
+	char allow[96] = "";
+
+	rr = relay_route_match(req->method, req->path, &route, allow,
+	    sizeof(allow));
+	req->route = route;
+	if (route != NULL && (route->flags & RELAY_ROUTE_CORS))
+		cors_headers(resp);
+
+	if (strcmp(req->method, "OPTIONS") == 0 && route != NULL) {
+		relay_route_allow_header(route, allow, sizeof(allow));
+		resp->status = 204;
+		(void)relay_response_add_header(resp, "Allow", allow);
+		if (route->flags & RELAY_ROUTE_CORS) {
+			(void)relay_response_add_header(resp,
+			    "Access-Control-Allow-Methods", allow);
+			(void)relay_response_add_header(resp,
+			    "Access-Control-Allow-Headers", "Content-Type, Accept");
+			(void)relay_response_add_header(resp,
+			    "Access-Control-Max-Age", "600");
+		}
+		return false;
+	}
+	if (rr == RELAY_ROUTE_NOT_FOUND) {
+		relay_response_error(resp, 404, 404, "Not Found");
+		resp->error_kind = "not_found";
+		return false;
+	}
+	if (rr == RELAY_ROUTE_BAD_METHOD) {
+		relay_response_error_shaped(resp, route->error_shape, 405,
+		    "method_not_allowed", "Method Not Allowed");
+		(void)relay_response_add_header(resp, "Allow", allow);
+		resp->error_kind = "method_not_allowed";
+		return false;
+	}
+	if (!app->config_ok && !(route->flags & RELAY_ROUTE_ALWAYS)) {
+		relay_response_error_shaped(resp, route->error_shape, 503,
+		    "configuration_invalid",
+		    "Relay configuration is invalid; see the relay's logs");
+		resp->error_kind = "config_invalid";
+		return false;
+	}
+	life = tp_health_lifecycle(app->health);
+	if (life >= TP_LIFECYCLE_DRAINING && !(route->flags & RELAY_ROUTE_DRAIN_OK)) {
+		relay_response_error_shaped(resp, route->error_shape, 503,
+		    "shutting_down", "Relay is shutting down");
+		(void)relay_response_add_header(resp, "Retry-After", "1");
+		resp->close = true;
+		resp->error_kind = "draining";
+		return false;
+	}
+	if (!(route->flags & RELAY_ROUTE_JSON_BODY))
+		return true;
+
+	if (!content_type_is_json(mg_get_header(c->mc, "Content-Type"))) {
+		relay_response_error_shaped(resp, route->error_shape, 415,
+		    "unsupported_media_type",
+		    "Content-Type must be application/json");
+		resp->error_kind = "unsupported_media_type";
+		return false;
+	}
+	{
+		size_t max = route->max_body ? route->max_body :
+		    (size_t)app->settings->max_body_bytes;
+
+		switch (read_body(c, max, body, body_len)) {
+		case BODY_OK:
+			break;
+		case BODY_TOO_LARGE:
+			relay_app_count_limit(app, "body_bytes");
+			relay_response_error_shaped(resp, route->error_shape,
+			    413, "payload_too_large",
+			    "Request body exceeds the relay's size limit");
+			resp->close = true;
+			resp->error_kind = "body_too_large";
+			return false;
+		case BODY_IO_ERROR:
+			relay_response_error_shaped(resp, route->error_shape,
+			    400, "bad_request", "Could not read the request body");
+			resp->error_kind = "body_read_failed";
+			return false;
+		case BODY_NO_MEMORY:
+			relay_response_error_shaped(resp, route->error_shape,
+			    503, "out_of_memory", "Relay is out of memory");
+			resp->error_kind = "out_of_memory";
+			return false;
+		}
+	}
+	req->body = *body;
+	req->body_len = *body_len;
+	req->json = cJSON_ParseWithLength(*body, *body_len);
+	if (req->json == NULL) {
+		relay_response_error_shaped(resp, route->error_shape, 400,
+		    "invalid_json", "Request body is not valid JSON");
+		resp->error_kind = "invalid_json";
+		return false;
+	}
+	return true;
+}
+
+static int
+begin_request(struct mg_connection *mc)
+{
+	const struct mg_request_info *ri = mg_get_request_info(mc);
+	struct relay_app *app = ri->user_data;
+	struct relay_conn c = { .mc = mc, .ri = ri, .head = false };
+	struct relay_request req;
+	struct relay_response resp;
+	char rid[REQUEST_ID_MAX + 1];
+	const char *inbound;
+	char *body = NULL;
+	size_t body_len = 0;
+	int status;
+
+	atomic_fetch_add(&app->in_flight, 1);
+	memset(&req, 0, sizeof(req));
+	memset(&resp, 0, sizeof(resp));
+	req.started = monotonic_now();
+	req.conn = &c;
+	req.method = ri->request_method ? ri->request_method : "";
+	req.path = ri->local_uri_raw ? ri->local_uri_raw :
+	    (ri->local_uri ? ri->local_uri : "");
+	req.query = ri->query_string;
+	req.remote_addr = ri->remote_addr;
+	inbound = mg_get_header(mc, "X-Request-Id");
+	if (request_id_acceptable(inbound)) {
+		memcpy(rid, inbound, strlen(inbound) + 1);
+	} else {
+		generate_request_id(rid);
+	}
+	req.request_id = rid;
+	c.head = strcmp(req.method, "HEAD") == 0;
+
+	if (admit(app, &c, &req, &resp, &body, &body_len))
+		req.route->handler(app, &req, &resp);
+
+	if (resp.status == 0) {
+		relay_response_error(&resp, 500, 500, "Internal server error");
+		resp.error_kind = "no_response";
+	}
+	if (!resp.streamed)
+		send_response(&c, &req, &resp);
+	account(app, &req, &resp, ri);
+
+	status = resp.status;
+	cJSON_Delete(req.json);
+	free(body);
+	free(resp.body);
+	atomic_fetch_sub(&app->in_flight, 1);
+	return status > 0 && status < 1000 ? status : 500;
+}
+
+/*
+ * civetweb's own errors (malformed request line, headers too large,
+ * request timeout) get the same JSON shape as ours.
+ */
+static int
+http_error(struct mg_connection *mc, int status, const char *errmsg)
+{
+	const struct mg_request_info *ri = mg_get_request_info(mc);
+	struct relay_app *app = ri ? ri->user_data : NULL;
+	char body[256];
+	char len[32];
+	int n;
+
+	(void)errmsg;
+	n = snprintf(body, sizeof(body),
+	    "{\"error\":{\"code\":%d,\"message\":\"%s\"}}", status,
+	    mg_get_response_code_text(mc, status));
+	if (n < 0 || (size_t)n >= sizeof(body))
+		return 1;
+	if (app != NULL && (status == 413 || status == 431))
+		relay_app_count_limit(app, "header_bytes");
+	mg_response_header_start(mc, status);
+	mg_response_header_add(mc, "Content-Type", json_type, -1);
+	snprintf(len, sizeof(len), "%d", n);
+	mg_response_header_add(mc, "Content-Length", len, -1);
+	mg_disable_connection_keep_alive(mc);
+	mg_response_header_send(mc);
+	mg_write(mc, body, (size_t)n);
+	return 0;
+}
+
+static int
+log_message(const struct mg_connection *mc, const char *message)
+{
+	(void)mc;
+	TP_LOG(TP_LOG_WARNING, "http.server_message", TP_LSTR("detail", message));
+	return 1;
+}
+
+static int
+log_access(const struct mg_connection *mc, const char *message)
+{
+	(void)mc;
+	(void)message;
+	return 1;	/* we write our own access lines */
+}
+
+struct relay_http_server *
+relay_http_start(struct relay_app *app, char *err, size_t errlen)
+{
+	const struct relay_settings *s = app->settings;
+	struct relay_http_server *srv;
+	struct mg_callbacks cb;
+	struct mg_server_port ports[4];
+	char listen[64], threads[16], timeout[24], header_max[24];
+	const char *options[] = {
+		"listening_ports", listen,
+		"num_threads", threads,
+		"request_timeout_ms", timeout,
+		"enable_keep_alive", "yes",
+		"keep_alive_timeout_ms", "5000",
+		"max_request_size", header_max,
+		"linger_timeout_ms", "0",
+		"listen_backlog", "1024",
+		"decode_url", "yes",
+		NULL,
+	};
+	int n;
+
+	snprintf(listen, sizeof(listen), "%s:%lld", s->host, (long long)s->port);
+	snprintf(threads, sizeof(threads), "%lld", (long long)s->threads);
+	snprintf(timeout, sizeof(timeout), "%lld", (long long)s->timeout_s * 1000);
+	snprintf(header_max, sizeof(header_max), "%lld",
+	    (long long)s->max_header_bytes);
+
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	srv->app = app;
+	memset(&cb, 0, sizeof(cb));
+	cb.begin_request = begin_request;
+	cb.http_error = http_error;
+	cb.log_message = log_message;
+	cb.log_access = log_access;
+
+	srv->ctx = mg_start(&cb, app, options);
+	if (srv->ctx == NULL) {
+		snprintf(err, errlen, "cannot listen on %s (address in use or not local?)",
+		    listen);
+		free(srv);
+		return NULL;
+	}
+	n = mg_get_server_ports(srv->ctx, 4, ports);
+	srv->port = n > 0 ? ports[0].port : (int)s->port;
+	return srv;
+}
+
+int
+relay_http_port(const struct relay_http_server *srv)
+{
+	return srv->port;
+}
+
+void
+relay_http_stop(struct relay_http_server *srv)
+{
+	if (srv == NULL)
+		return;
+	mg_stop(srv->ctx);
+	free(srv);
+}

@@ -1,0 +1,29 @@
+/*
+ * relay_http_server: the civetweb adapter. The only file that includes
+ * civetweb.h is http_server.c.
+ */
+#ifndef RELAY_HTTP_SERVER_H
+#define RELAY_HTTP_SERVER_H
+
+#include <stddef.h>
+
+struct relay_app;
+struct relay_http_server;
+
+/*
+ * Starts listening on the app's host:port with its thread pool. Returns
+ * the server, or NULL with a reason in err (e.g. port in use).
+ */
+struct relay_http_server *relay_http_start(struct relay_app *app, char *err,
+    size_t errlen);
+
+/* The port actually bound (useful when the setting was 0). */
+int relay_http_port(const struct relay_http_server *srv);
+
+/*
+ * Stops accepting, waits for every worker thread to finish its request,
+ * and frees the server. NULL is accepted.
+ */
+void relay_http_stop(struct relay_http_server *srv);
+
+#endif /* RELAY_HTTP_SERVER_H */

@@ -1,0 +1,309 @@
+/*
+ * main.c -- tokenplace-relay: settings, start-up, signals, shutdown.
+ *
+ * The main thread owns the lifecycle. Worker threads (civetweb's) never
+ * see signals: SIGTERM and SIGINT are blocked before the server starts and
+ * collected here with sigtimedwait(), which also paces the background
+ * readiness checks.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "http_server.h"
+#include "settings.h"
+#include "tokenplace/log.h"
+
+#ifndef TP_VERSION
+#define TP_VERSION "0.0.0"
+#endif
+#ifndef TP_REVISION
+#define TP_REVISION "unknown"
+#endif
+
+#define CHECK_INTERVAL_S 10
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: tokenplace-relay [--host ADDR] [--port PORT] [--check-config]\n"
+	    "                        [--version] [--help]\n"
+	    "\n"
+	    "Runs the token.place relay. Settings come from the environment\n"
+	    "(see docs/configuration.md); --host and --port override RELAY_HOST\n"
+	    "and RELAY_PORT. --check-config prints the effective settings and\n"
+	    "exits 0 when they are valid, 2 when they are not.\n");
+}
+
+static double
+monotonic_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Readiness probe: the GPU host's name resolves (only when required). */
+static enum tp_check_outcome
+probe_gpu_dns(void *arg, char *reason, size_t len)
+{
+	const struct relay_app *app = arg;
+	struct addrinfo hints, *res = NULL;
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(app->settings->gpu_host, NULL, &hints, &res);
+	if (rc != 0) {
+		snprintf(reason, len, "%s does not resolve: %s",
+		    app->settings->gpu_host, gai_strerror(rc));
+		return TP_CHECK_FAIL;
+	}
+	freeaddrinfo(res);
+	return TP_CHECK_OK;
+}
+
+static void
+run_checks(struct relay_app *app)
+{
+	struct tp_health_check_status before[TP_HEALTH_MAX_CHECKS];
+	struct tp_health_check_status after[TP_HEALTH_MAX_CHECKS];
+	size_t n = tp_health_snapshot(app->health, before, TP_HEALTH_MAX_CHECKS);
+
+	tp_health_run_checks(app->health);
+	(void)tp_health_snapshot(app->health, after, TP_HEALTH_MAX_CHECKS);
+	for (size_t i = 0; i < n && i < TP_HEALTH_MAX_CHECKS; i++) {
+		if (before[i].outcome == after[i].outcome)
+			continue;
+		TP_LOG(after[i].outcome == TP_CHECK_FAIL ? TP_LOG_WARNING :
+		    TP_LOG_INFO, "health.check_changed",
+		    TP_LSTR("check", after[i].name),
+		    TP_LSTR("status", tp_check_outcome_name(after[i].outcome)),
+		    TP_LSTR("reason", after[i].reason));
+	}
+}
+
+static void
+log_config_errors(const struct tp_config_report *rep)
+{
+	for (size_t i = 0; i < rep->nerrors && i < TP_CONFIG_MAX_ERRORS; i++) {
+		TP_LOG(TP_LOG_ERROR, "relay.config_invalid",
+		    TP_LSTR("setting", rep->errors[i].setting),
+		    TP_LSTR("source", rep->errors[i].source),
+		    TP_LSTR("reason", rep->errors[i].reason));
+	}
+}
+
+static void
+set_upstream_url(struct relay_app *app)
+{
+	const struct relay_settings *s = app->settings;
+	size_t n;
+
+	if (s->upstream_url != NULL && s->upstream_url[0] != '\0')
+		snprintf(app->upstream_url, sizeof(app->upstream_url), "%s",
+		    s->upstream_url);
+	else
+		snprintf(app->upstream_url, sizeof(app->upstream_url),
+		    "http://%s:%lld", s->gpu_host, (long long)s->gpu_port);
+	n = strlen(app->upstream_url);
+	while (n > 0 && app->upstream_url[n - 1] == '/')
+		app->upstream_url[--n] = '\0';
+}
+
+static void
+log_startup(const struct relay_app *app, int port)
+{
+	const struct relay_settings *s = app->settings;
+
+	TP_LOG(TP_LOG_INFO, "relay.startup",
+	    TP_LSTR("host", s->host),
+	    TP_LINT("port", port),
+	    TP_LSTR("upstream", app->upstream_url),
+	    TP_LINT("threads", s->threads),
+	    TP_LINT("workers", s->workers),
+	    TP_LINT("timeout_s", s->timeout_s),
+	    TP_LINT("graceful_timeout_s", s->graceful_timeout_s),
+	    TP_LINT("max_body_bytes", s->max_body_bytes),
+	    TP_LSTR("state_url", s->state_url),
+	    TP_LBOOL("legacy_routes", s->legacy_routes),
+	    TP_LBOOL("require_upstream_health", s->require_upstream_health),
+	    TP_LBOOL("config_ok", app->config_ok),
+	    TP_LSTR("version", TP_VERSION),
+	    TP_LSTR("revision", TP_REVISION));
+}
+
+/*
+ * Waits for in-flight requests to finish, up to the graceful timeout. A
+ * second SIGTERM/SIGINT ends the process at once. Returns the number of
+ * requests still running when it gave up.
+ */
+static long
+drain(struct relay_app *app, const sigset_t *sigs)
+{
+	double deadline = monotonic_now() +
+	    (double)app->settings->graceful_timeout_s;
+	struct timespec tick = { 0, 20 * 1000 * 1000 };
+	long left;
+
+	while ((left = atomic_load(&app->in_flight)) > 0 &&
+	    monotonic_now() < deadline) {
+		int sig = sigtimedwait(sigs, NULL, &tick);
+
+		if (sig > 0) {
+			TP_LOG(TP_LOG_WARNING, "relay.shutdown_forced",
+			    TP_LINT("signal", sig), TP_LINT("in_flight", left));
+			_exit(128 + sig);
+		}
+	}
+	return left;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct relay_settings settings;
+	struct tp_config_report report;
+	struct tp_config_override overrides[4] = { { NULL, NULL } };
+	size_t noverrides = 0;
+	struct relay_app app;
+	enum tp_log_level level = TP_LOG_INFO;
+	bool check_only = false;
+	sigset_t sigs;
+	char err[256];
+	double next_check = 0;
+	int rc, sig, exit_code = 1;
+	long left;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("tokenplace-relay %s (%s)\n", TP_VERSION, TP_REVISION);
+			return 0;
+		} else if (strcmp(argv[i], "--check-config") == 0) {
+			check_only = true;
+		} else if ((strcmp(argv[i], "--host") == 0 ||
+		    strcmp(argv[i], "--port") == 0) && i + 1 < argc &&
+		    noverrides < sizeof(overrides) / sizeof(overrides[0])) {
+			overrides[noverrides].name = argv[i] + 2;
+			overrides[noverrides].value = argv[i + 1];
+			noverrides++;
+			i++;
+		} else {
+			fprintf(stderr, "tokenplace-relay: unknown argument '%s'\n",
+			    argv[i]);
+			usage(stderr);
+			return 2;
+		}
+	}
+
+	rc = relay_settings_load(&settings, overrides, noverrides, &report);
+	if (rc == -2) {
+		fprintf(stderr, "tokenplace-relay: out of memory loading settings\n");
+		return 1;
+	}
+	if (check_only) {
+		tp_config_print(relay_setting_table, relay_setting_count,
+		    &settings, &report, stdout);
+		relay_settings_free(&settings);
+		return rc == 0 ? 0 : 2;
+	}
+
+	(void)tp_log_level_parse(settings.log_level, &level);
+	tp_log_init("tokenplace.relay", level, STDOUT_FILENO);
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&app, 0, sizeof(app));
+	app.settings = &settings;
+	app.config_ok = rc == 0;
+	app.config_report = &report;
+	set_upstream_url(&app);
+	if (!app.config_ok)
+		log_config_errors(&report);
+	if (settings.workers > 1)
+		TP_LOG(TP_LOG_WARNING, "relay.workers_ignored",
+		    TP_LINT("workers", settings.workers),
+		    TP_LSTR("reason", "state lives in one process; "
+		    "RELAY_THREADS sets the concurrency"));
+
+	app.health = tp_health_new();
+	if (app.health == NULL ||
+	    relay_app_init_metrics(&app, TP_VERSION, TP_REVISION) != 0) {
+		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
+		goto out;
+	}
+	if (settings.require_upstream_health &&
+	    tp_health_add_check(app.health, "gpu_host_dns", true, 3, 1,
+	    probe_gpu_dns, &app) < 0)
+		goto out;
+
+	/* Block before any thread exists so every thread inherits the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	app.http = relay_http_start(&app, err, sizeof(err));
+	if (app.http == NULL) {
+		TP_LOG(TP_LOG_CRITICAL, "relay.listen_failed",
+		    TP_LSTR("reason", err));
+		goto out;
+	}
+	log_startup(&app, relay_http_port(app.http));
+	if (settings.require_upstream_health)
+		run_checks(&app);
+	tp_health_transition(app.health, TP_LIFECYCLE_READY);
+
+	for (;;) {
+		struct timespec wait = { 1, 0 };
+
+		sig = sigtimedwait(&sigs, NULL, &wait);
+		if (sig > 0)
+			break;
+		if (monotonic_now() >= next_check) {
+			run_checks(&app);
+			next_check = monotonic_now() + CHECK_INTERVAL_S;
+		}
+	}
+
+	TP_LOG(TP_LOG_INFO, "relay.shutdown_signal", TP_LINT("signal", sig),
+	    TP_LINT("in_flight", atomic_load(&app.in_flight)),
+	    TP_LINT("graceful_timeout_s", settings.graceful_timeout_s));
+	tp_health_transition(app.health, TP_LIFECYCLE_DRAINING);
+	left = drain(&app, &sigs);
+	tp_health_transition(app.health, TP_LIFECYCLE_STOPPED);
+	if (left > 0) {
+		/*
+		 * Stopping the server would wait for those requests forever;
+		 * the grace period is over, so leave without them.
+		 */
+		TP_LOG(TP_LOG_WARNING, "relay.drain_timeout",
+		    TP_LINT("in_flight", left));
+		TP_LOG(TP_LOG_INFO, "relay.shutdown", TP_LINT("signal", sig),
+		    TP_LINT("abandoned_requests", left));
+		_exit(0);
+	}
+	relay_http_stop(app.http);
+	app.http = NULL;
+	TP_LOG(TP_LOG_INFO, "relay.shutdown", TP_LINT("signal", sig),
+	    TP_LINT("abandoned_requests", left));
+	exit_code = 0;
+out:
+	relay_http_stop(app.http);
+	tp_metrics_registry_free(app.metrics);
+	tp_health_free(app.health);
+	relay_settings_free(&settings);
+	return exit_code;
+}

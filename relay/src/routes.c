@@ -1,0 +1,119 @@
+/*
+ * routes.c -- which handler answers which path.
+ *
+ * Endpoint names are the Python relay's Flask endpoint names, so
+ * tokenplace_relay_requests_total keeps the label values dashboards use.
+ */
+#include "routes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "handlers.h"
+
+#define JSONB	RELAY_ROUTE_JSON_BODY
+#define PROBE	(RELAY_ROUTE_NO_LOG | RELAY_ROUTE_ALWAYS | RELAY_ROUTE_DRAIN_OK)
+
+const struct relay_route relay_routes[] = {
+	{ "/livez", "GET", "livez", relay_handle_livez, PROBE, RELAY_ERR_OBJECT, 0 },
+	{ "/healthz", "GET", "healthz", relay_handle_healthz, PROBE, RELAY_ERR_OBJECT, 0 },
+	{ "/metrics", "GET", "prometheus_metrics", relay_handle_metrics,
+	  RELAY_ROUTE_NO_LOG | RELAY_ROUTE_ALWAYS | RELAY_ROUTE_DRAIN_OK,
+	  RELAY_ERR_OBJECT, 0 },
+
+	/* legacy relay protocol (PROTOCOL.md section 1.4) */
+	{ "/next_server", "GET", "next_server", relay_handle_next_server, 0,
+	  RELAY_ERR_OBJECT, 0 },
+	{ "/faucet", "POST", "faucet", relay_handle_faucet, JSONB,
+	  RELAY_ERR_OBJECT, 0 },
+	{ "/sink", "POST", "sink", relay_handle_sink, JSONB, RELAY_ERR_STRING, 0 },
+	{ "/source", "POST", "source", relay_handle_source, JSONB,
+	  RELAY_ERR_STRING, 0 },
+	{ "/retrieve", "POST", "retrieve", relay_handle_retrieve, JSONB,
+	  RELAY_ERR_STRING, 0 },
+	{ "/stream/source", "POST", "stream_source", relay_handle_stream_source,
+	  JSONB, RELAY_ERR_STRING, 0 },
+	{ "/stream/retrieve", "POST", "stream_retrieve",
+	  relay_handle_stream_retrieve, JSONB, RELAY_ERR_STRING, 0 },
+	{ "/unregister", "POST", "unregister", relay_handle_unregister_legacy,
+	  JSONB, RELAY_ERR_STRING, 0 },
+};
+
+const size_t relay_route_count = sizeof(relay_routes) / sizeof(relay_routes[0]);
+
+int
+relay_route_allows(const struct relay_route *route, const char *method)
+{
+	const char *p = route->methods;
+	size_t mlen = strlen(method);
+
+	if (strcmp(method, "HEAD") == 0)
+		return relay_route_allows(route, "GET");
+	while (*p != '\0') {
+		size_t n = strcspn(p, ",");
+
+		if (n == mlen && strncmp(p, method, n) == 0)
+			return 1;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
+void
+relay_route_allow_header(const struct relay_route *route, char *allow,
+    size_t allowlen)
+{
+	const char *p = route->methods;
+	size_t used = 0;
+
+	allow[0] = '\0';
+	while (*p != '\0' && used < allowlen) {
+		size_t n = strcspn(p, ",");
+		int w = snprintf(allow + used, allowlen - used, "%s%.*s",
+		    used ? ", " : "", (int)n, p);
+
+		if (w < 0)
+			break;
+		used += (size_t)w;
+		if (n == 3 && strncmp(p, "GET", 3) == 0 && used < allowlen) {
+			w = snprintf(allow + used, allowlen - used, ", HEAD");
+			if (w > 0)
+				used += (size_t)w;
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	if (used < allowlen)
+		snprintf(allow + used, allowlen - used, "%sOPTIONS",
+		    used ? ", " : "");
+}
+
+static int
+path_matches(const struct relay_route *r, const char *path)
+{
+	if (r->flags & RELAY_ROUTE_PREFIX)
+		return strncmp(path, r->path, strlen(r->path)) == 0;
+	return strcmp(path, r->path) == 0;
+}
+
+enum relay_route_result
+relay_route_match(const char *method, const char *path,
+    const struct relay_route **route, char *allow, size_t allowlen)
+{
+	for (size_t i = 0; i < relay_route_count; i++) {
+		const struct relay_route *r = &relay_routes[i];
+
+		if (!path_matches(r, path))
+			continue;
+		*route = r;
+		if (relay_route_allows(r, method))
+			return RELAY_ROUTE_FOUND;
+		relay_route_allow_header(r, allow, allowlen);
+		return RELAY_ROUTE_BAD_METHOD;
+	}
+	*route = NULL;
+	return RELAY_ROUTE_NOT_FOUND;
+}
