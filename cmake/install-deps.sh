@@ -3,7 +3,7 @@
 # with. Idempotent: packages already present are skipped, and apt is not
 # touched at all when nothing is missing. Runs as root or through sudo.
 #
-#   cmake/install-deps.sh [build|test|bench|all]   (default: all)
+#   cmake/install-deps.sh [build|test|bench|multiarch|all]   (default: all)
 set -eu
 
 want=${1:-all}
@@ -12,15 +12,19 @@ build="build-essential cmake pkg-config git libcivetweb-dev libcjson-dev
 libcurl4-openssl-dev libhiredis-dev"
 test="libcmocka-dev valgrind python3 python3-cryptography
 python3-prometheus-client redis-server libnss-wrapper libpython3.11
-python3.11-venv curl"
+python3.11-venv curl
+python3-yaml yamllint shellcheck
+podman buildah skopeo runc netavark iptables debootstrap docker-registry"
 bench="wrk nginx-light"
+multiarch="qemu-user-static binfmt-support"
 
 case "$want" in
 build) pkgs="$build" ;;
 test) pkgs="$build $test" ;;
 bench) pkgs="$build $bench" ;;
+multiarch) pkgs="$build $test $multiarch" ;;
 all) pkgs="$build $test $bench" ;;
-*) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+*) echo "usage: $0 [build|test|bench|multiarch|all]" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -1,0 +1,753 @@
+#!/usr/bin/python3
+"""Chart tests for charts/tokenplace-relay.
+
+Runs `helm lint --strict`, renders every scenario in tests/chart/scenarios
+with `helm template`, parses the YAML and checks the objects field by field,
+validates every rendered object against the Kubernetes API schemas
+(kubernetes-models, through validate.mjs), and checks that bad values fail
+with their messages. Prints one line per check and ends with
+`N passed, N failed`.
+
+Environment: HELM (helm binary), NODE_TOOLS (node_modules with
+kubernetes-models), both provided by tests/chart/run.sh.
+"""
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+CHART_REL = "charts/tokenplace-relay"
+CHART = os.path.join(ROOT, CHART_REL)
+SCENARIOS = os.path.join(HERE, "scenarios")
+HELM = os.environ["HELM"]
+NODE_TOOLS = os.environ["NODE_TOOLS"]
+RELEASE = "relay"
+NAMESPACE = "tokenplace"
+COMMAND_TIMEOUT = 120
+
+with open(os.path.join(CHART, "Chart.yaml"), encoding="utf-8") as f:
+    CHART_META = yaml.safe_load(f)
+with open(os.path.join(CHART, "values.yaml"), encoding="utf-8") as f:
+    DEFAULTS = yaml.safe_load(f)
+
+
+class Results:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print(f"ok   {name}")
+        else:
+            self.failed += 1
+            print(f"FAIL {name}" + (f": {detail}" if detail else ""))
+        return ok
+
+
+R = Results()
+_tmp = tempfile.TemporaryDirectory(prefix="tp-chart-")
+TMP = _tmp.name
+HELM_ENV = dict(os.environ,
+                HELM_CONFIG_HOME=os.path.join(TMP, "config"),
+                HELM_CACHE_HOME=os.path.join(TMP, "cache"),
+                HELM_DATA_HOME=os.path.join(TMP, "data"),
+                KUBECONFIG=os.path.join(TMP, "no-kubeconfig"))
+
+
+def helm(*args):
+    return subprocess.run([HELM, *args], cwd=ROOT, env=HELM_ENV,
+                          capture_output=True, text=True,
+                          timeout=COMMAND_TIMEOUT)
+
+
+def scenario_file(name):
+    return os.path.join(SCENARIOS, name + ".yaml")
+
+
+def render(*value_args, release=RELEASE, namespace=NAMESPACE):
+    """helm template with the given -f/--set arguments -> (rc, objects, err)."""
+    p = helm("template", release, CHART_REL, "--namespace", namespace,
+             *value_args)
+    if p.returncode != 0:
+        return p.returncode, [], p.stderr.strip()
+    docs = [d for d in yaml.safe_load_all(p.stdout) if d]
+    return 0, docs, ""
+
+
+def find(objs, kind, name=None):
+    for o in objs:
+        if o.get("kind") == kind and (name is None
+                                      or o["metadata"]["name"] == name):
+            return o
+    return None
+
+
+def kinds(objs):
+    return sorted(f'{o["kind"]}/{o["metadata"]["name"]}' for o in objs)
+
+
+def relay_container(objs):
+    dep = find(objs, "Deployment", RELEASE)
+    return next(c for c in dep["spec"]["template"]["spec"]["containers"]
+                if c["name"] == "relay")
+
+
+def env_map(container):
+    """Plain env values as a dict; valueFrom entries map to their source."""
+    out = {}
+    for e in container.get("env", []):
+        out[e["name"]] = e["value"] if "value" in e else e["valueFrom"]
+    return out
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+QUANTITY = re.compile(r"^([0-9.]+)(m|Ki|Mi|Gi|k|M|G)?$")
+FACTORS = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9,
+           "Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3}
+
+
+def quantity(q):
+    m = QUANTITY.match(str(q))
+    if not m:
+        raise ValueError(f"unparsed quantity {q!r}")
+    return float(m.group(1)) * FACTORS[m.group(2)]
+
+
+def relay_settings():
+    """{env var: default} from the relay's settings table (settings.c)."""
+    path = os.path.join(ROOT, "relay", "src", "settings.c")
+    with open(path, encoding="utf-8") as f:
+        src = f.read()
+    rows = re.findall(
+        r'\{\s*"(\w+)",\s*"([A-Z0-9_]+)",\s*(?:NULL|"[A-Z0-9_]+"),\s*'
+        r'TP_SETTING_(\w+),\s*"([^"]*)"', src)
+    return {env: (kind, default) for _name, env, kind, default in rows}
+
+
+# ---------------------------------------------------------------- checks
+
+def check_common(name, objs):
+    """What every good scenario must satisfy."""
+    dep = find(objs, "Deployment", RELEASE)
+    if not R.check(f"{name}: Deployment {RELEASE} rendered", dep is not None,
+                   kinds(objs)):
+        return
+    for o in objs:
+        R.check(f"{name}: {o['kind']}/{o['metadata']['name']} in namespace "
+                f"{NAMESPACE}", o["metadata"].get("namespace") == NAMESPACE,
+                str(o["metadata"].get("namespace")))
+    pod = dep["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+    spec = pod["spec"]
+    c = relay_container(objs)
+    env = env_map(c)
+
+    R.check(f"{name}: Deployment selector matches its pods",
+            selects(dep["spec"]["selector"]["matchLabels"], pod_labels))
+    svc = find(objs, "Service", RELEASE)
+    R.check(f"{name}: Service {RELEASE} selects the relay pods",
+            svc is not None and selects(svc["spec"]["selector"], pod_labels))
+    port_names = {p["name"]: p["containerPort"] for p in c["ports"]}
+    R.check(f"{name}: Service targets the container's http port",
+            svc is not None and svc["spec"]["ports"][0]["targetPort"] == "http"
+            and "http" in port_names)
+    R.check(f"{name}: RELAY_HOST is 0.0.0.0", env.get("RELAY_HOST") == "0.0.0.0",
+            str(env.get("RELAY_HOST")))
+    R.check(f"{name}: RELAY_PORT matches the containerPort",
+            env.get("RELAY_PORT") == str(port_names.get("http")),
+            f'{env.get("RELAY_PORT")} vs {port_names.get("http")}')
+    R.check(f"{name}: every env value is a string",
+            all(isinstance(v, (str, dict)) for v in env.values()),
+            str({k: type(v).__name__ for k, v in env.items()}))
+
+    live = c.get("livenessProbe", {}).get("httpGet", {})
+    ready = c.get("readinessProbe", {}).get("httpGet", {})
+    start = c.get("startupProbe", {}).get("httpGet", {})
+    R.check(f"{name}: liveness probe GET /livez on http",
+            live.get("path") == "/livez" and live.get("port") == "http", str(live))
+    R.check(f"{name}: readiness probe GET /healthz on http",
+            ready.get("path") == "/healthz" and ready.get("port") == "http",
+            str(ready))
+    R.check(f"{name}: startup probe GET /livez", start.get("path") == "/livez",
+            str(start))
+
+    grace = spec.get("terminationGracePeriodSeconds")
+    graceful = int(env.get("RELAY_GRACEFUL_TIMEOUT", "30"))
+    pre_stop = (c.get("lifecycle", {}).get("preStop", {}).get("sleep", {})
+                .get("seconds", 0))
+    R.check(f"{name}: terminationGracePeriodSeconds ({grace}) > "
+            f"RELAY_GRACEFUL_TIMEOUT ({graceful}) + preStop ({pre_stop})",
+            isinstance(grace, int) and grace > graceful + pre_stop)
+
+    psc = spec.get("securityContext", {})
+    csc = c.get("securityContext", {})
+    R.check(f"{name}: pod runs as non-root numeric user",
+            psc.get("runAsNonRoot") is True
+            and isinstance(psc.get("runAsUser"), int) and psc["runAsUser"] > 0,
+            str(psc))
+    R.check(f"{name}: seccomp RuntimeDefault",
+            psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+            str(psc))
+    R.check(f"{name}: container hardened (read-only root, no escalation, "
+            "caps dropped)",
+            csc.get("readOnlyRootFilesystem") is True
+            and csc.get("allowPrivilegeEscalation") is False
+            and csc.get("privileged") is not True
+            and csc.get("capabilities", {}).get("drop") == ["ALL"]
+            and not csc.get("capabilities", {}).get("add"), str(csc))
+    R.check(f"{name}: no service account token mounted",
+            spec.get("automountServiceAccountToken") is False)
+
+    res = c.get("resources", {})
+    try:
+        fits = (quantity(res["limits"]["memory"]) <= 512 * 1024 ** 2
+                and quantity(res["limits"]["cpu"]) <= 2
+                and quantity(res["requests"]["memory"])
+                <= quantity(res["limits"]["memory"])
+                and quantity(res["requests"]["cpu"])
+                <= quantity(res["limits"]["cpu"]))
+    except (KeyError, ValueError) as e:
+        fits = False
+        res = f"{res} ({e})"
+    R.check(f"{name}: requests/limits set and fit a Raspberry Pi 5 node",
+            fits, str(res))
+
+    gpu = find(objs, "Service", "gpu-server")
+    R.check(f"{name}: gpu-server Service exists", gpu is not None)
+    if gpu is not None and svc is not None:
+        R.check(f"{name}: relay Service does not select gpu-server's labels",
+                not selects(svc["spec"]["selector"], gpu["metadata"]["labels"]))
+    pdb = find(objs, "PodDisruptionBudget", RELEASE)
+    if pdb is not None:
+        R.check(f"{name}: PDB selects the relay pods",
+                selects(pdb["spec"]["selector"]["matchLabels"], pod_labels))
+    test_pod = next((o for o in objs if o["kind"] == "Pod"), None)
+    if R.check(f"{name}: helm test pod rendered", test_pod is not None):
+        ann = test_pod["metadata"].get("annotations", {})
+        script = " ".join(test_pod["spec"]["containers"][0]["command"])
+        R.check(f"{name}: test pod is a helm test hook",
+                ann.get("helm.sh/hook") == "test", str(ann))
+        R.check(f"{name}: test pod checks /livez and /healthz via the Service",
+                "/livez" in script and "/healthz" in script
+                and f"{RELEASE}.{NAMESPACE}.svc" in script, script)
+        R.check(f"{name}: relay Service does not select the test pod",
+                svc is not None and not selects(
+                    svc["spec"]["selector"], test_pod["metadata"]["labels"]))
+        R.check(f"{name}: test pod runs as non-root",
+                test_pod["spec"]["securityContext"].get("runAsNonRoot") is True)
+
+
+def check_minimal(objs):
+    n = "minimal"
+    R.check(f"{n}: object set", kinds(objs) == sorted([
+        f"Deployment/{RELEASE}", f"Service/{RELEASE}", "Service/gpu-server",
+        f"ServiceAccount/{RELEASE}", f"PodDisruptionBudget/{RELEASE}",
+        f"Pod/{RELEASE}-test"]), str(kinds(objs)))
+    dep = find(objs, "Deployment", RELEASE)
+    R.check(f"{n}: one replica", dep["spec"].get("replicas") == 1)
+    R.check(f"{n}: Recreate strategy with in-memory state",
+            dep["spec"]["strategy"]["type"] == "Recreate")
+    c = relay_container(objs)
+    env = env_map(c)
+    R.check(f"{n}: image defaults to the chart appVersion",
+            c["image"] == f'{DEFAULTS["image"]["repository"]}:'
+                          f'{CHART_META["appVersion"]}', c["image"])
+    R.check(f"{n}: upstream URL default http://gpu-server:8000",
+            env.get("TOKENPLACE_RELAY_UPSTREAM_URL") == "http://gpu-server:8000")
+    R.check(f"{n}: state memory://", env.get("RELAY_STATE_URL") == "memory://")
+    R.check(f"{n}: no token variables without a token",
+            "TOKEN_PLACE_RELAY_SERVER_TOKEN" not in env
+            and "TOKEN_PLACE_RELAY_SERVER_TOKENS" not in env)
+    gpu = find(objs, "Service", "gpu-server")
+    R.check(f"{n}: gpu-server is ExternalName to gpuExternalName.host",
+            gpu["spec"]["type"] == "ExternalName"
+            and gpu["spec"]["externalName"] == "gpu-box.example.com",
+            str(gpu["spec"]))
+    R.check(f"{n}: gpu-server port 8000",
+            [p["port"] for p in gpu["spec"]["ports"]] == [8000])
+    R.check(f"{n}: no Endpoints in ExternalName mode",
+            find(objs, "Endpoints") is None)
+    pdb = find(objs, "PodDisruptionBudget", RELEASE)
+    R.check(f"{n}: PDB maxUnavailable 1 (never blocks a drain with 1 replica)",
+            pdb["spec"].get("maxUnavailable") == 1
+            and "minAvailable" not in pdb["spec"], str(pdb["spec"]))
+
+    # The chart's env defaults are the relay's own defaults.
+    table = relay_settings()
+    R.check(f"{n}: settings.c table parsed", len(table) >= 20, str(len(table)))
+    chart_specific = {"RELAY_HOST", "TOKENPLACE_RELAY_UPSTREAM_URL"}
+    for var, value in sorted(env.items()):
+        if not isinstance(value, str) or var in chart_specific:
+            continue
+        if var not in table:
+            R.check(f"{n}: {var} is a relay setting", False,
+                    "not in relay/src/settings.c")
+            continue
+        kind, default = table[var]
+        R.check(f"{n}: {var}={value!r} equals the relay default {default!r}",
+                value == default)
+    unmapped = sorted(set(table) - set(env) - {
+        "RELAY_WORKERS",                     # the relay is always one process
+        "TOKEN_PLACE_RELAY_SERVER_TOKEN",    # from a Secret, see token-*
+        "TOKEN_PLACE_RELAY_SERVER_TOKENS"})
+    if unmapped:
+        print(f"info minimal: relay settings without a chart value (settable "
+              f"through env.extra): {', '.join(unmapped)}")
+
+
+def check_headless(objs, n="headless-ip"):
+    gpu = find(objs, "Service", "gpu-server")
+    R.check(f"{n}: gpu-server is headless (clusterIP None, no selector)",
+            gpu["spec"].get("clusterIP") == "None"
+            and "selector" not in gpu["spec"]
+            and "externalName" not in gpu["spec"], str(gpu["spec"]))
+    svc_ports = [(p["name"], p["port"]) for p in gpu["spec"]["ports"]]
+    env = env_map(relay_container(objs))
+    R.check(f"{n}: relay still calls http://gpu-server:8000",
+            env.get("TOKENPLACE_RELAY_UPSTREAM_URL") == "http://gpu-server:8000")
+    return gpu, svc_ports
+
+
+def check_headless_slice(objs):
+    """Kubernetes >= 1.33 (Helm's default): a manual EndpointSlice."""
+    n = "headless-ip"
+    _gpu, svc_ports = check_headless(objs, n)
+    R.check(f"{n}: no deprecated v1 Endpoints on Kubernetes >= 1.33",
+            find(objs, "Endpoints") is None)
+    es = find(objs, "EndpointSlice")
+    if not R.check(f"{n}: EndpointSlice rendered", es is not None,
+                   str(kinds(objs))):
+        return
+    labels = es["metadata"]["labels"]
+    R.check(f"{n}: EndpointSlice belongs to gpu-server",
+            labels.get("kubernetes.io/service-name") == "gpu-server")
+    R.check(f"{n}: EndpointSlice not claimed by the endpoint controller",
+            labels.get("endpointslice.kubernetes.io/managed-by", "")
+            not in ("", "endpointslice-controller.k8s.io"), str(labels))
+    R.check(f"{n}: EndpointSlice points at headless.ip",
+            es["addressType"] == "IPv4"
+            and [a for e in es["endpoints"] for a in e["addresses"]]
+            == ["192.0.2.40"], str(es["endpoints"]))
+    R.check(f"{n}: EndpointSlice port matches the Service port",
+            [(p["name"], p["port"]) for p in es["ports"]] == svc_ports)
+
+
+def check_headless_endpoints(objs):
+    """Kubernetes < 1.33: classic manual Endpoints."""
+    n = "headless-ip@1.32"
+    _gpu, svc_ports = check_headless(objs, n)
+    ep = find(objs, "Endpoints", "gpu-server")
+    if R.check(f"{n}: Endpoints gpu-server rendered", ep is not None):
+        sub = ep["subsets"][0]
+        R.check(f"{n}: Endpoints point at headless.ip",
+                [a["ip"] for a in sub["addresses"]] == ["192.0.2.40"])
+        R.check(f"{n}: Endpoints port matches the Service port (name and "
+                "number)", [(p["name"], p["port"]) for p in sub["ports"]]
+                == svc_ports)
+
+
+def check_tls_ingress(objs):
+    n = "tls-ingress"
+    ing = find(objs, "Ingress", RELEASE)
+    if not R.check(f"{n}: Ingress {RELEASE} rendered", ing is not None,
+                   str(kinds(objs))):
+        return
+    spec = ing["spec"]
+    ann = ing["metadata"].get("annotations", {})
+    R.check(f"{n}: Traefik ingress class", spec.get("ingressClassName") == "traefik")
+    R.check(f"{n}: host relay.mycluster.dev routed",
+            [r["host"] for r in spec["rules"]] == ["relay.mycluster.dev"])
+    backend = spec["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    svc = find(objs, "Service", RELEASE)
+    R.check(f"{n}: backend is the relay Service's http port",
+            backend["name"] == RELEASE and backend["port"].get("name")
+            in [p["name"] for p in svc["spec"]["ports"]], str(backend))
+    R.check(f"{n}: TLS secret and hosts",
+            spec.get("tls") == [{"secretName": f"{RELEASE}-tls",
+                                 "hosts": ["relay.mycluster.dev"]}],
+            str(spec.get("tls")))
+    R.check(f"{n}: cert-manager cluster issuer annotation",
+            ann.get("cert-manager.io/cluster-issuer") == "letsencrypt-staging",
+            str(ann))
+    R.check(f"{n}: Traefik websecure entrypoint with TLS",
+            ann.get("traefik.ingress.kubernetes.io/router.entrypoints")
+            == "websecure"
+            and ann.get("traefik.ingress.kubernetes.io/router.tls") == "true")
+
+
+def check_network_policy(objs):
+    n = "network-policy"
+    np = find(objs, "NetworkPolicy", RELEASE)
+    if not R.check(f"{n}: NetworkPolicy rendered", np is not None):
+        return
+    spec = np["spec"]
+    pod_labels = find(objs, "Deployment", RELEASE)["spec"]["template"][
+        "metadata"]["labels"]
+    R.check(f"{n}: selects the relay pods",
+            selects(spec["podSelector"]["matchLabels"], pod_labels))
+    R.check(f"{n}: restricts ingress and egress",
+            sorted(spec["policyTypes"]) == ["Egress", "Ingress"])
+    egress = spec["egress"]
+    dns = [r for r in egress if any(
+        t.get("namespaceSelector", {}).get("matchLabels", {}).get(
+            "kubernetes.io/metadata.name") == "kube-system" for t in r["to"])]
+    R.check(f"{n}: DNS to kube-system allowed (UDP and TCP 53)",
+            len(dns) == 1 and sorted((p["protocol"], p["port"])
+                                     for p in dns[0]["ports"])
+            == [("TCP", 53), ("UDP", 53)], str(dns))
+    gpu = [r for r in egress if any("ipBlock" in t for t in r["to"])]
+    R.check(f"{n}: egress to the GPU CIDR on port 8000",
+            len(gpu) == 1
+            and [t["ipBlock"]["cidr"] for t in gpu[0]["to"]] == ["203.0.113.10/32"]
+            and gpu[0]["ports"] == [{"port": 8000, "protocol": "TCP"}], str(gpu))
+    extra = [r for r in egress if any(
+        t.get("podSelector", {}).get("matchLabels", {}).get(
+            "app.kubernetes.io/name") == "valkey" for t in r["to"])]
+    R.check(f"{n}: extraEgress appended", len(extra) == 1, str(egress))
+    R.check(f"{n}: nothing else may leave the pod", len(egress) == 3,
+            str(len(egress)))
+    ingress = spec["ingress"]
+    traefik = [r for r in ingress if any(
+        f.get("namespaceSelector", {}).get("matchLabels", {}).get(
+            "kubernetes.io/metadata.name") == "kube-system"
+        and f.get("podSelector", {}).get("matchLabels", {}).get(
+            "app.kubernetes.io/name") == "traefik" for f in r["from"])]
+    R.check(f"{n}: ingress from Traefik to the http port",
+            len(traefik) == 1 and traefik[0]["ports"][0]["port"] == "http",
+            str(ingress))
+    mon = [r for r in ingress if any(
+        f.get("namespaceSelector", {}).get("matchLabels", {}).get(
+            "kubernetes.io/metadata.name") == "monitoring" for f in r["from"])]
+    R.check(f"{n}: ingress from the metrics namespace", len(mon) == 1)
+    test_pod = next(o for o in objs if o["kind"] == "Pod")
+    tests = [r for r in ingress if any(
+        "podSelector" in f and "namespaceSelector" not in f
+        and selects(f["podSelector"]["matchLabels"],
+                    test_pod["metadata"]["labels"]) for f in r["from"])]
+    R.check(f"{n}: the helm test pod may reach the relay", len(tests) == 1)
+
+
+def check_service_monitor(objs):
+    n = "service-monitor"
+    sm = find(objs, "ServiceMonitor", RELEASE)
+    if not R.check(f"{n}: ServiceMonitor rendered", sm is not None):
+        return
+    svc = find(objs, "Service", RELEASE)
+    gpu = find(objs, "Service", "gpu-server")
+    sel = sm["spec"]["selector"]["matchLabels"]
+    R.check(f"{n}: selects the relay Service",
+            selects(sel, svc["metadata"]["labels"]))
+    R.check(f"{n}: does not select gpu-server (never scrapes the GPU host)",
+            not selects(sel, gpu["metadata"]["labels"]))
+    ep = sm["spec"]["endpoints"]
+    R.check(f"{n}: scrapes /metrics on the http port every 15s",
+            ep == [{"port": "http", "path": "/metrics", "interval": "15s",
+                    "scrapeTimeout": "10s"}], str(ep))
+    R.check(f"{n}: Prometheus selector label",
+            sm["metadata"]["labels"].get("release") == "kube-prometheus-stack")
+    R.check(f"{n}: namespaceSelector is the release namespace",
+            sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]})
+    rule = find(objs, "PrometheusRule", RELEASE)
+    if not R.check(f"{n}: PrometheusRule rendered", rule is not None):
+        return
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    R.check(f"{n}: alerts", sorted(alerts) == sorted([
+        "TokenplaceRelayDown", "TokenplaceRelayHighErrorRatio",
+        "TokenplaceRelayLimitRejections", "TokenplaceRelayNotReady"]),
+        str(sorted(alerts)))
+    for a, r in sorted(alerts.items()):
+        R.check(f"{n}: {a} has severity, for and summary",
+                r["labels"].get("severity") in ("warning", "critical")
+                and re.fullmatch(r"[0-9]+m", r.get("for", ""))
+                and r["annotations"].get("summary"))
+    # Every relay metric an alert uses must exist in the relay's source.
+    src = ""
+    for d in ("relay/src", "shared/src"):
+        for fn in sorted(os.listdir(os.path.join(ROOT, d))):
+            if fn.endswith(".c"):
+                with open(os.path.join(ROOT, d, fn), encoding="utf-8") as f:
+                    src += f.read()
+    used = sorted({m for r in alerts.values()
+                   for m in re.findall(r"\btokenplace_[a-z_]+", r["expr"])})
+    R.check(f"{n}: alerts use relay metrics", bool(used), str(used))
+    for m in used:
+        R.check(f"{n}: metric {m} is exported by the relay",
+                f'"{m}"' in src)
+
+
+def check_digest(objs):
+    n = "digest-pin"
+    img = relay_container(objs)["image"]
+    R.check(f"{n}: image pulled by digest, tag ignored",
+            img == "ghcr.io/example-owner/tokenplace-relay@sha256:"
+                   "3f1c1f1d2b6a8e5c9d4b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d",
+            img)
+
+
+def check_token_secret(objs):
+    n = "token-secret"
+    sec = find(objs, "Secret", f"{RELEASE}-token")
+    if not R.check(f"{n}: Secret {RELEASE}-token rendered", sec is not None,
+                   str(kinds(objs))):
+        return
+    data = {k: base64.b64decode(v).decode() for k, v in sec["data"].items()}
+    R.check(f"{n}: Secret holds the tokens",
+            data == {"token": "s3cret-current",
+                     "tokens": "s3cret-next,s3cret-previous"}, str(data))
+    env = env_map(relay_container(objs))
+    R.check(f"{n}: TOKEN_PLACE_RELAY_SERVER_TOKEN from the Secret",
+            env.get("TOKEN_PLACE_RELAY_SERVER_TOKEN") == {
+                "secretKeyRef": {"name": f"{RELEASE}-token", "key": "token"}},
+            str(env.get("TOKEN_PLACE_RELAY_SERVER_TOKEN")))
+    R.check(f"{n}: TOKEN_PLACE_RELAY_SERVER_TOKENS from the Secret",
+            env.get("TOKEN_PLACE_RELAY_SERVER_TOKENS") == {
+                "secretKeyRef": {"name": f"{RELEASE}-token", "key": "tokens"}})
+    pod_ann = find(objs, "Deployment", RELEASE)["spec"]["template"][
+        "metadata"].get("annotations", {})
+    R.check(f"{n}: pods roll when the token changes",
+            re.fullmatch(r"[0-9a-f]{64}", pod_ann.get("checksum/token", "")))
+    flat = json.dumps(find(objs, "Deployment", RELEASE))
+    R.check(f"{n}: token value not in the Deployment", "s3cret" not in flat)
+
+
+def check_token_existing(objs):
+    n = "token-existing"
+    R.check(f"{n}: no Secret made", find(objs, "Secret") is None)
+    env = env_map(relay_container(objs))
+    R.check(f"{n}: token from the existing Secret",
+            env.get("TOKEN_PLACE_RELAY_SERVER_TOKEN") == {
+                "secretKeyRef": {"name": "relay-registration", "key": "primary"}})
+    R.check(f"{n}: more tokens from the existing Secret",
+            env.get("TOKEN_PLACE_RELAY_SERVER_TOKENS") == {
+                "secretKeyRef": {"name": "relay-registration", "key": "rotation"}})
+
+
+def check_redis_hpa(objs):
+    n = "redis-hpa"
+    hpa = find(objs, "HorizontalPodAutoscaler", RELEASE)
+    dep = find(objs, "Deployment", RELEASE)
+    if not R.check(f"{n}: HPA rendered", hpa is not None):
+        return
+    R.check(f"{n}: HPA scales the relay Deployment",
+            hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1",
+                                              "kind": "Deployment",
+                                              "name": RELEASE})
+    R.check(f"{n}: 2..5 replicas at 60% CPU",
+            (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+            and hpa["spec"]["metrics"][0]["resource"]["target"]
+            ["averageUtilization"] == 60)
+    R.check(f"{n}: Deployment leaves replicas to the HPA",
+            "replicas" not in dep["spec"])
+    R.check(f"{n}: RollingUpdate with a shared store",
+            dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate":
+                                        {"maxSurge": 1, "maxUnavailable": 0}})
+    env = env_map(relay_container(objs))
+    R.check(f"{n}: RELAY_STATE_URL is the redis URL",
+            env.get("RELAY_STATE_URL") == "redis://valkey.tokenplace.svc:6379/0")
+    pdb = find(objs, "PodDisruptionBudget", RELEASE)
+    R.check(f"{n}: PDB minAvailable 1", pdb["spec"].get("minAvailable") == 1
+            and "maxUnavailable" not in pdb["spec"], str(pdb["spec"]))
+
+
+# (name, scenario file, extra helm arguments, checks)
+GOOD = [
+    ("minimal", "minimal", [], check_minimal),
+    ("headless-ip", "headless-ip", [], check_headless_slice),
+    ("headless-ip@1.32", "headless-ip", ["--kube-version", "1.32.0"],
+     check_headless_endpoints),
+    ("tls-ingress", "tls-ingress", [], check_tls_ingress),
+    ("network-policy", "network-policy", [], check_network_policy),
+    ("service-monitor", "service-monitor", [], check_service_monitor),
+    ("digest-pin", "digest-pin", [], check_digest),
+    ("token-secret", "token-secret", [], check_token_secret),
+    ("token-existing", "token-existing", [], check_token_existing),
+    ("redis-hpa", "redis-hpa", [], check_redis_hpa),
+]
+
+# (name, helm arguments, message the failure must carry)
+HOST = ["--set", "gpuExternalName.host=gpu-box.example.com"]
+BAD = [
+    ("missing host", [],
+     "gpuExternalName.host is required"),
+    ("bad type: port as text", HOST + ["--set", "gpuExternalName.port=abc"],
+     "at '/gpuExternalName/port': got string, want integer"),
+    ("bad type: replicaCount as text",
+     HOST + ["--set-string", "replicaCount=two"],
+     "at '/replicaCount': got string, want integer"),
+    ("bad type: legacyRoutes as text",
+     HOST + ["--set-string", "env.legacyRoutes=yes"],
+     "at '/env/legacyRoutes': got string, want boolean"),
+    ("unknown top-level key", HOST + ["--set", "replicas=2"],
+     "additional properties 'replicas' not allowed"),
+    ("unknown nested key (typo)", HOST + ["--set", "image.pulPolicy=Always"],
+     "additional properties 'pulPolicy' not allowed"),
+    ("HPA without shared state", HOST + ["--set", "autoscaling.enabled=true"],
+     "autoscaling.enabled needs a shared state store"),
+    ("two replicas without shared state", HOST + ["--set", "replicaCount=2"],
+     "replicaCount 2 needs a shared state store"),
+    ("headless without ip",
+     HOST + ["--set", "gpuExternalName.headless.enabled=true"],
+     "gpuExternalName.headless.ip is required"),
+    ("headless ip not IPv4",
+     HOST + ["--set", "gpuExternalName.headless.enabled=true",
+             "--set", "gpuExternalName.headless.ip=gpu-box"],
+     "/gpuExternalName/headless/ip"),
+    ("grace period not above the graceful timeout",
+     HOST + ["--set", "terminationGracePeriodSeconds=30"],
+     "terminationGracePeriodSeconds (30) must be greater than"),
+    ("network policy without GPU CIDRs",
+     HOST + ["--set", "networkPolicy.enabled=true"],
+     "networkPolicy.enabled needs networkPolicy.gpuServer.cidrs"),
+    ("GPU CIDR malformed",
+     HOST + ["--set", "networkPolicy.gpuServer.cidrs[0]=203.0.113.10"],
+     "/networkPolicy/gpuServer/cidrs/0"),
+    ("ingress without hosts", HOST + ["--set", "ingress.enabled=true"],
+     "ingress.enabled needs at least one entry in ingress.hosts"),
+    ("upstream port differs from gpu-server port",
+     HOST + ["--set", "gpuExternalName.port=9000"],
+     "env.upstream.url uses port 8000 of the gpu-server Service but "
+     "gpuExternalName.port is 9000"),
+    ("digest malformed", HOST + ["--set", "image.digest=sha256:abc"],
+     "at '/image/digest'"),
+    ("state URL not memory/redis",
+     HOST + ["--set", "state.url=postgres://db"], "at '/state/url'"),
+    ("privilege escalation refused",
+     HOST + ["--set", "securityContext.allowPrivilegeEscalation=true"],
+     "/securityContext/allowPrivilegeEscalation"),
+    ("token from both sources",
+     HOST + ["--set", "registrationToken.value=a",
+             "--set", "registrationToken.existingSecret=s"],
+     "set either existingSecret or value/additionalValues, not both"),
+]
+
+
+def check_schema_strict():
+    with open(os.path.join(CHART, "values.schema.json"), encoding="utf-8") as f:
+        schema = json.load(f)
+    loose = []
+
+    def walk(node, path):
+        if not isinstance(node, dict):
+            return
+        if "properties" in node:
+            if node.get("additionalProperties") is not False:
+                loose.append(path or "/")
+            for k, v in node["properties"].items():
+                if path == "" and k == "global":
+                    continue            # Helm's own key for subcharts
+                walk(v, f"{path}/{k}")
+        ap = node.get("additionalProperties")
+        if isinstance(ap, dict):
+            if ap.get("type") != "string":
+                loose.append(path + "/*")
+        elif node.get("type") == "object" and "properties" not in node \
+                and path not in ("/global",):
+            loose.append(path + " (open object)")
+        for key in ("items", "anyOf", "oneOf", "allOf"):
+            sub = node.get(key)
+            for i, s in enumerate(sub if isinstance(sub, list) else [sub]):
+                walk(s, f"{path}[{key}{i}]")
+
+    walk(schema, "")
+    R.check("schema: additionalProperties false on every object "
+            "(string maps excepted)", not loose, ", ".join(loose))
+
+    def keys(values, prefix=""):
+        for k, v in values.items():
+            yield prefix + k
+            if isinstance(v, dict) and v:
+                yield from keys(v, prefix + k + ".")
+
+    def schema_has(path):
+        node = schema
+        for part in path.split("."):
+            props = node.get("properties", {})
+            if part not in props:
+                return isinstance(node.get("additionalProperties"), dict)
+            node = props[part]
+        return True
+
+    missing = [k for k in keys(DEFAULTS) if not schema_has(k)]
+    R.check("schema: describes every key of values.yaml", not missing,
+            ", ".join(missing))
+
+
+def validate_objects(items):
+    path = os.path.join(TMP, "objects.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(items, f)
+    p = subprocess.run(["node", os.path.join(HERE, "validate.mjs"), NODE_TOOLS,
+                        path], capture_output=True, text=True,
+                       timeout=COMMAND_TIMEOUT)
+    if not R.check("kubernetes-models validator ran", p.returncode == 0,
+                   p.stderr.strip()[-2000:]):
+        return
+    for r in json.loads(p.stdout):
+        R.check(f'{r["scenario"]}: {r["kind"]}/{r["name"]} valid against the '
+                'Kubernetes schema', r["ok"], r["error"])
+
+
+def main():
+    p = helm("version", "--short")
+    print(f"info helm {p.stdout.strip()}")
+
+    p = helm("lint", "--strict", CHART_REL)
+    R.check("helm lint --strict (chart defaults)", p.returncode == 0,
+            (p.stdout + p.stderr)[-2000:])
+    for name, fname, extra, _check in GOOD:
+        p = helm("lint", "--strict", CHART_REL, "-f", scenario_file(fname),
+                 *extra)
+        R.check(f"helm lint --strict -f scenarios/{fname}.yaml {' '.join(extra)}"
+                .rstrip(), p.returncode == 0, (p.stdout + p.stderr)[-2000:])
+
+    check_schema_strict()
+
+    items = []
+    for name, fname, extra, check in GOOD:
+        rc, objs, err = render("-f", scenario_file(fname), *extra)
+        if not R.check(f"{name}: helm template succeeds", rc == 0, err):
+            continue
+        check_common(name, objs)
+        check(objs)
+        items.extend({"scenario": name, "object": o} for o in objs)
+    validate_objects(items)
+
+    for name, args, message in BAD:
+        rc, _objs, err = render(*args)
+        R.check(f"refused: {name}", rc != 0 and message in err,
+                f"rc={rc}, wanted {message!r} in: {err[-600:]}")
+
+    # The install command of the guide, offline (`upgrade --install` needs a
+    # cluster to look up the release; `install --dry-run=client` does not).
+    p = helm("install", RELEASE, CHART_REL, "--namespace", NAMESPACE,
+             "--create-namespace", "-f", scenario_file("tls-ingress"),
+             "--dry-run=client")
+    R.check("helm install --dry-run=client prints the NOTES",
+            p.returncode == 0 and "NOTES:" in p.stdout
+            and f"kubectl get svc gpu-server -n {NAMESPACE}" in p.stdout
+            and "https://relay.mycluster.dev/" in p.stdout, p.stderr[-600:])
+
+    dist = os.path.join(TMP, "dist")
+    p = helm("package", CHART_REL, "--destination", dist)
+    tgz = f'tokenplace-relay-{CHART_META["version"]}.tgz'
+    R.check("helm package", p.returncode == 0
+            and os.path.exists(os.path.join(dist, tgz)), p.stderr[-600:])
+
+    print(f"{R.passed} passed, {R.failed} failed")
+    return 1 if R.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
