@@ -91,6 +91,8 @@ relay_request_read(struct relay_request *req, void *buf, size_t len)
 
 /* ---- sending ---------------------------------------------------------- */
 
+static const char *http_date(void);
+
 static const char json_type[] = "application/json";
 
 /* True when the request announced a body (length or chunked). */
@@ -120,18 +122,68 @@ begin_headers(struct relay_conn *c, const struct relay_request *req,
 		mg_response_header_add_lines(c->mc, resp->headers);
 }
 
+/*
+ * Whether this connection stays open after the response, decided the way
+ * civetweb decides it (HTTP/1.1 unless "Connection: close", HTTP/1.0 only
+ * with "Connection: keep-alive"), and forced closed when asked to.
+ */
+static bool
+keep_alive(struct relay_conn *c, const struct relay_response *resp)
+{
+	const char *conn_hdr = mg_get_header(c->mc, "Connection");
+	const char *ver = c->ri->http_version;
+
+	if (resp->close || (!c->body_consumed && has_body(c)))
+		return false;
+	if (conn_hdr != NULL)
+		return strcasestr(conn_hdr, "keep-alive") != NULL ||
+		    (strcasestr(conn_hdr, "close") == NULL && ver != NULL &&
+		    strcmp(ver, "1.1") == 0);
+	return ver != NULL && strcmp(ver, "1.1") == 0;
+}
+
+/*
+ * Sends status line, headers and body in one write: with separate writes
+ * a small response would wait on the peer's delayed ACK.
+ */
 static void
 send_response(struct relay_conn *c, const struct relay_request *req,
     const struct relay_response *resp)
 {
-	char len[32];
+	char head[RELAY_RESPONSE_HEADERS_MAX + 512];
+	bool keep = keep_alive(c, resp);
+	size_t body_len = c->head ? 0 : resp->body_len;
+	char *buf;
+	int n;
 
-	begin_headers(c, req, resp);
-	snprintf(len, sizeof(len), "%zu", resp->body_len);
-	mg_response_header_add(c->mc, "Content-Length", len, -1);
-	mg_response_header_send(c->mc);
-	if (!c->head && resp->body_len > 0)
-		(void)mg_write(c->mc, resp->body, resp->body_len);
+	if (!keep)
+		mg_disable_connection_keep_alive(c->mc);
+	n = snprintf(head, sizeof(head),
+	    "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: %s\r\n"
+	    "Content-Length: %zu\r\n"
+	    "X-Request-Id: %s\r\n"
+	    "Connection: %s\r\n"
+	    "Date: %s\r\n"
+	    "%s\r\n",
+	    resp->status, mg_get_response_code_text(c->mc, resp->status),
+	    resp->content_type ? resp->content_type : json_type,
+	    resp->body_len, req->request_id ? req->request_id : "-",
+	    keep ? "keep-alive" : "close", http_date(), resp->headers);
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return;
+	buf = malloc((size_t)n + body_len);
+	if (buf == NULL) {
+		(void)mg_write(c->mc, head, (size_t)n);
+		if (body_len > 0)
+			(void)mg_write(c->mc, resp->body, body_len);
+		return;
+	}
+	memcpy(buf, head, (size_t)n);
+	if (body_len > 0)
+		memcpy(buf + n, resp->body, body_len);
+	(void)mg_write(c->mc, buf, (size_t)n + body_len);
+	free(buf);
 }
 
 int
@@ -182,23 +234,56 @@ request_id_acceptable(const char *id)
 	return true;
 }
 
+/*
+ * Request ids need uniqueness, not secrecy: a per-thread splitmix64 seeded
+ * once from getrandom() spares a system call per request.
+ */
+static uint64_t
+next_random(void)
+{
+	static _Thread_local uint64_t state;
+	static _Thread_local bool seeded;
+	uint64_t z;
+
+	if (!seeded) {
+		if (getrandom(&state, sizeof(state), 0) != (ssize_t)sizeof(state))
+			state = (uint64_t)(monotonic_now() * 1e9) ^
+			    (uint64_t)(uintptr_t)&state;
+		seeded = true;
+	}
+	z = (state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
 static void
 generate_request_id(char out[17])
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char raw[8];
+	uint64_t r = next_random();
 
-	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
-		/* Uniqueness, not secrecy, is what a request id needs. */
-		uint64_t t = (uint64_t)(monotonic_now() * 1e9);
-
-		memcpy(raw, &t, sizeof(raw));
-	}
-	for (size_t i = 0; i < sizeof(raw); i++) {
-		out[2 * i] = hex[raw[i] >> 4];
-		out[2 * i + 1] = hex[raw[i] & 0xf];
+	for (int i = 15; i >= 0; i--) {
+		out[i] = hex[r & 0xf];
+		r >>= 4;
 	}
 	out[16] = '\0';
+}
+
+/* The Date header, formatted once per second per thread. */
+static const char *
+http_date(void)
+{
+	static _Thread_local char buf[40];
+	static _Thread_local time_t cached = -1;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (now != cached && gmtime_r(&now, &tm) != NULL) {
+		strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		cached = now;
+	}
+	return buf;
 }
 
 /* ---- body ------------------------------------------------------------- */
@@ -580,6 +665,8 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 		"linger_timeout_ms", "0",
 		"listen_backlog", "1024",
 		"decode_url", "yes",
+		/* headers and body go out in separate writes: no Nagle delay */
+		"tcp_nodelay", "1",
 		NULL,
 	};
 	int n;
