@@ -290,6 +290,21 @@ class Configuration(unittest.TestCase):
                              timeout=30)
         self.assertEqual(out.returncode, 2)
 
+    def test_every_setting_is_documented(self):
+        import os
+        out = subprocess.run([RELAY_BIN, "--check-config"],
+                             env={"PATH": "/usr/bin:/bin"},
+                             capture_output=True, text=True, timeout=30)
+        doc_path = os.path.join(os.environ["TP_SOURCE_DIR"], "docs",
+                                "configuration.md")
+        with open(doc_path) as f:
+            doc = f.read()
+        names = [line.split()[1] for line in out.stdout.splitlines()
+                 if line and not line.startswith("error")]
+        self.assertGreater(len(names), 10)
+        for env_name in names:
+            self.assertIn("`%s`" % env_name, doc, env_name)
+
     def test_cli_overrides_env(self):
         with Relay(env={"RELAY_PORT": "1"}, args=["--port", "0"]) as r:
             self.assertNotEqual(r.port, 1)
