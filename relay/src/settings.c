@@ -66,11 +66,16 @@ validate_state_url(const void *value, char *reason, size_t len)
 {
 	const char *s = *(char *const *)value;
 
-	if (s != NULL && (strcmp(s, "memory://") == 0 ||
-	    strncmp(s, "redis://", 8) == 0))
+	if (s != NULL && strcmp(s, "memory://") == 0)
 		return 0;
-	snprintf(reason, len, "'%.60s' is not memory:// or redis://host[:port][/db]",
-	    s ? s : "");
+	if (s != NULL && strncmp(s, "redis://", 8) == 0) {
+		/* Refused loudly rather than silently running unshared. */
+		snprintf(reason, len,
+		    "the Redis/Valkey state store is not part of this build; "
+		    "use memory:// (one replica)");
+		return -1;
+	}
+	snprintf(reason, len, "'%.60s' is not memory://", s ? s : "");
 	return -1;
 }
 
@@ -168,7 +173,7 @@ const struct tp_setting relay_setting_table[] = {
 	/* state */
 	{ "state_url", "RELAY_STATE_URL", NULL, TP_SETTING_STRING, "memory://", 1,
 	  2048, OFF(state_url), validate_state_url, 0,
-	  "memory:// (one process) or redis://host:port/db" },
+	  "memory:// (all state in this one process)" },
 };
 
 const size_t relay_setting_count =
