@@ -10,10 +10,14 @@
  * Hot paths should resolve a child once with tp_*_child() and keep the
  * pointer: children live as long as the registry.
  *
- * Label values are copied. Each family holds at most `max_children` label
- * sets (TP_METRICS_DEFAULT_MAX_CHILDREN unless set); updates for further
- * sets are dropped and counted in tp_metrics_dropped_total, so a hostile
- * label value can never grow memory without bound.
+ * Label values are copied, made valid UTF-8 (each invalid byte becomes
+ * U+FFFD, since Prometheus refuses a whole scrape over one bad label) and
+ * cut to TP_METRICS_MAX_LABEL_VALUE_LEN bytes on a character boundary;
+ * values that are equal after this share one child. Each family holds at
+ * most `max_children` label sets (TP_METRICS_DEFAULT_MAX_CHILDREN unless
+ * set); updates for further sets are dropped and counted in
+ * tp_metrics_dropped_total{metric="<family>"}, so a hostile label value can
+ * never grow memory without bound.
  */
 #ifndef TOKENPLACE_METRICS_H
 #define TOKENPLACE_METRICS_H
@@ -28,6 +32,7 @@ extern "C" {
 #define TP_METRICS_MAX_LABELS 8
 #define TP_METRICS_MAX_BUCKETS 32
 #define TP_METRICS_DEFAULT_MAX_CHILDREN 2048
+#define TP_METRICS_MAX_LABEL_VALUE_LEN 1024
 
 struct tp_metrics_registry;
 struct tp_counter;		/* a family */
@@ -45,9 +50,13 @@ void tp_metrics_registry_free(struct tp_metrics_registry *reg);
 
 /*
  * Register families. `name` must be a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*;
- * counters should end in _total), label names valid and not starting
- * with "__". name/help/label names are copied. Returns NULL on invalid
- * input, duplicate name, or out of memory.
+ * counter names must end in _total), label names valid
+ * ([a-zA-Z_][a-zA-Z0-9_]*), distinct, not starting with "__", and not "le"
+ * for histograms; help may be NULL (empty). name/help/label names are
+ * copied. Returns NULL on invalid input, a name clash (any sample name the
+ * family would write, e.g. a histogram's <name>_sum, already written by
+ * another family, or tp_metrics_dropped_total), or out of memory.
+ * A family without labels has its one series from the start (value 0).
  */
 struct tp_counter *tp_counter_new(struct tp_metrics_registry *reg,
     const char *name, const char *help, size_t nlabels,
@@ -67,15 +76,21 @@ struct tp_histogram *tp_histogram_new(struct tp_metrics_registry *reg,
 int tp_gauge_fn_new(struct tp_metrics_registry *reg, const char *name,
     const char *help, double (*fn)(void *arg), void *arg);
 
-/* Caps the number of label sets (children) of a family. */
+/*
+ * Caps the number of label sets (children) of a family; 0 restores
+ * TP_METRICS_DEFAULT_MAX_CHILDREN. Existing children are kept. NULL is
+ * accepted.
+ */
 void tp_counter_set_max_children(struct tp_counter *c, size_t max);
+void tp_gauge_set_max_children(struct tp_gauge *g, size_t max);
 void tp_histogram_set_max_children(struct tp_histogram *h, size_t max);
 
 /*
  * Resolve (find or create) the child for `values` (exactly nlabels strings;
  * NULL when the family has no labels). Returns NULL when the family is at
- * its child cap or memory ran out; the update functions accept NULL
- * children and do nothing.
+ * its child cap or memory ran out (both counted in
+ * tp_metrics_dropped_total), or for a NULL family or NULL values; the
+ * update functions accept NULL children and do nothing.
  */
 struct tp_counter_child *tp_counter_child(struct tp_counter *c,
     const char *const *values);
@@ -84,7 +99,11 @@ struct tp_gauge_child *tp_gauge_child(struct tp_gauge *g,
 struct tp_histogram_child *tp_histogram_child(struct tp_histogram *h,
     const char *const *values);
 
-/* Child updates: lock-free. Counter increments must be >= 0 (else ignored). */
+/*
+ * Child updates: lock-free. Counter increments must be >= 0 (else ignored,
+ * as is NaN); histogram observations of NaN are ignored too, since they
+ * would make _sum NaN for good.
+ */
 void tp_counter_child_add(struct tp_counter_child *ch, double v);
 void tp_gauge_child_set(struct tp_gauge_child *ch, double v);
 void tp_gauge_child_add(struct tp_gauge_child *ch, double v);
@@ -107,7 +126,9 @@ double tp_gauge_child_value(const struct tp_gauge_child *ch);
  * /proc/self on Linux (absent elsewhere): process_cpu_seconds_total,
  * process_resident_memory_bytes, process_virtual_memory_bytes,
  * process_open_fds, process_max_fds, process_start_time_seconds.
- * Returns 0 or -1.
+ * A value that cannot be read renders as NaN. Returns 0 (also on other
+ * OSes, where it registers nothing), or -1 on a name clash (nothing
+ * registered) or out of memory.
  */
 int tp_metrics_register_process(struct tp_metrics_registry *reg);
 
@@ -115,8 +136,12 @@ int tp_metrics_register_process(struct tp_metrics_registry *reg);
  * Renders every family in registration order: "# HELP" and "# TYPE" once
  * per family, children in creation order, label values escaped (\\, \",
  * \n), counters as <name> (already ending in _total), histograms as
- * _bucket{le=...} (cumulative, with +Inf), _sum and _count. Values use
- * the shortest round-trip form; +Inf/-Inf/NaN spelled as Prometheus does.
+ * _bucket{...,le="..."} (cumulative, with +Inf; le last), _sum and _count,
+ * then tp_metrics_dropped_total{metric=...} for every labelled family.
+ * Values and le use the shortest round-trip digits laid out as
+ * prometheus_client does ("1.0", "0.005", "1.5e-05", "1.234567e+06"), so
+ * le labels match the Python exporter's; +Inf/-Inf/NaN spelled as
+ * Prometheus does.
  * Returns a malloc'd NUL-terminated string and sets *len, or NULL when out
  * of memory. Safe to call concurrently with updates.
  */
