@@ -1,0 +1,138 @@
+/*
+ * config.h -- gpuhost.ini loaded into one immutable struct.
+ *
+ * Every key is a row of a tp_setting table (name "section.key", type,
+ * default, bounds, help); unknown keys are errors so typos are caught.
+ * [environment] is free-form: each key = value is exported to the Python
+ * worker. Relative paths are resolved against the directory holding the
+ * config file (checkout, log dir) or the checkout (venv, script).
+ */
+#ifndef GPUHOST_CONFIG_H
+#define GPUHOST_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tokenplace/config.h"
+
+#define GPUHOST_PATH_MAX 1024
+#define GPUHOST_MAX_ENV 64
+
+enum gpuhost_check_mode {
+	GPUHOST_CHECK_OFF = 0,
+	GPUHOST_CHECK_WARN,
+	GPUHOST_CHECK_FAIL,
+};
+
+struct gpuhost_env_var {
+	char *name;
+	char *value;
+};
+
+struct gpuhost_config {
+	/* [python] */
+	char *checkout;
+	char *venv;
+	char *script;
+	char *args;
+	char *options;
+	char *library;
+	/* [network] */
+	char *host;
+	int64_t port;
+	char *dns_name;
+	char *health_path;
+	/* [checks] */
+	char *check_python;
+	char *check_port;
+	char *check_dns;
+	char *check_firewall;
+	double dns_wait;
+	/* [service] */
+	char *service_name;
+	char *display_name;
+	char *account;
+	double stop_grace;
+	double escalate_after;
+	double preshutdown_timeout;
+	double backoff_initial;
+	double backoff_max;
+	double stable_after;
+	/* [health] */
+	double health_interval;
+	double health_timeout;
+	int64_t health_failures;
+	/* [log] */
+	char *log_dir;
+	int64_t log_max_bytes;
+	int64_t log_keep;
+	char *log_level;
+	bool log_console;
+	/* [firewall] */
+	char *fw_profiles;
+	char *fw_rule_name;
+
+	/* Derived after loading (absolute paths). */
+	char config_path[GPUHOST_PATH_MAX];
+	char checkout_path[GPUHOST_PATH_MAX];
+	char venv_path[GPUHOST_PATH_MAX];
+	char script_path[GPUHOST_PATH_MAX];
+	char log_path[GPUHOST_PATH_MAX];
+	enum gpuhost_check_mode mode_python, mode_port, mode_dns, mode_firewall;
+	size_t nenv;
+	struct gpuhost_env_var env[GPUHOST_MAX_ENV];
+	struct tp_config_report report;	/* where each value came from */
+};
+
+#define GPUHOST_CONFIG_MAX_ERRORS 16
+
+struct gpuhost_config_errors {
+	size_t n;
+	char msg[GPUHOST_CONFIG_MAX_ERRORS][256];
+};
+
+/* The settings table and its length (for printing and docs). */
+extern const struct tp_setting gpuhost_settings[];
+extern const size_t gpuhost_nsettings;
+
+/*
+ * Loads `path` into *cfg (zeroed first). Returns 0 when the file parsed
+ * and every value is valid; -1 otherwise with each problem in *errs
+ * (cfg then holds defaults for the bad values and must still be freed).
+ */
+int gpuhost_config_load(const char *path, struct gpuhost_config *cfg,
+    struct gpuhost_config_errors *errs);
+
+/*
+ * As gpuhost_config_load() but from text in memory; `path` is only used
+ * for resolving relative paths and messages.
+ */
+int gpuhost_config_parse(const char *text, size_t len, const char *path,
+    struct gpuhost_config *cfg, struct gpuhost_config_errors *errs);
+
+/* Frees what a load allocated. */
+void gpuhost_config_free(struct gpuhost_config *cfg);
+
+/*
+ * The default config path: next to the executable on Windows
+ * (gpuhost.ini), /etc/tokenplace/gpuhost.ini elsewhere. Returns 0 or -1.
+ */
+int gpuhost_config_default_path(char *buf, size_t len);
+
+/* Parses "fail", "warn", "off" (any case); 0 or -1. */
+int gpuhost_check_mode_parse(const char *s, enum gpuhost_check_mode *out);
+const char *gpuhost_check_mode_name(enum gpuhost_check_mode m);
+
+/*
+ * Expands {host} and {port} in cfg->args into buf. Returns 0, or -1 when
+ * the result does not fit.
+ */
+int gpuhost_config_expand_args(const struct gpuhost_config *cfg, char *buf,
+    size_t len);
+
+/* Writes the effective settings (tp_config_print format) to fp. */
+void gpuhost_config_print(const struct gpuhost_config *cfg, FILE *fp);
+
+#endif

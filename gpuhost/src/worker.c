@@ -1,0 +1,159 @@
+/*
+ * worker.c -- worker mode. Runs Python on the process's main thread (so
+ * signal handlers and asyncio work as in python itself); a control
+ * thread turns supervisor commands into PyErr_SetInterrupt and, later,
+ * SystemExit. If the control channel closes, the supervisor is gone and
+ * the worker stops itself the same way.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmdline.h"
+#include "config.h"
+#include "os.h"
+#include "proc.h"
+#include "pyembed.h"
+#include "venv.h"
+#include "worker.h"
+
+struct control {
+	const char *spec;
+	struct gpuhost_py *py;
+	double escalate_after, grace;
+};
+
+int
+gpuhost_worker_setup_failure(long code)
+{
+	return code >= GPUHOST_WORKER_EXIT_CONFIG &&
+	    code <= GPUHOST_WORKER_EXIT_ARGS;
+}
+
+/* Interrupts once the runtime is up; it may still be initialising. */
+static void
+interrupt_when_ready(struct gpuhost_py *py, int wait_ms)
+{
+	int64_t deadline = gpuhost_now_ms() + wait_ms;
+
+	while (!gpuhost_py_interrupt(py) && gpuhost_now_ms() < deadline)
+		gpuhost_sleep_ms(20);
+}
+
+static void
+control_main(void *arg)
+{
+	struct control *c = arg;
+	char cmd[64];
+	int n;
+
+	while ((n = gpuhost_control_read(c->spec, cmd, sizeof(cmd))) > 0) {
+		if (strcmp(cmd, "stop") == 0) {
+			fprintf(stderr, "gpuhost-worker: stop requested, "
+			    "interrupting Python\n");
+			interrupt_when_ready(c->py, 2000);
+		} else if (strcmp(cmd, "escalate") == 0) {
+			fprintf(stderr, "gpuhost-worker: still running, "
+			    "raising SystemExit\n");
+			(void)gpuhost_py_escalate(c->py);
+		}
+		fflush(stderr);
+	}
+	/* The supervisor is gone: stop as it would have asked. */
+	fprintf(stderr, "gpuhost-worker: control channel closed, stopping\n");
+	fflush(stderr);
+	interrupt_when_ready(c->py, 2000);
+	gpuhost_sleep_ms((int)(c->escalate_after * 1000));
+	(void)gpuhost_py_escalate(c->py);
+	gpuhost_sleep_ms((int)((c->grace - c->escalate_after) * 1000));
+	fprintf(stderr, "gpuhost-worker: exiting without the supervisor\n");
+	fflush(stderr);
+	_Exit(1);
+}
+
+int
+gpuhost_worker_main(const char *config_path, const char *control)
+{
+	struct gpuhost_config cfg;
+	struct gpuhost_config_errors errs;
+	struct gpuhost_venv venv;
+	struct gpuhost_argv av = { 0 };
+	struct gpuhost_py *py = NULL;
+	struct gpuhost_thread *thread = NULL;
+	struct control ctl;
+	const char *cands[GPUHOST_VENV_MAX_CANDIDATES];
+	char err[4096], expanded[4096];
+	int rc;
+
+	if (gpuhost_config_load(config_path, &cfg, &errs) != 0) {
+		for (size_t i = 0; i < errs.n && i < GPUHOST_CONFIG_MAX_ERRORS; i++)
+			fprintf(stderr, "gpuhost-worker: config: %s\n", errs.msg[i]);
+		gpuhost_config_free(&cfg);
+		return GPUHOST_WORKER_EXIT_CONFIG;
+	}
+	for (size_t i = 0; i < cfg.nenv; i++) {
+		if (gpuhost_setenv(cfg.env[i].name, cfg.env[i].value) != 0)
+			fprintf(stderr, "gpuhost-worker: cannot set %s\n",
+			    cfg.env[i].name);
+	}
+	if (gpuhost_venv_load(cfg.venv_path, cfg.library, &venv, err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "gpuhost-worker: %s\n", err);
+		rc = GPUHOST_WORKER_EXIT_VENV;
+		goto out;
+	}
+	if (!gpuhost_is_file(cfg.script_path)) {
+		fprintf(stderr, "gpuhost-worker: script %s does not exist\n",
+		    cfg.script_path);
+		rc = GPUHOST_WORKER_EXIT_SCRIPT;
+		goto out;
+	}
+	if (gpuhost_chdir(cfg.checkout_path) != 0) {
+		fprintf(stderr, "gpuhost-worker: cannot enter %s: %s\n",
+		    cfg.checkout_path, gpuhost_last_error(err, sizeof(err)));
+		rc = GPUHOST_WORKER_EXIT_CHDIR;
+		goto out;
+	}
+	for (size_t i = 0; i < venv.ncandidates; i++)
+		cands[i] = venv.candidates[i];
+	if (gpuhost_py_open(cands, venv.ncandidates, &py, err,
+	    sizeof(err)) != 0) {
+		fprintf(stderr, "gpuhost-worker: %s\n", err);
+		rc = GPUHOST_WORKER_EXIT_LIBRARY;
+		goto out;
+	}
+	if (gpuhost_argv_push(&av, venv.interpreter) != 0 ||
+	    gpuhost_argv_split(&av, cfg.options, err, sizeof(err)) != 0 ||
+	    gpuhost_argv_push(&av, cfg.script_path) != 0 ||
+	    gpuhost_config_expand_args(&cfg, expanded, sizeof(expanded)) != 0 ||
+	    gpuhost_argv_split(&av, expanded, err, sizeof(err)) != 0) {
+		fprintf(stderr, "gpuhost-worker: bad python.options/args\n");
+		rc = GPUHOST_WORKER_EXIT_ARGS;
+		goto out;
+	}
+	fprintf(stderr, "gpuhost-worker: Python %s from %s, running %s in %s\n",
+	    gpuhost_py_version(py), gpuhost_py_path(py), cfg.script_path,
+	    cfg.checkout_path);
+	fflush(stderr);
+	if (control != NULL) {
+		ctl.spec = control;
+		ctl.py = py;
+		ctl.escalate_after = cfg.escalate_after;
+		ctl.grace = cfg.stop_grace;
+		if (gpuhost_thread_start(&thread, control_main, &ctl) != 0)
+			fprintf(stderr, "gpuhost-worker: no control thread\n");
+	}
+	rc = gpuhost_py_main(py, av.argc, av.argv);
+	fflush(stdout);
+	fflush(stderr);
+	/* The control thread blocks on the pipe; exiting ends it. */
+	gpuhost_argv_free(&av);
+	gpuhost_config_free(&cfg);
+	_Exit(rc);
+out:
+	gpuhost_argv_free(&av);
+	gpuhost_py_close(py);
+	gpuhost_config_free(&cfg);
+	return rc;
+}
