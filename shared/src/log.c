@@ -181,7 +181,7 @@ tp_json_append_string(char **buf, size_t *len, size_t *cap, const char *s,
 		size_t run = i;
 
 		/* Copy the longest run that needs no escaping in one go. */
-		while (run < slen && p[run] >= 0x20 && p[run] < 0x80 &&
+		while (run < slen && p[run] >= 0x20 && p[run] < 0x7f &&
 		    p[run] != '"' && p[run] != '\\')
 			run++;
 		if (run > i) {
