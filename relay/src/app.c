@@ -47,6 +47,13 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 	if (app->m.requests == NULL || app->m.duration == NULL ||
 	    app->m.limit_rejections == NULL || build == NULL)
 		return -1;
+	if (app->settings != NULL) {
+		size_t cap = (size_t)app->settings->metrics_max_series;
+
+		tp_counter_set_max_children(app->m.requests, cap);
+		tp_histogram_set_max_children(app->m.duration, cap);
+		tp_counter_set_max_children(app->m.limit_rejections, cap);
+	}
 	tp_gauge_set(build, build_values, 1);
 	if (tp_gauge_fn_new(app->metrics, "tokenplace_relay_http_in_flight_requests",
 	    "Requests being handled right now", in_flight_value, app) != 0)

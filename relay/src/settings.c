@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ratelimit.h"
 #include "tokenplace/log.h"
 
 static int
@@ -77,6 +78,18 @@ validate_state_url(const void *value, char *reason, size_t len)
 	}
 	snprintf(reason, len, "'%.60s' is not memory://", s ? s : "");
 	return -1;
+}
+
+static int
+validate_cidrs(const void *value, char *reason, size_t len)
+{
+	const char *s = *(char *const *)value;
+	struct relay_cidr_list l;
+
+	if (relay_cidr_list_parse(s, &l, reason, len) != 0)
+		return -1;
+	relay_cidr_list_free(&l);
+	return 0;
 }
 
 #define OFF(f) offsetof(struct relay_settings, f)
@@ -166,8 +179,11 @@ const struct tp_setting relay_setting_table[] = {
 	{ "faucet_rate_window", "RELAY_FAUCET_RATE_WINDOW_SECONDS", NULL,
 	  TP_SETTING_INT, "60", 1, 86400, OFF(faucet_rate_window_s), NULL, 0,
 	  "window of the /faucet rate limit" },
+	{ "faucet_rate_clients", "RELAY_FAUCET_RATE_MAX_CLIENTS", NULL,
+	  TP_SETTING_INT, "100000", 1, 10000000, OFF(faucet_rate_clients), NULL,
+	  0, "client IPs the /faucet rate limit tracks per window" },
 	{ "trusted_proxies", "RELAY_TRUSTED_PROXIES", NULL, TP_SETTING_STRING, "",
-	  0, 4096, OFF(trusted_proxies), NULL, 0,
+	  0, 4096, OFF(trusted_proxies), validate_cidrs, 0,
 	  "IPv4 addresses/CIDRs whose X-Forwarded-For is believed" },
 
 	/* state */

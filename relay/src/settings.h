@@ -24,12 +24,31 @@ struct relay_settings {
 	char *log_level;
 	int64_t max_body_bytes;
 	int64_t max_header_bytes;
+	int64_t metrics_max_series;
 
 	/* GPU host and upstream */
 	char *gpu_host;
 	int64_t gpu_port;
 	char *upstream_url;
 	bool require_upstream_health;
+
+	/* forwarding to the upstream (upstream.c) */
+	char *forward_prefixes;
+	int64_t upstream_connect_timeout_ms;
+	int64_t upstream_first_byte_timeout_ms;
+	int64_t upstream_idle_timeout_ms;
+	int64_t upstream_total_timeout_ms;
+	int64_t upstream_max_response_bytes;
+	int64_t upstream_max_header_bytes;
+	char *upstream_host_header;
+	char *upstream_health_path;
+	int64_t upstream_health_interval_ms;
+	int64_t upstream_health_timeout_ms;
+	int64_t upstream_health_failures;
+	int64_t upstream_health_successes;
+	bool upstream_circuit;
+	int64_t upstream_circuit_failures;
+	int64_t upstream_circuit_open_ms;
 
 	/* relay protocol (legacy generation) */
 	char *server_token;
@@ -47,6 +66,7 @@ struct relay_settings {
 	int64_t max_key_bytes;
 	int64_t faucet_rate_limit;
 	int64_t faucet_rate_window_s;
+	int64_t faucet_rate_clients;
 	char *trusted_proxies;
 
 	/* state store */
