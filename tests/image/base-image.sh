@@ -1,0 +1,106 @@
+#!/bin/bash
+# Makes the Debian base image the Dockerfile starts FROM available to podman
+# without any registry: a debootstrap minbase rootfs, imported and tagged with
+# the Docker Hub name (docker.io/library/debian:bookworm-slim), so the shipped
+# Dockerfile builds unchanged with `podman build --pull=never`.
+#
+#   tests/image/base-image.sh amd64          base for this machine's arch
+#   tests/image/base-image.sh amd64 arm64    manifest list with both arches
+#
+# The rootfs tarball is cached in $TP_SHIP_CACHE (default build/ship/cache);
+# a present tarball is reused, so only the first run pays for debootstrap
+# (about two minutes for amd64). Runs as root (debootstrap, podman storage).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cache=${TP_SHIP_CACHE:-$root/build/ship/cache}
+suite=bookworm
+base_ref=docker.io/library/debian:bookworm-slim
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
+
+[ $# -ge 1 ] || { echo "usage: $0 ARCH [ARCH...]" >&2; exit 2; }
+mkdir -p "$cache"
+
+# One writer at a time: ctest may start several image tests, and two
+# debootstraps into the same cache would clobber each other.
+exec 9>"$cache/.lock"
+flock -w 1200 9 || { echo "base-image: lock timeout" >&2; exit 1; }
+
+mirror() {
+	local uri=""
+	if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+		uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+	fi
+	if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
+		uri=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list)
+	fi
+	echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# tarball ARCH -> path of the cached rootfs tarball, made on first use.
+tarball() {
+	local arch=$1 tar="$cache/debian-$suite-minbase-$1.tar" tmp
+	if [ -s "$tar" ]; then
+		echo "$tar"
+		return
+	fi
+	tmp=$(mktemp -d "$cache/rootfs-$arch.XXXXXX")
+	echo "base-image: debootstrap $suite $arch (cached afterwards in $tar)" >&2
+	if ! debootstrap --arch="$arch" --variant=minbase "$suite" "$tmp" "$(mirror)" >"$tmp.log" 2>&1; then
+		tail -20 "$tmp.log" >&2
+		rm -rf "$tmp" "$tmp.log"
+		exit 1
+	fi
+	# Same apt sources as the official image, so builds get security fixes.
+	rm -f "$tmp/etc/apt/sources.list"
+	cat >"$tmp/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: $suite $suite-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: $suite-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+	rm -rf "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/lib/apt/lists/* "$tmp"/var/log/*.log
+	tar -C "$tmp" -cf "$tar.part" .
+	mv "$tar.part" "$tar"
+	rm -rf "$tmp" "$tmp.log"
+	echo "$tar"
+}
+
+# import ARCH -> local image localhost/tp-debian:bookworm-ARCH (once).
+import() {
+	local arch=$1 ref="localhost/tp-debian:$suite-$1"
+	if ! podman image exists "$ref"; then
+		tarball "$arch" >/dev/null
+		podman import --arch "$arch" --change 'CMD ["/bin/bash"]' \
+		    "$(tarball "$arch")" "$ref" >/dev/null
+	fi
+	echo "$ref"
+}
+
+if [ $# -eq 1 ]; then
+	ref=$(import "$1")
+	# A manifest list left by a multi-arch run also serves single-arch
+	# builds; only replace the tag when it points at something else.
+	if ! podman manifest inspect "$base_ref" >/dev/null 2>&1; then
+		podman tag "$ref" "$base_ref"
+	fi
+else
+	list=localhost/tp-debian:$suite-multiarch
+	podman manifest rm "$list" >/dev/null 2>&1 || true
+	podman rmi "$base_ref" >/dev/null 2>&1 || true
+	podman manifest create "$list" >/dev/null
+	for arch in "$@"; do
+		ref=$(import "$arch")
+		podman manifest add "$list" "containers-storage:$ref" >/dev/null
+	done
+	podman tag "$list" "$base_ref"
+fi
+echo "base-image: $base_ref ready ($*)" >&2
