@@ -12,6 +12,7 @@ import argparse
 import http.server
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -80,14 +81,22 @@ def main():
     print("fixture: listening on %s:%d" % (a.host, srv.server_address[1]))
     sys.stdout.flush()
     if a.mode == "ignore-interrupt":
+        # Like a script that installed its own SIGINT policy and swallows
+        # SystemExit: only a kill ends it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("fixture: ignoring KeyboardInterrupt (SIGINT set to SIG_IGN)")
+        sys.stdout.flush()
         t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         t.start()
         while True:
             try:
-                time.sleep(0.05)
-            except BaseException as e:  # noqa: B036 - that is the point
-                print("fixture: ignoring %s" % type(e).__name__)
-                sys.stdout.flush()
+                try:
+                    time.sleep(0.05)
+                except BaseException as e:  # noqa: B036 - that is the point
+                    print("fixture: ignoring %s" % type(e).__name__)
+                    sys.stdout.flush()
+            except BaseException:  # noqa: B036 - one raised inside the handler
+                pass
     try:
         srv.serve_forever(poll_interval=0.05)
     except KeyboardInterrupt:

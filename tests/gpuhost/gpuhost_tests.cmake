@@ -1,0 +1,27 @@
+# tokenplace-gpuhost tests, included from tests/CMakeLists.txt.
+#   unit      CMocka tests of the pure parts and tp_netcheck
+#   gpuhost   the real embedding: Debian's libpython3.11, a venv, server.py
+#   windows   mingw-w64 cross-build and wine smoke tests (not in ASan builds:
+#             the Windows binary does not depend on the sanitizer switch)
+find_library(TP_NSS_WRAPPER NAMES nss_wrapper)
+set(GPUHOST_NSS_ENV)
+if(TP_NSS_WRAPPER)
+  set(GPUHOST_NSS_ENV
+    "LD_PRELOAD=${TP_NSS_WRAPPER}"
+    "NSS_WRAPPER_HOSTS=${CMAKE_CURRENT_SOURCE_DIR}/gpuhost/hosts.test"
+    "NSS_WRAPPER_PASSWD=/etc/passwd" "NSS_WRAPPER_GROUP=/etc/group"
+    # The preload comes before the ASan runtime in the library list.
+    "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1")
+endif()
+
+tp_unit_test(test_gpuhost_config LIBS gpuhost_core)
+tp_unit_test(test_gpuhost_fwrules LIBS gpuhost_core)
+tp_unit_test(test_gpuhost_runtime LIBS gpuhost_core)
+tp_unit_test(test_gpuhost_netcheck LIBS tokenplace_core)
+set_tests_properties(test_gpuhost_netcheck PROPERTIES
+  ENVIRONMENT "${GPUHOST_NSS_ENV}")
+
+add_test(NAME gpuhost_linux
+  COMMAND ${TP_PYTHON} -B ${CMAKE_CURRENT_SOURCE_DIR}/gpuhost/test_gpuhost_linux.py)
+set_tests_properties(gpuhost_linux PROPERTIES LABELS gpuhost TIMEOUT 900
+  ENVIRONMENT "GPUHOST_BIN=$<TARGET_FILE:tokenplace-gpuhost>;TP_NSS_WRAPPER=${TP_NSS_WRAPPER};GPUHOST_BUILD_DIR=${CMAKE_BINARY_DIR}")
