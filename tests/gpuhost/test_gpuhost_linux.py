@@ -260,6 +260,7 @@ class Gpuhost(unittest.TestCase):
                     "169.254.9.9 ll.gpuhost.test\n")
         env = dict(os.environ, LD_PRELOAD=NSS, NSS_WRAPPER_HOSTS=hosts,
                    NSS_WRAPPER_PASSWD="/etc/passwd", NSS_WRAPPER_GROUP="/etc/group",
+                   NSS_WRAPPER_DISABLE_DEEPBIND="1",
                    ASAN_OPTIONS="verify_asan_link_order=0")
 
         def check(name, mode="fail"):
@@ -312,7 +313,8 @@ class Gpuhost(unittest.TestCase):
         self.assertEqual(r.returncode, 4)
         r = cli("--config", cfg, "start")
         self.assertEqual(r.returncode, 0, r.stderr)
-        pid = int(open(os.path.join(self.dir, "logs", "gpuhost.pid")).read())
+        with open(os.path.join(self.dir, "logs", "gpuhost.pid")) as f:
+            pid = int(f.read())
         try:
             self.assertIn("started", r.stdout)
             self.wait_ready()
