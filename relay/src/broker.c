@@ -17,6 +17,7 @@
 
 #include "app.h"
 #include "auth.h"
+#include "hashtab.h"
 #include "ratelimit.h"
 #include "settings.h"
 #include "tokenplace/log.h"
@@ -65,12 +66,34 @@ pos(int64_t v)
 	return v > 0 ? (uint64_t)v : 0;
 }
 
+/*
+ * A short stable name for a key in logs: every PEM-b64 key starts and ends
+ * with the same characters, so a hash tells nodes apart where a prefix
+ * would not. Not secret and not a security boundary.
+ */
+static void
+key_id(const char *key, size_t len, char out[17])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t h = relay_siphash(0, 0, key, len);
+	int i;
+
+	for (i = 15; i >= 0; i--, h >>= 4)
+		out[i] = hex[h & 0xf];
+	out[16] = '\0';
+}
+
 /* Adds what the store removed on the way to the counters. */
 static void
 account(struct relay_broker *b, const struct relay_store_effects *fx)
 {
-	if (fx->evicted_servers > 0)
+	if (fx->evicted_servers > 0) {
 		tp_counter_add(b->evictions, NULL, (double)fx->evicted_servers);
+		TP_LOG(TP_LOG_INFO, "relay.servers_evicted",
+		    TP_LUINT("count", fx->evicted_servers),
+		    TP_LUINT("dropped_requests", fx->dropped_jobs),
+		    TP_LINT("server_ttl_s", b->lim.server_ttl_ms / 1000));
+	}
 	if (fx->dropped_jobs > 0)
 		tp_counter_child_add(b->dropped, (double)fx->dropped_jobs);
 	if (fx->expired_responses > 0)
@@ -354,9 +377,13 @@ relay_broker_sink(struct relay_broker *b, const struct tp_sink_request *req,
 	    req->server_public_key.ptr, req->server_public_key.len, (size_t)max,
 	    out, &fx);
 	account(b, &fx);
-	if (st == RELAY_OK && out->registered)
-		TP_LOG(TP_LOG_INFO, "relay.server_registered",
+	if (st == RELAY_OK && out->registered) {
+		char id[17];
+
+		key_id(req->server_public_key.ptr, req->server_public_key.len, id);
+		TP_LOG(TP_LOG_INFO, "relay.server_registered", TP_LSTR("key_id", id),
 		    TP_LUINT("key_bytes", req->server_public_key.len));
+	}
 	return st;
 }
 
@@ -439,9 +466,14 @@ relay_broker_unregister(struct relay_broker *b,
 	st = b->store->ops->unregister(b->store, &b->lim, now,
 	    req->server_public_key.ptr, req->server_public_key.len, removed, &fx);
 	account(b, &fx);
-	if (st == RELAY_OK && *removed)
+	if (st == RELAY_OK && *removed) {
+		char id[17];
+
+		key_id(req->server_public_key.ptr, req->server_public_key.len, id);
 		TP_LOG(TP_LOG_INFO, "relay.server_unregistered",
+		    TP_LSTR("key_id", id),
 		    TP_LUINT("dropped_requests", fx.dropped_jobs));
+	}
 	return st;
 }
 

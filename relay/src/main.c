@@ -17,8 +17,10 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "broker.h"
 #include "http_server.h"
 #include "settings.h"
+#include "store.h"
 #include "tokenplace/log.h"
 
 #ifndef TP_VERSION
@@ -177,6 +179,7 @@ main(int argc, char **argv)
 	struct tp_config_override overrides[4] = { { NULL, NULL } };
 	size_t noverrides = 0;
 	struct relay_app app;
+	struct relay_store *store = NULL;
 	enum tp_log_level level = TP_LOG_INFO;
 	bool check_only = false;
 	sigset_t sigs;
@@ -244,6 +247,14 @@ main(int argc, char **argv)
 		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
 		goto out;
 	}
+	/* Relay protocol state: the embedded store (RELAY_STATE_URL memory://). */
+	store = relay_store_memory_new();
+	app.broker = store ? relay_broker_new(&settings, store, app.metrics) : NULL;
+	if (app.broker == NULL) {
+		TP_LOG0(TP_LOG_CRITICAL, "relay.state_init_failed");
+		goto out;
+	}
+	app.stats = relay_broker_app_stats;
 	if (settings.require_upstream_health &&
 	    tp_health_add_check(app.health, "gpu_host_dns", true, 3, 1,
 	    probe_gpu_dns, &app) < 0)
@@ -302,6 +313,8 @@ main(int argc, char **argv)
 	exit_code = 0;
 out:
 	relay_http_stop(app.http);
+	relay_broker_free(app.broker);
+	relay_store_free(store);
 	tp_metrics_registry_free(app.metrics);
 	tp_health_free(app.health);
 	relay_settings_free(&settings);

@@ -20,6 +20,7 @@
 
 #include "broker.h"
 #include "settings.h"
+#include "tokenplace/log.h"
 #include "tokenplace/metrics.h"
 
 struct fixture {
@@ -637,5 +638,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_mt_producers_consumers, setup, teardown),
 	};
 
+	/* Registrations and evictions log at INFO; keep the test output short. */
+	tp_log_init("test_relay_broker", TP_LOG_CRITICAL, 1);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
