@@ -3,7 +3,7 @@
 # with. Idempotent: packages already present are skipped, and apt is not
 # touched at all when nothing is missing. Runs as root or through sudo.
 #
-#   cmake/install-deps.sh [build|test|bench|multiarch|all]   (default: all)
+#   cmake/install-deps.sh [build|test|bench|multiarch|windows|all]   (default: all)
 set -eu
 
 want=${1:-all}
@@ -16,6 +16,9 @@ python3.11-venv curl
 python3-yaml yamllint shellcheck
 podman buildah skopeo runc netavark iptables debootstrap docker-registry"
 bench="wrk nginx-light"
+# Windows cross-build of tokenplace-gpuhost and its wine smoke tests.
+windows="gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 mingw-w64-x86-64-dev
+wine wine64"
 multiarch="qemu-user-static binfmt-support"
 
 case "$want" in
@@ -23,8 +26,9 @@ build) pkgs="$build" ;;
 test) pkgs="$build $test" ;;
 bench) pkgs="$build $bench" ;;
 multiarch) pkgs="$build $test $multiarch" ;;
-all) pkgs="$build $test $bench" ;;
-*) echo "usage: $0 [build|test|bench|multiarch|all]" >&2; exit 2 ;;
+windows) pkgs="$build $windows" ;;
+all) pkgs="$build $test $bench $windows" ;;
+*) echo "usage: $0 [build|test|bench|multiarch|windows|all]" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -27,3 +27,19 @@ add_test(NAME gpuhost_linux
   COMMAND ${TP_PYTHON} -B ${CMAKE_CURRENT_SOURCE_DIR}/gpuhost/test_gpuhost_linux.py)
 set_tests_properties(gpuhost_linux PROPERTIES LABELS gpuhost TIMEOUT 900
   ENVIRONMENT "GPUHOST_BIN=$<TARGET_FILE:tokenplace-gpuhost>;TP_NSS_WRAPPER=${TP_NSS_WRAPPER};GPUHOST_BUILD_DIR=${CMAKE_BINARY_DIR}")
+
+# ---- Windows: mingw-w64 cross-build + wine smoke tests ---------------------
+if(NOT TP_SANITIZE AND NOT TP_TSAN)
+  set(GPUHOST_MINGW_DIR ${CMAKE_BINARY_DIR}/gpuhost-mingw)
+  add_test(NAME gpuhost_mingw_build
+    COMMAND ${CMAKE_COMMAND} -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
+      -DBUILD_DIR=${GPUHOST_MINGW_DIR}
+      -P ${CMAKE_CURRENT_SOURCE_DIR}/gpuhost/mingw_build.cmake)
+  set_tests_properties(gpuhost_mingw_build PROPERTIES LABELS windows
+    TIMEOUT 900 FIXTURES_SETUP gpuhost_mingw)
+  add_test(NAME gpuhost_wine
+    COMMAND ${TP_PYTHON} -B ${CMAKE_CURRENT_SOURCE_DIR}/gpuhost/test_gpuhost_wine.py)
+  set_tests_properties(gpuhost_wine PROPERTIES LABELS windows TIMEOUT 900
+    FIXTURES_REQUIRED gpuhost_mingw RUN_SERIAL TRUE
+    ENVIRONMENT "GPUHOST_EXE=${GPUHOST_MINGW_DIR}/gpuhost/tokenplace-gpuhost.exe;WINEPREFIX=${CMAKE_BINARY_DIR}/wineprefix;TP_NSS_WRAPPER=${TP_NSS_WRAPPER}")
+endif()

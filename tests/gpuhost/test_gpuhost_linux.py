@@ -246,7 +246,9 @@ class Gpuhost(unittest.TestCase):
 
     @unittest.skipUnless(NSS, "libnss-wrapper not installed")
     def test_dns_checks(self):
-        cfg = self.config(extra={"network": {"dns_name": "x.gpuhost.test"},
+        # Names come from an nss_wrapper hosts file; the unresolvable one has
+        # an empty label so that the resolver fails without sending a query.
+        cfg = self.config(extra={"network": {"dns_name": "no..such.gpuhost.test"},
                                  "checks": {"dns": "warn"}})
         r = cli("--config", cfg, "check", "--json", "--only", "dns")
         local = [a["address"] for a in json.loads(r.stdout)["checks"][0]["details"]["local"]]
@@ -282,7 +284,7 @@ class Gpuhost(unittest.TestCase):
         self.assertIn("does not resolve to this host", c["message"])
         rc, c = check("other.gpuhost.test", "warn")
         self.assertEqual((rc, c["outcome"]), (1, "warn"))
-        rc, c = check("missing.gpuhost.test")
+        rc, c = check("missing..gpuhost.test")
         self.assertEqual((rc, c["details"]["verdict"]), (2, "unresolved"))
         self.assertIn("does not resolve", c["message"])
         # The human report lists both sides.
