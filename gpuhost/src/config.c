@@ -450,9 +450,20 @@ gpuhost_config_expand_args(const struct gpuhost_config *cfg, char *buf,
 void
 gpuhost_config_print(const struct gpuhost_config *cfg, FILE *fp)
 {
-	tp_config_print(gpuhost_settings, gpuhost_nsettings, cfg, &cfg->report,
-	    fp);
+	char buf[GPUHOST_PATH_MAX];
+
+	fprintf(fp, "# %s\n", cfg->config_path);
+	for (size_t i = 0; i < gpuhost_nsettings; i++) {
+		const struct tp_setting *s = &gpuhost_settings[i];
+
+		fprintf(fp, "%-32s = %-30s ; %s\n", s->name,
+		    tp_config_format_value(s, cfg, buf, sizeof(buf)),
+		    cfg->report.sources[i] == TP_CONFIG_SRC_DEFAULT ? "default" :
+		    "config file");
+	}
 	for (size_t i = 0; i < cfg->nenv; i++)
-		fprintf(fp, "environment.%s = %s\n", cfg->env[i].name,
+		fprintf(fp, "environment.%-20s = %s\n", cfg->env[i].name,
 		    cfg->env[i].value);
+	fprintf(fp, "# resolved: checkout %s, venv %s, script %s, logs %s\n",
+	    cfg->checkout_path, cfg->venv_path, cfg->script_path, cfg->log_path);
 }

@@ -356,6 +356,12 @@ class Gpuhost(unittest.TestCase):
         self.assertEqual(r.returncode, 64)
         self.assertIn("Windows Firewall", r.stderr)
 
+    def test_example_config_is_valid(self):
+        example = os.path.join(HERE, "..", "..", "windows", "gpuhost.ini.example")
+        r = cli("--config", example, "config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("network.port                     = 8000", r.stdout)
+
     def test_config_errors_are_listed(self):
         path = os.path.join(self.dir, "bad.ini")
         with open(path, "w") as f:
