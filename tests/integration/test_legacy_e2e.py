@@ -432,7 +432,11 @@ class LegacyConcurrency(PeersTestCase):
             stuck = [c.name for c, t in zip(clients, threads) if t.is_alive()]
             stopped = [n.stop(scaled(30)) for n in nodes]
             elapsed = time.monotonic() - started
-            self.assertEqual(stuck, [], "clients still waiting")
+            node_trouble = {n.name: n.snapshot()[1:] for n in nodes
+                            if n.snapshot()[1] or n.snapshot()[2]}
+            self.assertEqual(stuck, [], "clients still waiting; failures: "
+                             "%s; node errors/violations: %r"
+                             % ("\n".join(failures), node_trouble))
             self.assertTrue(all(stopped), "a node thread did not stop")
             self.assertEqual(failures, [], "\n".join(failures))
             self.assertEqual(sorted(answers),
