@@ -49,6 +49,11 @@ class Wine(unittest.TestCase):
         if not os.path.exists(os.path.join(PREFIX, "system.reg")):
             os.makedirs(PREFIX, exist_ok=True)
             cls.wine("wineboot", "-i", timeout=300)
+            # Let the first boot finish completely (services.exe, registry
+            # flush) before services are created in the new prefix.
+            subprocess.run([WINESERVER, "-w"], env=wine_env(), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=300, check=False)
         # Keep one wineserver for all calls: cold starts cost seconds.
         subprocess.run([WINESERVER, "-p"], env=wine_env(), stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
