@@ -372,6 +372,33 @@ read_body(struct relay_conn *c, size_t max, char **out, size_t *outlen)
 	return BODY_OK;
 }
 
+/*
+ * Reads and drops the rest of a refused body when it is small (at most
+ * RELAY_MAX_DISCARD_BYTES), so the client finishes sending and then
+ * reads our answer; closing on unread data would make the kernel reset
+ * the connection and the client could lose the response. Larger or
+ * chunked bodies are not read: the connection is closed instead.
+ */
+static void
+discard_small_body(struct relay_conn *c, const struct relay_app *app)
+{
+	long long declared = c->ri->content_length;
+	char sink[BODY_CHUNK];
+
+	if (c->body_consumed || declared <= 0 ||
+	    declared > (long long)app->settings->max_discard_bytes)
+		return;
+	for (;;) {
+		int n = mg_read(c->mc, sink, sizeof(sink));
+
+		if (n < 0)
+			return;
+		if (n == 0)
+			break;
+	}
+	c->body_consumed = true;
+}
+
 /* ---- accounting --------------------------------------------------------- */
 
 static const char *
@@ -588,8 +615,10 @@ begin_request(struct mg_connection *mc)
 		relay_response_error(&resp, 500, 500, "Internal server error");
 		resp.error_kind = "no_response";
 	}
-	if (!resp.streamed)
+	if (!resp.streamed) {
+		discard_small_body(&c, app);
 		send_response(&c, &req, &resp);
+	}
 	account(app, &req, &resp, ri);
 
 	status = resp.status;

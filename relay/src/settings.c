@@ -120,6 +120,12 @@ const struct tp_setting relay_setting_table[] = {
 	{ "max_header_bytes", "RELAY_MAX_HEADER_BYTES", NULL, TP_SETTING_INT,
 	  "16384", 1024, 1048576, OFF(max_header_bytes), NULL, 0,
 	  "largest request line plus headers accepted" },
+	{ "max_discard_bytes", "RELAY_MAX_DISCARD_BYTES", NULL, TP_SETTING_INT,
+	  "1048576", 0, 268435456, OFF(max_discard_bytes), NULL, 0,
+	  "refused bodies up to this size are read and dropped, larger ones cut" },
+	{ "metrics_max_series", "RELAY_METRICS_MAX_SERIES", NULL, TP_SETTING_INT,
+	  "2048", 16, 1000000, OFF(metrics_max_series), NULL, 0,
+	  "label sets kept per metric family (more are dropped and counted)" },
 
 	/* GPU host and upstream */
 	{ "gpu_host", "TOKENPLACE_GPU_HOST", "GPU_SERVER_HOST", TP_SETTING_STRING,

@@ -25,6 +25,7 @@ struct relay_settings {
 	int64_t max_body_bytes;
 	int64_t max_header_bytes;
 	int64_t metrics_max_series;
+	int64_t max_discard_bytes;
 
 	/* GPU host and upstream */
 	char *gpu_host;
@@ -68,6 +69,27 @@ struct relay_settings {
 	int64_t faucet_rate_window_s;
 	int64_t faucet_rate_clients;
 	char *trusted_proxies;
+
+	/* relay protocol, API v1 generation (v1_broker.c) */
+	char *environment;
+	int64_t api_v1_lease_s;
+	int64_t api_v1_poll_wait_s;
+	int64_t api_v1_in_flight_ttl_s;
+	int64_t api_v1_deadline_s;
+	int64_t api_v1_deadline_min_s;
+	int64_t api_v1_deadline_max_s;
+	int64_t api_v1_tombstone_ttl_s;
+	int64_t api_v1_node_tombstone_ttl_s;
+	int64_t api_v1_terminal_ttl_s;
+	int64_t api_v1_response_ttl_s;
+	int64_t api_v1_reservation_ttl_s;
+	int64_t api_v1_max_long_polls;
+	int64_t api_v1_poll_busy_retry_s;
+	bool require_response_proof;
+	int64_t api_v1_max_nodes;
+	int64_t api_v1_max_requests;
+	int64_t api_v1_max_terminal;
+	int64_t api_v1_max_tombstones;
 
 	/* state store */
 	char *state_url;
