@@ -16,6 +16,7 @@
 
 struct cJSON;
 struct relay_broker;
+struct relay_v1;
 struct relay_upstream;
 struct relay_http_server;
 
@@ -36,6 +37,7 @@ struct relay_app {
 	struct relay_app_metrics m;
 
 	struct relay_broker *broker;	/* relay protocol state, or NULL */
+	struct relay_v1 *v1;		/* API v1 relay state (v1_broker.h), or NULL */
 	struct relay_upstream *upstream;	/* forwarding, or NULL */
 	struct relay_http_server *http;
 
@@ -47,6 +49,12 @@ struct relay_app {
 	 */
 	void (*stats)(struct relay_app *app, struct cJSON *root,
 	    struct cJSON *details);
+
+	/*
+	 * Called by the main thread right after the lifecycle moves to
+	 * draining, so waiting long polls answer at once. May be NULL.
+	 */
+	void (*on_drain)(struct relay_app *app);
 };
 
 /*

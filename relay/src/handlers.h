@@ -22,4 +22,17 @@ void relay_handle_stream_source(struct relay_app *, struct relay_request *, stru
 void relay_handle_stream_retrieve(struct relay_app *, struct relay_request *, struct relay_response *);
 void relay_handle_unregister_legacy(struct relay_app *, struct relay_request *, struct relay_response *);
 
+/* handlers_v1.c: API v1 relay-blind E2EE protocol, PROTOCOL.md section 4.3 */
+void relay_handle_v1_register(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_v1_poll(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_v1_control(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_v1_unregister(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_v1_next_server(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_v1_requests(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_v1_cancel(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_v1_responses(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_v1_progress(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_v1_retrieve(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_v1_meta(struct relay_app *, struct relay_request *, struct relay_response *);
+
 #endif /* RELAY_HANDLERS_H */

@@ -22,6 +22,7 @@
 #include "settings.h"
 #include "store.h"
 #include "tokenplace/log.h"
+#include "v1_broker.h"
 
 #ifndef TP_VERSION
 #define TP_VERSION "0.0.0"
@@ -180,6 +181,8 @@ main(int argc, char **argv)
 	size_t noverrides = 0;
 	struct relay_app app;
 	struct relay_store *store = NULL;
+	struct relay_v1_config v1cfg;
+	struct relay_v1 *v1 = NULL;
 	enum tp_log_level level = TP_LOG_INFO;
 	bool check_only = false;
 	sigset_t sigs;
@@ -255,6 +258,14 @@ main(int argc, char **argv)
 		goto out;
 	}
 	app.stats = relay_broker_app_stats;
+	/* API v1 state; chains its /healthz counts after the legacy ones. */
+	relay_v1_config_from_settings(&settings, &v1cfg);
+	v1 = relay_v1_new(&v1cfg, NULL, app.metrics);
+	if (v1 == NULL) {
+		TP_LOG0(TP_LOG_CRITICAL, "relay.api_v1_state_init_failed");
+		goto out;
+	}
+	relay_v1_attach(v1, &app);
 	if (settings.require_upstream_health &&
 	    tp_health_add_check(app.health, "gpu_host_dns", true, 3, 1,
 	    probe_gpu_dns, &app) < 0)
@@ -293,6 +304,8 @@ main(int argc, char **argv)
 	    TP_LINT("in_flight", atomic_load(&app.in_flight)),
 	    TP_LINT("graceful_timeout_s", settings.graceful_timeout_s));
 	tp_health_transition(app.health, TP_LIFECYCLE_DRAINING);
+	if (app.on_drain != NULL)
+		app.on_drain(&app);	/* waiting long polls answer now */
 	left = drain(&app, &sigs);
 	tp_health_transition(app.health, TP_LIFECYCLE_STOPPED);
 	if (left > 0) {
@@ -314,6 +327,7 @@ main(int argc, char **argv)
 out:
 	relay_http_stop(app.http);
 	relay_broker_free(app.broker);
+	relay_v1_free(v1);
 	relay_store_free(store);
 	tp_metrics_registry_free(app.metrics);
 	tp_health_free(app.health);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "tokenplace/proto_v1.h"
 
 #define JSONB	RELAY_ROUTE_JSON_BODY
 #define PROBE	(RELAY_ROUTE_NO_LOG | RELAY_ROUTE_ALWAYS | RELAY_ROUTE_DRAIN_OK)
@@ -37,6 +38,33 @@ const struct relay_route relay_routes[] = {
 	  relay_handle_stream_retrieve, JSONB, RELAY_ERR_STRING, 0 },
 	{ "/unregister", "POST", "unregister", relay_handle_unregister_legacy,
 	  JSONB, RELAY_ERR_STRING, 0 },
+
+	/* API v1 relay-blind E2EE protocol (PROTOCOL.md section 4.3) */
+	{ "/api/v1/relay/servers/register", "POST", "v1_relay_register",
+	  relay_handle_v1_register, JSONB, RELAY_ERR_OBJECT, 0 },
+	{ "/api/v1/relay/servers/poll", "POST", "v1_relay_poll",
+	  relay_handle_v1_poll, JSONB, RELAY_ERR_OBJECT, 0 },
+	{ "/api/v1/relay/servers/control", "POST", "v1_relay_control",
+	  relay_handle_v1_control, JSONB, RELAY_ERR_OBJECT, 0 },
+	{ "/api/v1/relay/servers/unregister", "POST", "v1_relay_unregister",
+	  relay_handle_v1_unregister, JSONB, RELAY_ERR_OBJECT, 0 },
+	{ "/api/v1/relay/servers/next", "GET", "v1_relay_next_server",
+	  relay_handle_v1_next_server, RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0 },
+	{ "/api/v1/relay/requests", "POST", "v1_relay_requests",
+	  relay_handle_v1_requests, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0 },
+	{ "/api/v1/relay/requests/cancel", "POST", "v1_relay_cancel",
+	  relay_handle_v1_cancel, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0 },
+	{ "/api/v1/relay/responses", "POST", "v1_relay_responses",
+	  relay_handle_v1_responses, JSONB, RELAY_ERR_OBJECT, 0 },
+	{ "/api/v1/relay/progress", "POST", "v1_relay_progress",
+	  relay_handle_v1_progress, JSONB, RELAY_ERR_OBJECT,
+	  TP_V1_PROGRESS_MAX_BYTES },
+	{ "/api/v1/relay/responses/retrieve", "POST", "v1_relay_retrieve",
+	  relay_handle_v1_retrieve, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0 },
+	{ "/api/v1/meta", "GET", "v1_meta", relay_handle_v1_meta, 0,
+	  RELAY_ERR_OBJECT, 0 },
+	{ "/api/v1/version", "GET", "v1_version", relay_handle_v1_meta, 0,
+	  RELAY_ERR_OBJECT, 0 },
 };
 
 const size_t relay_route_count = sizeof(relay_routes) / sizeof(relay_routes[0]);

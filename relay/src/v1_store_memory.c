@@ -1,0 +1,1506 @@
+/*
+ * v1_store_memory.c -- the embedded relay_v1_store: all API v1 state in
+ * this process under one mutex.
+ *
+ * Operations are short: hash lookups, list splices and scans of one node's
+ * queue and claims (at most max_concurrency <= 128 entries, since a node
+ * never holds more than that). Caller-sized copies (work, responses,
+ * progress) are made before the lock is taken. Lists whose entries all
+ * share one TTL (responses, terminal records, tombstones) are kept in
+ * time order, so expiring them costs only what expires; requests have
+ * their own deadlines and are scanned by sweep().
+ */
+#include "v1_store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "hashtab.h"
+
+#define container_of(p, type, member) \
+	((type *)(void *)((char *)(p) - offsetof(type, member)))
+#define const_container_of(p, type, member) \
+	((const type *)(const void *)((const char *)(p) - offsetof(type, member)))
+
+struct dlink {
+	struct dlink *prev, *next;
+};
+
+/* A node's capabilities as the store keeps them (models packed). */
+struct caps {
+	enum tp_v1_tier tier;
+	int64_t max_context;
+	int64_t max_conc;
+	size_t nmodels;
+	size_t models_len;
+	char models[];
+};
+
+struct node {
+	struct relay_hnode h;
+	struct dlink all;		/* registration order */
+	struct dlink queue;		/* QUEUED requests, oldest first */
+	struct dlink claims;		/* IN_FLIGHT requests */
+	struct caps *caps;
+	unsigned char digest[TP_SHA256_LEN];
+	int64_t last_seen;
+	int64_t polling_until;
+	uint64_t last_selected;		/* select sequence; 0 = never */
+	uint64_t nqueued;
+	uint64_t nclaimed;
+	size_t nres;
+	int64_t res[TP_V1_MAX_CONCURRENCY];	/* reservation expiries */
+	size_t key_len;
+	char key[];
+};
+
+enum rstate {
+	RS_QUEUED,
+	RS_IN_FLIGHT,
+	RS_READY,		/* response accepted, waiting for the client */
+	RS_TERMINAL,
+};
+
+struct req {
+	struct relay_hnode h;
+	struct dlink link;	/* node queue/claims, ready list or terminal list */
+	struct dlink live;	/* QUEUED and IN_FLIGHT: the live list */
+	enum rstate state;
+	struct node *node;	/* QUEUED and IN_FLIGHT only */
+	int64_t admitted;
+	int64_t deadline;
+	int64_t claimed_at;
+	int64_t claim_expires;
+	int64_t until;		/* READY: response expiry; TERMINAL: record expiry */
+	uint64_t generation;
+	bool cancellable;
+	unsigned char cancel[TP_SHA256_LEN];
+	const char *t_status;	/* TERMINAL */
+	const char *t_reason;
+	char *work;		/* QUEUED */
+	size_t work_len;
+	char *body;		/* IN_FLIGHT: progress; READY: response */
+	size_t body_len;
+	size_t client_len, id_len, owner_len;
+	char bytes[];		/* client NUL request_id NUL owner-key */
+};
+
+/* Control tombstone, keyed node NUL request_id. */
+struct tomb {
+	struct relay_hnode h;
+	struct dlink fifo;
+	int64_t expires;
+	int64_t deadline;
+	const char *status;
+	unsigned char digest[TP_SHA256_LEN];
+	size_t key_len;
+	char key[];
+};
+
+/* A recently removed node: its credential still authenticates /control. */
+struct ntomb {
+	struct relay_hnode h;
+	struct dlink fifo;
+	int64_t expires;
+	unsigned char digest[TP_SHA256_LEN];
+	size_t key_len;
+	char key[];
+};
+
+struct mem {
+	struct relay_v1_store pub;
+	pthread_mutex_t mu;
+	struct relay_hashtab nodes, reqs, tombs, ntombs;
+	struct dlink node_list, live_list, ready_list, terminal_list;
+	struct dlink tomb_list, ntomb_list;
+	uint64_t nnodes, nlive, nready, nterminal, ntomb;
+	uint64_t select_seq, generation;
+};
+
+/* ---- lists and keys ------------------------------------------------------ */
+
+static void
+dl_init(struct dlink *l)
+{
+	l->prev = l->next = l;
+}
+
+static bool
+dl_empty(const struct dlink *l)
+{
+	return l->next == l;
+}
+
+static void
+dl_unlink(struct dlink *e)
+{
+	e->prev->next = e->next;
+	e->next->prev = e->prev;
+	e->prev = e->next = e;
+}
+
+static void
+dl_push_tail(struct dlink *head, struct dlink *e)
+{
+	e->prev = head->prev;
+	e->next = head;
+	head->prev->next = e;
+	head->prev = e;
+}
+
+static const char *
+node_hkey(const struct relay_hnode *n, size_t *len)
+{
+	const struct node *x = const_container_of(n, struct node, h);
+
+	*len = x->key_len;
+	return x->key;
+}
+
+static const char *
+req_hkey(const struct relay_hnode *n, size_t *len)
+{
+	const struct req *r = const_container_of(n, struct req, h);
+
+	*len = r->client_len + 1 + r->id_len;
+	return r->bytes;
+}
+
+static const char *
+tomb_hkey(const struct relay_hnode *n, size_t *len)
+{
+	const struct tomb *t = const_container_of(n, struct tomb, h);
+
+	*len = t->key_len;
+	return t->key;
+}
+
+static const char *
+ntomb_hkey(const struct relay_hnode *n, size_t *len)
+{
+	const struct ntomb *t = const_container_of(n, struct ntomb, h);
+
+	*len = t->key_len;
+	return t->key;
+}
+
+static const char *
+req_id(const struct req *r)
+{
+	return r->bytes + r->client_len + 1;
+}
+
+static const char *
+req_owner(const struct req *r)
+{
+	return r->bytes + r->client_len + 1 + r->id_len + 1;
+}
+
+static struct mem *
+M(struct relay_v1_store *s)
+{
+	return s->state;
+}
+
+static int64_t
+min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+/*
+ * Composite hash keys: a NUL b (cJSON strings never contain NUL, so the
+ * pair is unambiguous). Returns a malloc'd key and its length, or NULL.
+ */
+static char *
+join_key(const char *a, size_t alen, const char *b, size_t blen, size_t *len)
+{
+	char *k = malloc(alen + 1 + blen + 1);
+
+	if (k == NULL)
+		return NULL;
+	memcpy(k, a, alen);
+	k[alen] = '\0';
+	memcpy(k + alen + 1, b, blen);
+	k[alen + 1 + blen] = '\0';
+	*len = alen + 1 + blen;
+	return k;
+}
+
+static bool
+digest_ok(const unsigned char *given, const unsigned char *stored)
+{
+	return given != NULL && tp_sha256_equal(given, stored);
+}
+
+/* ---- capabilities ---------------------------------------------------------- */
+
+static struct caps *
+caps_copy(const struct tp_v1_caps *c)
+{
+	struct caps *k = malloc(sizeof(*k) + c->models_len + 1);
+
+	if (k == NULL)
+		return NULL;
+	k->tier = c->tier;
+	k->max_context = c->max_context_tokens;
+	k->max_conc = c->max_concurrency;
+	k->nmodels = c->nmodels;
+	k->models_len = c->models_len;
+	memcpy(k->models, c->models, c->models_len);
+	k->models[c->models_len] = '\0';
+	return k;
+}
+
+static bool
+caps_has_model(const struct caps *c, const char *model)
+{
+	size_t off = 0, i;
+
+	for (i = 0; i < c->nmodels; i++) {
+		const char *m = c->models + off;
+
+		if (strcmp(m, model) == 0)
+			return true;
+		off += strlen(m) + 1;
+	}
+	return false;
+}
+
+/* ---- tombstones -------------------------------------------------------------- */
+
+static void
+tomb_free(struct mem *m, struct tomb *t)
+{
+	relay_hashtab_del(&m->tombs, &t->h);
+	dl_unlink(&t->fifo);
+	m->ntomb--;
+	free(t);
+}
+
+static struct tomb *
+tomb_find(struct mem *m, int64_t now, const char *node, size_t node_len,
+    const char *id, size_t id_len)
+{
+	struct relay_hnode *h;
+	struct tomb *t;
+	size_t klen;
+	char *k = join_key(node, node_len, id, id_len, &klen);
+
+	if (k == NULL)
+		return NULL;
+	h = relay_hashtab_get(&m->tombs, k, klen);
+	free(k);
+	if (h == NULL)
+		return NULL;
+	t = container_of(h, struct tomb, h);
+	if (t->expires <= now) {
+		tomb_free(m, t);
+		return NULL;
+	}
+	return t;
+}
+
+/*
+ * Leaves word for the owner of a request taken away from it. Best effort:
+ * without memory the owner learns "completed/unavailable" instead.
+ */
+static void
+tomb_add(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
+    const struct node *owner, const struct req *r, const char *status,
+    struct relay_v1_effects *fx)
+{
+	struct tomb *t = tomb_find(m, now, owner->key, owner->key_len,
+	    req_id(r), r->id_len);
+	size_t klen = owner->key_len + 1 + r->id_len;
+
+	if (t == NULL) {
+		t = malloc(sizeof(*t) + klen + 1);
+		if (t == NULL)
+			return;
+		memcpy(t->key, owner->key, owner->key_len);
+		t->key[owner->key_len] = '\0';
+		memcpy(t->key + owner->key_len + 1, req_id(r), r->id_len);
+		t->key[klen] = '\0';
+		t->key_len = klen;
+		relay_hashtab_put(&m->tombs, &t->h);
+		m->ntomb++;
+	} else {
+		dl_unlink(&t->fifo);
+	}
+	dl_push_tail(&m->tomb_list, &t->fifo);
+	t->expires = now + lim->tombstone_ttl_ms;
+	t->deadline = r->deadline;
+	t->status = status;
+	memcpy(t->digest, owner->digest, TP_SHA256_LEN);
+	while (m->ntomb > lim->max_tombstones && !dl_empty(&m->tomb_list)) {
+		tomb_free(m, container_of(m->tomb_list.next, struct tomb, fifo));
+		if (fx)
+			fx->dropped_tombstones++;
+	}
+}
+
+static void
+ntomb_free(struct mem *m, struct ntomb *t)
+{
+	relay_hashtab_del(&m->ntombs, &t->h);
+	dl_unlink(&t->fifo);
+	free(t);
+}
+
+static struct ntomb *
+ntomb_find(struct mem *m, int64_t now, const char *key, size_t key_len)
+{
+	struct relay_hnode *h = relay_hashtab_get(&m->ntombs, key, key_len);
+	struct ntomb *t;
+
+	if (h == NULL)
+		return NULL;
+	t = container_of(h, struct ntomb, h);
+	if (t->expires <= now) {
+		ntomb_free(m, t);
+		return NULL;
+	}
+	return t;
+}
+
+/* ---- requests ------------------------------------------------------------------- */
+
+static void
+req_free(struct mem *m, struct req *r)
+{
+	relay_hashtab_del(&m->reqs, &r->h);
+	dl_unlink(&r->link);
+	dl_unlink(&r->live);
+	switch (r->state) {
+	case RS_QUEUED:
+		r->node->nqueued--;
+		m->nlive--;
+		break;
+	case RS_IN_FLIGHT:
+		r->node->nclaimed--;
+		m->nlive--;
+		break;
+	case RS_READY:
+		m->nready--;
+		break;
+	case RS_TERMINAL:
+		m->nterminal--;
+		break;
+	}
+	free(r->work);
+	free(r->body);
+	free(r);
+}
+
+/*
+ * Moves a request to TERMINAL with a status and reason (static strings),
+ * counting `outcome` unless it is V1_OUTCOME_COUNT (already counted).
+ */
+static void
+terminalize(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
+    struct req *r, const char *status, const char *reason,
+    enum relay_v1_outcome outcome, struct relay_v1_effects *fx)
+{
+	dl_unlink(&r->link);
+	dl_unlink(&r->live);
+	switch (r->state) {
+	case RS_QUEUED:
+		r->node->nqueued--;
+		m->nlive--;
+		break;
+	case RS_IN_FLIGHT:
+		r->node->nclaimed--;
+		m->nlive--;
+		break;
+	case RS_READY:
+		m->nready--;
+		break;
+	case RS_TERMINAL:
+		m->nterminal--;
+		break;
+	}
+	free(r->work);
+	r->work = NULL;
+	free(r->body);
+	r->body = NULL;
+	r->node = NULL;
+	r->state = RS_TERMINAL;
+	r->t_status = status;
+	r->t_reason = reason;
+	r->until = now + lim->terminal_ttl_ms;
+	dl_push_tail(&m->terminal_list, &r->link);
+	m->nterminal++;
+	if (fx != NULL && outcome < V1_OUTCOME_COUNT)
+		fx->outcomes[outcome]++;
+	/* r is the newest record, so with max_terminal >= 1 it stays. */
+	while (m->nterminal > lim->max_terminal && m->nterminal > 1) {
+		req_free(m, container_of(m->terminal_list.next, struct req, link));
+		if (fx)
+			fx->dropped_terminal++;
+	}
+}
+
+/* A claimed request past its deadline: terminal, owner told by tombstone. */
+static void
+expire_claim(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
+    struct req *r, struct relay_v1_effects *fx)
+{
+	tomb_add(m, lim, now, r->node, r, "expired", fx);
+	terminalize(m, lim, now, r, "expired", "provider_timeout",
+	    V1_OUTCOME_EXPIRED, fx);
+}
+
+/* Applies r's expiries; returns r, or NULL when the record is gone. */
+static struct req *
+req_expire(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
+    struct req *r, struct relay_v1_effects *fx)
+{
+	switch (r->state) {
+	case RS_QUEUED:
+		if (r->deadline <= now)
+			terminalize(m, lim, now, r, "expired", "provider_timeout",
+			    V1_OUTCOME_EXPIRED, fx);
+		return r;
+	case RS_IN_FLIGHT:
+		if (r->deadline <= now)
+			expire_claim(m, lim, now, r, fx);
+		return r;
+	case RS_READY:
+		if (r->until <= now) {
+			terminalize(m, lim, now, r, "expired",
+			    "response_ttl_exceeded", V1_OUTCOME_COUNT, fx);
+			if (fx)
+				fx->expired_responses++;
+		}
+		return r;
+	case RS_TERMINAL:
+		if (r->until <= now) {
+			req_free(m, r);
+			return NULL;
+		}
+		return r;
+	}
+	return r;
+}
+
+static struct req *
+req_find(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
+    const char *client, size_t client_len, const char *id, size_t id_len,
+    struct relay_v1_effects *fx)
+{
+	struct relay_hnode *h;
+	size_t klen;
+	char *k = join_key(client, client_len, id, id_len, &klen);
+
+	if (k == NULL)
+		return NULL;
+	h = relay_hashtab_get(&m->reqs, k, klen);
+	free(k);
+	if (h == NULL)
+		return NULL;
+	return req_expire(m, lim, now, container_of(h, struct req, h), fx);
+}
+
+/* ---- nodes ------------------------------------------------------------------------ */
+
+static uint64_t
+live_claims(const struct node *n, int64_t now)
+{
+	const struct dlink *e;
+	uint64_t c = 0;
+
+	for (e = n->claims.next; e != &n->claims; e = e->next)
+		if (const_container_of(e, struct req, link)->claim_expires > now)
+			c++;
+	return c;
+}
+
+static void
+prune_reservations(struct node *n, int64_t now)
+{
+	size_t i = 0;
+
+	while (i < n->nres) {
+		if (n->res[i] <= now)
+			n->res[i] = n->res[--n->nres];
+		else
+			i++;
+	}
+}
+
+/* Capacity in use: queued + live claims + live reservations. */
+static uint64_t
+node_used(struct node *n, int64_t now)
+{
+	prune_reservations(n, now);
+	return n->nqueued + live_claims(n, now) + n->nres;
+}
+
+/*
+ * Stale: silent past its lease, not in a long poll, and no claim with a
+ * live lease (a node busy with a long generation renews its claim).
+ */
+static bool
+node_stale(const struct node *n, const struct relay_v1_limits *lim,
+    int64_t now)
+{
+	return now - n->last_seen > lim->lease_ms && n->polling_until <= now &&
+	    live_claims(n, now) == 0;
+}
+
+static void
+ntomb_add(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
+    const struct node *n)
+{
+	struct ntomb *t = ntomb_find(m, now, n->key, n->key_len);
+
+	if (t == NULL) {
+		t = malloc(sizeof(*t) + n->key_len + 1);
+		if (t == NULL)
+			return;
+		memcpy(t->key, n->key, n->key_len);
+		t->key[n->key_len] = '\0';
+		t->key_len = n->key_len;
+		relay_hashtab_put(&m->ntombs, &t->h);
+	} else {
+		dl_unlink(&t->fifo);
+	}
+	dl_push_tail(&m->ntomb_list, &t->fifo);
+	t->expires = now + lim->node_tombstone_ttl_ms;
+	memcpy(t->digest, n->digest, TP_SHA256_LEN);
+}
+
+/* Unregisters or evicts n: its work becomes terminal, owners are told. */
+static void
+node_remove(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
+    struct node *n, bool evicted, struct relay_v1_effects *fx)
+{
+	while (!dl_empty(&n->queue))
+		terminalize(m, lim, now, container_of(n->queue.next, struct req,
+		    link), "cancelled", "server_unregistered",
+		    V1_OUTCOME_CANCELLED, fx);
+	while (!dl_empty(&n->claims)) {
+		struct req *r = container_of(n->claims.next, struct req, link);
+
+		tomb_add(m, lim, now, n, r, "cancelled", fx);
+		terminalize(m, lim, now, r, "cancelled", "server_unregistered",
+		    V1_OUTCOME_CANCELLED, fx);
+	}
+	ntomb_add(m, lim, now, n);
+	relay_hashtab_del(&m->nodes, &n->h);
+	dl_unlink(&n->all);
+	m->nnodes--;
+	if (fx) {
+		if (evicted)
+			fx->evicted_nodes++;
+		else
+			fx->unregistered_nodes++;
+	}
+	free(n->caps);
+	free(n);
+}
+
+/* The registered node `key`, evicting it first if its lease lapsed. */
+static struct node *
+node_get(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
+    const char *key, size_t key_len, struct relay_v1_effects *fx)
+{
+	struct relay_hnode *h = relay_hashtab_get(&m->nodes, key, key_len);
+	struct node *n;
+
+	if (h == NULL)
+		return NULL;
+	n = container_of(h, struct node, h);
+	if (node_stale(n, lim, now)) {
+		node_remove(m, lim, now, n, true, fx);
+		return NULL;
+	}
+	return n;
+}
+
+/*
+ * Authenticates a node's credential digest: the live node's, or for a
+ * node that is gone, its tombstone's. Returns true when it matches.
+ */
+static bool
+node_auth(struct mem *m, int64_t now, struct node *n, const char *key,
+    size_t key_len, const unsigned char *digest)
+{
+	struct ntomb *t;
+
+	if (n != NULL)
+		return digest_ok(digest, n->digest);
+	t = ntomb_find(m, now, key, key_len);
+	return t != NULL && digest_ok(digest, t->digest);
+}
+
+/* ---- operations ------------------------------------------------------------ */
+
+static enum relay_v1_rc
+mem_register(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, const char *key, size_t key_len,
+    const unsigned char new_digest[TP_SHA256_LEN],
+    const struct tp_v1_caps *caps, bool *created, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	struct caps *c = caps_copy(caps);
+	struct node *n, *fresh = malloc(sizeof(*fresh) + key_len + 1);
+	struct ntomb *t;
+	enum relay_v1_rc rc = V1_OK;
+
+	*created = false;
+	if (c == NULL || fresh == NULL) {
+		free(c);
+		free(fresh);
+		return V1_E_NOMEM;
+	}
+	pthread_mutex_lock(&m->mu);
+	n = node_get(m, lim, now, key, key_len, fx);
+	if (n != NULL) {
+		free(n->caps);
+		n->caps = c;
+		n->last_seen = now;
+		c = NULL;
+		goto out;
+	}
+	if (m->nnodes >= lim->max_nodes) {
+		rc = V1_E_NODES_FULL;
+		goto out;
+	}
+	n = fresh;
+	fresh = NULL;
+	memset(n, 0, sizeof(*n));
+	memcpy(n->key, key, key_len);
+	n->key[key_len] = '\0';
+	n->key_len = key_len;
+	dl_init(&n->queue);
+	dl_init(&n->claims);
+	n->caps = c;
+	c = NULL;
+	memcpy(n->digest, new_digest, TP_SHA256_LEN);
+	n->last_seen = now;
+	relay_hashtab_put(&m->nodes, &n->h);
+	dl_push_tail(&m->node_list, &n->all);
+	m->nnodes++;
+	t = ntomb_find(m, now, key, key_len);
+	if (t != NULL)
+		ntomb_free(m, t);
+	*created = true;
+out:
+	pthread_mutex_unlock(&m->mu);
+	free(c);
+	free(fresh);
+	return rc;
+}
+
+static enum relay_v1_rc
+mem_poll(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, const char *key, size_t key_len,
+    const struct tp_v1_caps *caps, int64_t polling_until,
+    struct relay_v1_work *work, bool *has_work, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	struct caps *c = caps ? caps_copy(caps) : NULL;
+	struct node *n;
+	struct req *r;
+
+	*has_work = false;
+	memset(work, 0, sizeof(*work));
+	if (caps != NULL && c == NULL)
+		return V1_E_NOMEM;
+	pthread_mutex_lock(&m->mu);
+	n = node_get(m, lim, now, key, key_len, fx);
+	if (n == NULL) {
+		pthread_mutex_unlock(&m->mu);
+		free(c);
+		return V1_E_UNKNOWN_NODE;
+	}
+	if (c != NULL) {
+		free(n->caps);
+		n->caps = c;
+	}
+	n->last_seen = now;
+	if (polling_until > n->polling_until)
+		n->polling_until = polling_until;
+	while (!dl_empty(&n->queue)) {
+		r = container_of(n->queue.next, struct req, link);
+		if (r->deadline <= now) {
+			terminalize(m, lim, now, r, "expired", "provider_timeout",
+			    V1_OUTCOME_EXPIRED, fx);
+			continue;
+		}
+		dl_unlink(&r->link);
+		n->nqueued--;
+		dl_push_tail(&n->claims, &r->link);
+		n->nclaimed++;
+		r->state = RS_IN_FLIGHT;
+		r->claimed_at = now;
+		r->claim_expires = min64(now + lim->in_flight_ttl_ms, r->deadline);
+		r->generation = ++m->generation;
+		work->envelope.data = r->work;
+		work->envelope.len = r->work_len;
+		work->envelope.mem = r->work;
+		work->deadline_ms = r->deadline;
+		work->generation = r->generation;
+		r->work = NULL;
+		r->work_len = 0;
+		*has_work = true;
+		break;
+	}
+	pthread_mutex_unlock(&m->mu);
+	return V1_OK;
+}
+
+/* Ranking among nodes with free capacity: lower is better. */
+static bool
+better(const struct node *a, double la, const struct node *b, double lb)
+{
+	if (a->caps->tier != b->caps->tier)
+		return a->caps->tier < b->caps->tier;
+	if (la != lb)
+		return la < lb;
+	/* round robin: the least recently selected; ties keep registration order */
+	return a->last_selected < b->last_selected;
+}
+
+static enum relay_v1_rc
+mem_select(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, const char *model, enum tp_v1_tier tier, bool reserve,
+    struct relay_v1_selection *out, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	struct dlink *e, *next;
+	struct node *best = NULL;
+	double best_load = 0;
+	uint64_t best_used = 0;
+	size_t matching = 0;
+	enum relay_v1_rc rc = V1_OK;
+	char *key = NULL, *models = NULL;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&m->mu);
+	for (e = m->node_list.next; e != &m->node_list; e = next) {
+		struct node *n = container_of(e, struct node, all);
+		uint64_t used;
+		double load;
+
+		next = e->next;
+		if (node_stale(n, lim, now)) {
+			node_remove(m, lim, now, n, true, fx);
+			continue;
+		}
+		if (n->caps->tier < tier || !caps_has_model(n->caps, model) ||
+		    n->caps->max_context < tp_v1_tier_tokens(tier))
+			continue;
+		matching++;
+		out->eligible_per_tier[n->caps->tier]++;
+		used = node_used(n, now);
+		if (used >= (uint64_t)n->caps->max_conc)
+			continue;
+		load = (double)used / (double)n->caps->max_conc;
+		if (best == NULL || better(n, load, best, best_load)) {
+			best = n;
+			best_load = load;
+			best_used = used;
+		}
+	}
+	out->eligible_nodes = matching;
+	if (best == NULL) {
+		rc = m->nnodes == 0 ? V1_E_NO_NODES :
+		    matching == 0 ? V1_E_NO_MATCH : V1_E_NO_CAPACITY;
+		goto out;
+	}
+	key = malloc(best->key_len + 1);
+	models = malloc(best->caps->models_len + 1);
+	if (key == NULL || models == NULL) {
+		rc = V1_E_NOMEM;
+		goto out;
+	}
+	memcpy(key, best->key, best->key_len + 1);
+	memcpy(models, best->caps->models, best->caps->models_len + 1);
+	out->key.data = out->key.mem = key;
+	out->key.len = best->key_len;
+	out->models.data = out->models.mem = models;
+	out->models.len = best->caps->models_len;
+	key = models = NULL;
+	out->nmodels = best->caps->nmodels;
+	out->tier = best->caps->tier;
+	out->context_tokens = best->caps->max_context;
+	out->queue_depth = best->nqueued;
+	out->in_flight = live_claims(best, now);
+	out->load_score = best_load;
+	out->spillover = best->caps->tier > tier;
+	best->last_selected = ++m->select_seq;
+	if (reserve && lim->reservation_ttl_ms > 0 &&
+	    best_used < (uint64_t)best->caps->max_conc &&
+	    best->nres < TP_V1_MAX_CONCURRENCY)
+		best->res[best->nres++] = now + lim->reservation_ttl_ms;
+out:
+	pthread_mutex_unlock(&m->mu);
+	free(key);
+	free(models);
+	return rc;
+}
+
+/* True when another client's live request on n uses this request_id. */
+static bool
+id_taken_on_node(const struct node *n, const char *id, size_t id_len)
+{
+	const struct dlink *lists[2] = { &n->queue, &n->claims };
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		const struct dlink *e;
+
+		for (e = lists[i]->next; e != lists[i]; e = e->next) {
+			const struct req *r = const_container_of(e, struct req,
+			    link);
+
+			if (r->id_len == id_len && memcmp(req_id(r), id, id_len) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+static enum relay_v1_rc
+mem_enqueue(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, const struct relay_v1_enqueue_in *in, bool *duplicate,
+    int64_t *deadline_ms, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	size_t blen = in->client_len + 1 + in->request_id_len + 1 + in->node_len + 1;
+	struct req *r = malloc(sizeof(*r) + blen);
+	char *work = malloc(in->work_len + 1);
+	struct req *old;
+	struct node *n;
+	enum relay_v1_rc rc = V1_OK;
+
+	*duplicate = false;
+	*deadline_ms = in->deadline_ms;
+	if (r == NULL || work == NULL) {
+		free(r);
+		free(work);
+		return V1_E_NOMEM;
+	}
+	memcpy(work, in->work, in->work_len);
+	work[in->work_len] = '\0';
+	memset(r, 0, sizeof(*r));
+	memcpy(r->bytes, in->client, in->client_len);
+	r->bytes[in->client_len] = '\0';
+	memcpy(r->bytes + in->client_len + 1, in->request_id, in->request_id_len);
+	r->bytes[in->client_len + 1 + in->request_id_len] = '\0';
+	memcpy(r->bytes + in->client_len + 1 + in->request_id_len + 1, in->node,
+	    in->node_len);
+	r->bytes[blen - 1] = '\0';
+	r->client_len = in->client_len;
+	r->id_len = in->request_id_len;
+	r->owner_len = in->node_len;
+
+	pthread_mutex_lock(&m->mu);
+	n = node_get(m, lim, now, in->node, in->node_len, fx);
+	if (n == NULL) {
+		rc = V1_E_UNKNOWN_NODE;
+		goto out;
+	}
+	old = req_find(m, lim, now, in->client, in->client_len, in->request_id,
+	    in->request_id_len, fx);
+	if (old != NULL) {
+		/* A retry of the same live request is answered, not queued twice. */
+		if ((old->state == RS_QUEUED || old->state == RS_IN_FLIGHT) &&
+		    old->owner_len == in->node_len &&
+		    memcmp(req_owner(old), in->node, in->node_len) == 0) {
+			*duplicate = true;
+			*deadline_ms = old->deadline;
+		} else {
+			rc = V1_E_CONFLICT;
+		}
+		goto out;
+	}
+	if (id_taken_on_node(n, in->request_id, in->request_id_len)) {
+		rc = V1_E_CONFLICT;
+		goto out;
+	}
+	if (m->nlive + m->nready >= lim->max_requests) {
+		rc = V1_E_REQUESTS_FULL;
+		goto out;
+	}
+	/* Reservation and enqueue are one step: capacity can never overflow. */
+	prune_reservations(n, now);
+	if (n->nres > 0) {
+		size_t i, first = 0;
+
+		for (i = 1; i < n->nres; i++)
+			if (n->res[i] < n->res[first])
+				first = i;
+		n->res[first] = n->res[--n->nres];
+	} else if (node_used(n, now) >= (uint64_t)n->caps->max_conc) {
+		rc = V1_E_NO_CAPACITY;
+		goto out;
+	}
+	r->state = RS_QUEUED;
+	r->node = n;
+	r->admitted = now;
+	r->deadline = in->deadline_ms;
+	r->work = work;
+	r->work_len = in->work_len;
+	work = NULL;
+	if (in->cancel_digest != NULL) {
+		r->cancellable = true;
+		memcpy(r->cancel, in->cancel_digest, TP_SHA256_LEN);
+	}
+	relay_hashtab_put(&m->reqs, &r->h);
+	dl_push_tail(&n->queue, &r->link);
+	dl_push_tail(&m->live_list, &r->live);
+	n->nqueued++;
+	m->nlive++;
+	r = NULL;
+out:
+	pthread_mutex_unlock(&m->mu);
+	free(r);
+	free(work);
+	return rc;
+}
+
+static struct req *
+claim_on_node(struct node *n, const char *id, size_t id_len)
+{
+	struct dlink *e;
+
+	for (e = n->claims.next; e != &n->claims; e = e->next) {
+		struct req *r = container_of(e, struct req, link);
+
+		if (r->id_len == id_len && memcmp(req_id(r), id, id_len) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+static enum relay_v1_rc
+mem_control(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, const char *key, size_t key_len,
+    const unsigned char *digest, const char *id, size_t id_len, bool ack,
+    enum relay_v1_control_state *state, int64_t *deadline_ms,
+    struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	struct node *n;
+	struct req *r;
+	struct tomb *t;
+	enum relay_v1_rc rc = V1_OK;
+
+	*state = V1_CTL_COMPLETED;
+	*deadline_ms = 0;
+	pthread_mutex_lock(&m->mu);
+	n = node_get(m, lim, now, key, key_len, fx);
+	if (!node_auth(m, now, n, key, key_len, digest)) {
+		rc = V1_E_FORBIDDEN;
+		goto out;
+	}
+	r = n != NULL ? claim_on_node(n, id, id_len) : NULL;
+	if (r != NULL) {
+		*deadline_ms = r->deadline;
+		if (r->deadline <= now) {
+			if (!ack)
+				tomb_add(m, lim, now, n, r, "expired", fx);
+			terminalize(m, lim, now, r, "expired", "provider_timeout",
+			    V1_OUTCOME_EXPIRED, fx);
+			*state = V1_CTL_EXPIRED;
+			goto out;
+		}
+		r->claim_expires = min64(now + lim->in_flight_ttl_ms, r->deadline);
+		n->last_seen = now;
+		*state = V1_CTL_ACTIVE;
+		if (fx)
+			fx->lease_renewals++;
+		goto out;
+	}
+	t = tomb_find(m, now, key, key_len, id, id_len);
+	if (t == NULL && n == NULL) {
+		/* a gone node has nothing to learn but its tombstones */
+		rc = V1_E_FORBIDDEN;
+		goto out;
+	}
+	if (t != NULL) {
+		*state = strcmp(t->status, "expired") == 0 ? V1_CTL_EXPIRED :
+		    V1_CTL_CANCELLED;
+		*deadline_ms = t->deadline;
+		if (ack) {
+			tomb_free(m, t);
+			if (fx)
+				fx->acknowledged++;
+		}
+	}
+	if (n != NULL)
+		n->last_seen = now;
+out:
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+static enum relay_v1_rc
+mem_cancel(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, const char *client, size_t client_len, const char *id,
+    size_t id_len, const unsigned char *token_digest,
+    enum tp_v1_status status, const char *reason, int *removed,
+    struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	struct req *r;
+	const char *sname = tp_v1_status_name(status);
+	enum relay_v1_outcome oc = status == TP_V1_EXPIRED ?
+	    V1_OUTCOME_EXPIRED : V1_OUTCOME_CANCELLED;
+	enum relay_v1_rc rc = V1_OK;
+
+	*removed = 0;
+	pthread_mutex_lock(&m->mu);
+	r = req_find(m, lim, now, client, client_len, id, id_len, fx);
+	if (r == NULL || (r->state != RS_QUEUED && r->state != RS_IN_FLIGHT) ||
+	    !r->cancellable || !digest_ok(token_digest, r->cancel)) {
+		rc = V1_E_FORBIDDEN;
+		goto out;
+	}
+	if (r->state == RS_QUEUED)
+		*removed = 1;
+	else
+		tomb_add(m, lim, now, r->node, r, sname, fx);
+	terminalize(m, lim, now, r, sname, reason, oc, fx);
+out:
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+static enum relay_v1_rc
+mem_accept_response(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, const struct relay_v1_response_in *in, bool *duplicate,
+    const char **gone, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	char *body = malloc(in->response_len + 1);
+	struct node *n = NULL, *owner;
+	struct req *r;
+	enum relay_v1_rc rc = V1_OK;
+
+	*duplicate = false;
+	*gone = NULL;
+	if (body == NULL)
+		return V1_E_NOMEM;
+	memcpy(body, in->response, in->response_len);
+	body[in->response_len] = '\0';
+	if (in->node == NULL && in->require_proof) {
+		free(body);
+		return V1_E_FORBIDDEN;
+	}
+	pthread_mutex_lock(&m->mu);
+	if (in->node != NULL) {
+		n = node_get(m, lim, now, in->node, in->node_len, fx);
+		if (!node_auth(m, now, n, in->node, in->node_len,
+		    in->cred_digest)) {
+			rc = V1_E_FORBIDDEN;
+			goto out;
+		}
+	}
+	r = req_find(m, lim, now, in->client, in->client_len, in->request_id,
+	    in->request_id_len, fx);
+	if (r == NULL) {
+		*gone = "gone";
+		rc = V1_E_GONE;
+		goto out;
+	}
+	if (in->node != NULL && (r->owner_len != in->node_len ||
+	    memcmp(req_owner(r), in->node, in->node_len) != 0)) {
+		rc = V1_E_FORBIDDEN;
+		goto out;
+	}
+	if (r->state == RS_TERMINAL) {
+		*gone = r->t_status;
+		rc = V1_E_GONE;
+		goto out;
+	}
+	if (r->state == RS_READY) {
+		*duplicate = true;
+		goto out;
+	}
+	owner = r->node;
+	dl_unlink(&r->link);
+	dl_unlink(&r->live);
+	if (r->state == RS_QUEUED)
+		owner->nqueued--;
+	else
+		owner->nclaimed--;
+	m->nlive--;
+	/* The node just answered: it is alive (PROTOCOL.md 4.8b). */
+	owner->last_seen = now;
+	free(r->work);
+	r->work = NULL;
+	free(r->body);
+	r->body = body;
+	r->body_len = in->response_len;
+	body = NULL;
+	r->node = NULL;
+	r->state = RS_READY;
+	r->until = now + lim->response_ttl_ms;
+	dl_push_tail(&m->ready_list, &r->link);
+	m->nready++;
+	if (fx)
+		fx->outcomes[V1_OUTCOME_COMPLETED]++;
+out:
+	pthread_mutex_unlock(&m->mu);
+	free(body);
+	return rc;
+}
+
+static enum relay_v1_rc
+mem_progress(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, const char *key, size_t key_len, const unsigned char *digest,
+    const char *client, size_t client_len, const char *id, size_t id_len,
+    const char *envelope, size_t envelope_len, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	char *copy = malloc(envelope_len + 1);
+	struct relay_hnode *h;
+	struct node *n;
+	struct req *r;
+	size_t klen;
+	char *k;
+	enum relay_v1_rc rc = V1_OK;
+
+	k = join_key(client, client_len, id, id_len, &klen);
+	if (copy == NULL || k == NULL) {
+		free(copy);
+		free(k);
+		return V1_E_NOMEM;
+	}
+	memcpy(copy, envelope, envelope_len);
+	copy[envelope_len] = '\0';
+	pthread_mutex_lock(&m->mu);
+	n = node_get(m, lim, now, key, key_len, fx);
+	if (n == NULL || !digest_ok(digest, n->digest)) {
+		rc = V1_E_FORBIDDEN;
+		goto out;
+	}
+	h = relay_hashtab_get(&m->reqs, k, klen);
+	r = h ? container_of(h, struct req, h) : NULL;
+	if (r != NULL && r->state == RS_IN_FLIGHT && r->node == n) {
+		if (r->deadline <= now) {
+			expire_claim(m, lim, now, r, fx);
+			rc = V1_E_EXPIRED;
+			goto out;
+		}
+		free(r->body);
+		r->body = copy;
+		r->body_len = envelope_len;
+		copy = NULL;
+		n->last_seen = now;
+		goto out;
+	}
+	if (r != NULL && r->state == RS_TERMINAL &&
+	    strcmp(r->t_reason, "provider_timeout") == 0 &&
+	    r->owner_len == key_len && memcmp(req_owner(r), key, key_len) == 0)
+		rc = V1_E_EXPIRED;
+	else
+		rc = V1_E_NOT_ACTIVE;
+out:
+	pthread_mutex_unlock(&m->mu);
+	free(copy);
+	free(k);
+	return rc;
+}
+
+static enum relay_v1_rc
+mem_retrieve(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, const char *client, size_t client_len, const char *id,
+    size_t id_len, struct relay_v1_retrieval *out, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	struct req *r;
+
+	memset(out, 0, sizeof(*out));
+	out->kind = V1_RET_UNKNOWN;
+	pthread_mutex_lock(&m->mu);
+	r = req_find(m, lim, now, client, client_len, id, id_len, fx);
+	if (r == NULL)
+		goto out;
+	switch (r->state) {
+	case RS_TERMINAL:
+		if (strcmp(r->t_status, "completed") == 0)
+			break;		/* delivered before: unknown, as HEAD */
+		out->kind = V1_RET_TERMINAL;
+		out->status = r->t_status;
+		out->reason = r->t_reason;
+		break;
+	case RS_READY:
+		out->kind = V1_RET_RESPONSE;
+		out->body.data = out->body.mem = r->body;
+		out->body.len = r->body_len;
+		r->body = NULL;
+		terminalize(m, lim, now, r, "completed", "delivered",
+		    V1_OUTCOME_COUNT, fx);
+		break;
+	case RS_QUEUED:
+	case RS_IN_FLIGHT:
+		out->kind = V1_RET_PENDING;
+		out->deadline_ms = r->deadline;
+		if (r->body != NULL) {
+			out->body.data = out->body.mem = r->body;
+			out->body.len = r->body_len;
+			r->body = NULL;
+		}
+		break;
+	}
+out:
+	pthread_mutex_unlock(&m->mu);
+	return V1_OK;
+}
+
+static enum relay_v1_rc
+mem_unregister(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, const char *key, size_t key_len, const unsigned char *digest,
+    bool *removed, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	struct relay_hnode *h;
+	enum relay_v1_rc rc = V1_OK;
+
+	*removed = false;
+	pthread_mutex_lock(&m->mu);
+	h = relay_hashtab_get(&m->nodes, key, key_len);
+	if (h != NULL) {
+		struct node *n = container_of(h, struct node, h);
+
+		if (!digest_ok(digest, n->digest)) {
+			rc = V1_E_FORBIDDEN;
+		} else {
+			node_remove(m, lim, now, n, false, fx);
+			*removed = true;
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+static bool
+mem_node_exists(struct relay_v1_store *s, const char *key, size_t key_len)
+{
+	struct mem *m = M(s);
+	bool found;
+
+	pthread_mutex_lock(&m->mu);
+	found = relay_hashtab_get(&m->nodes, key, key_len) != NULL;
+	pthread_mutex_unlock(&m->mu);
+	return found;
+}
+
+/* Everything due at now; called with the lock held. */
+static void
+sweep_locked(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
+    struct relay_v1_effects *fx)
+{
+	struct dlink *e, *next;
+
+	for (e = m->node_list.next; e != &m->node_list; e = next) {
+		struct node *n = container_of(e, struct node, all);
+
+		next = e->next;
+		if (node_stale(n, lim, now))
+			node_remove(m, lim, now, n, true, fx);
+		else
+			prune_reservations(n, now);
+	}
+	for (e = m->live_list.next; e != &m->live_list; e = next) {
+		next = e->next;
+		(void)req_expire(m, lim, now, container_of(e, struct req, live),
+		    fx);
+	}
+	while (!dl_empty(&m->ready_list)) {
+		struct req *r = container_of(m->ready_list.next, struct req, link);
+
+		if (r->until > now)
+			break;
+		(void)req_expire(m, lim, now, r, fx);
+	}
+	while (!dl_empty(&m->terminal_list)) {
+		struct req *r = container_of(m->terminal_list.next, struct req,
+		    link);
+
+		if (r->until > now)
+			break;
+		req_free(m, r);
+	}
+	while (!dl_empty(&m->tomb_list)) {
+		struct tomb *t = container_of(m->tomb_list.next, struct tomb, fifo);
+
+		if (t->expires > now)
+			break;
+		tomb_free(m, t);
+	}
+	while (!dl_empty(&m->ntomb_list)) {
+		struct ntomb *t = container_of(m->ntomb_list.next, struct ntomb,
+		    fifo);
+
+		if (t->expires > now)
+			break;
+		ntomb_free(m, t);
+	}
+}
+
+static enum relay_v1_rc
+mem_sweep(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+
+	pthread_mutex_lock(&m->mu);
+	sweep_locked(m, lim, now, fx);
+	pthread_mutex_unlock(&m->mu);
+	return V1_OK;
+}
+
+static enum relay_v1_rc
+mem_stats(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, struct relay_v1_stats *out, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	struct dlink *e;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&m->mu);
+	sweep_locked(m, lim, now, fx);
+	out->nodes = m->nnodes;
+	out->responses = m->nready;
+	out->terminal = m->nterminal;
+	out->tombstones = m->ntomb;
+	for (e = m->node_list.next; e != &m->node_list; e = e->next)
+		out->reservations += container_of(e, struct node, all)->nres;
+	for (e = m->live_list.next; e != &m->live_list; e = e->next) {
+		const struct req *r = container_of(e, struct req, live);
+
+		if (r->state == RS_QUEUED) {
+			out->queued++;
+			if (now - r->admitted > out->oldest_queued_ms)
+				out->oldest_queued_ms = now - r->admitted;
+		} else if (r->claim_expires > now) {
+			out->in_flight++;
+			if (now - r->claimed_at > out->oldest_in_flight_ms)
+				out->oldest_in_flight_ms = now - r->claimed_at;
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	return V1_OK;
+}
+
+static void
+mem_destroy(struct relay_v1_store *s)
+{
+	struct mem *m = M(s);
+
+	while (!dl_empty(&m->live_list))
+		req_free(m, container_of(m->live_list.next, struct req, live));
+	while (!dl_empty(&m->ready_list))
+		req_free(m, container_of(m->ready_list.next, struct req, link));
+	while (!dl_empty(&m->terminal_list))
+		req_free(m, container_of(m->terminal_list.next, struct req, link));
+	while (!dl_empty(&m->tomb_list))
+		tomb_free(m, container_of(m->tomb_list.next, struct tomb, fifo));
+	while (!dl_empty(&m->ntomb_list))
+		ntomb_free(m, container_of(m->ntomb_list.next, struct ntomb, fifo));
+	while (!dl_empty(&m->node_list)) {
+		struct node *n = container_of(m->node_list.next, struct node, all);
+
+		dl_unlink(&n->all);
+		free(n->caps);
+		free(n);
+	}
+	relay_hashtab_destroy(&m->nodes);
+	relay_hashtab_destroy(&m->reqs);
+	relay_hashtab_destroy(&m->tombs);
+	relay_hashtab_destroy(&m->ntombs);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+}
+
+static const struct relay_v1_store_ops mem_ops = {
+	.name = "memory",
+	.register_node = mem_register,
+	.poll = mem_poll,
+	.select = mem_select,
+	.enqueue = mem_enqueue,
+	.control = mem_control,
+	.cancel = mem_cancel,
+	.accept_response = mem_accept_response,
+	.progress = mem_progress,
+	.retrieve = mem_retrieve,
+	.unregister = mem_unregister,
+	.node_exists = mem_node_exists,
+	.sweep = mem_sweep,
+	.stats = mem_stats,
+	.destroy = mem_destroy,
+};
+
+static int
+random_key(uint64_t k[2])
+{
+	unsigned char *p = (unsigned char *)k;
+	size_t len = 2 * sizeof(uint64_t);
+	ssize_t n;
+
+	while (len > 0) {
+		n = getrandom(p, len, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+struct relay_v1_store *
+relay_v1_store_memory_new(void)
+{
+	struct mem *m = calloc(1, sizeof(*m));
+	uint64_t k[4][2];
+	int i;
+
+	if (m == NULL)
+		return NULL;
+	for (i = 0; i < 4; i++)
+		if (random_key(k[i]) != 0) {
+			free(m);
+			return NULL;
+		}
+	if (relay_hashtab_init(&m->nodes, node_hkey, k[0][0], k[0][1]) != 0)
+		goto fail0;
+	if (relay_hashtab_init(&m->reqs, req_hkey, k[1][0], k[1][1]) != 0)
+		goto fail1;
+	if (relay_hashtab_init(&m->tombs, tomb_hkey, k[2][0], k[2][1]) != 0)
+		goto fail2;
+	if (relay_hashtab_init(&m->ntombs, ntomb_hkey, k[3][0], k[3][1]) != 0)
+		goto fail3;
+	pthread_mutex_init(&m->mu, NULL);
+	dl_init(&m->node_list);
+	dl_init(&m->live_list);
+	dl_init(&m->ready_list);
+	dl_init(&m->terminal_list);
+	dl_init(&m->tomb_list);
+	dl_init(&m->ntomb_list);
+	m->pub.ops = &mem_ops;
+	m->pub.state = m;
+	return &m->pub;
+fail3:
+	relay_hashtab_destroy(&m->tombs);
+fail2:
+	relay_hashtab_destroy(&m->reqs);
+fail1:
+	relay_hashtab_destroy(&m->nodes);
+fail0:
+	free(m);
+	return NULL;
+}

@@ -1,0 +1,362 @@
+/*
+ * test_relay_v1_broker.c -- the API v1 broker with real threads: a long
+ * poll is woken by an enqueue for its node (and only then), by the node's
+ * unregistration and by draining; polls over max_long_polls are answered
+ * at once; credentials are revealed once and only their digest kept; the
+ * client's cancel_token never reaches the node. Waits are bounded by
+ * deadlines, never by fixed sleeps deciding an outcome.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "v1_broker.h"
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+nap_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static struct relay_v1_config
+config(int64_t wait_ms, int64_t max_polls)
+{
+	struct relay_v1_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.lim.lease_ms = 30000;
+	c.lim.in_flight_ttl_ms = 30000;
+	c.lim.tombstone_ttl_ms = 60000;
+	c.lim.node_tombstone_ttl_ms = 300000;
+	c.lim.terminal_ttl_ms = 300000;
+	c.lim.response_ttl_ms = 300000;
+	c.lim.reservation_ttl_ms = 15000;
+	c.lim.max_nodes = 64;
+	c.lim.max_requests = 256;
+	c.lim.max_terminal = 256;
+	c.lim.max_tombstones = 256;
+	c.poll_wait_ms = wait_ms;
+	c.deadline_ms = 480000;
+	c.busy_retry_s = 2;
+	c.max_long_polls = max_polls;
+	c.sweeper = true;
+	return c;
+}
+
+static struct tp_v1_caps *
+caps(int64_t conc)
+{
+	struct tp_v1_caps *c = malloc(sizeof(*c));
+
+	assert_non_null(c);
+	tp_v1_caps_default(c);
+	strcpy(c->models, TP_V1_DEFAULT_MODEL);
+	c->models_len = sizeof(TP_V1_DEFAULT_MODEL);
+	c->nmodels = 1;
+	c->max_concurrency = conc;
+	return c;
+}
+
+static void
+register_node(struct relay_v1 *b, const char *key, char cred[44])
+{
+	struct tp_v1_caps *c = caps(4);
+	bool created = false;
+
+	assert_int_equal(relay_v1_register(b, key, strlen(key), c, cred,
+	    &created), V1_OK);
+	assert_true(created);
+	free(c);
+}
+
+static struct tp_v1_envelope
+envelope(const char *node, const char *client, const char *id,
+    const char *cancel)
+{
+	struct tp_v1_envelope e;
+
+	memset(&e, 0, sizeof(e));
+	e.server_public_key = (struct tp_str){ node, strlen(node) };
+	e.client_public_key = (struct tp_str){ client, strlen(client) };
+	e.ciphertext = (struct tp_str){ "CT", 2 };
+	e.cipherkey = (struct tp_str){ "CK", 2 };
+	e.iv = (struct tp_str){ "IV", 2 };
+	e.request_id = (struct tp_str){ id, strlen(id) };
+	if (cancel != NULL)
+		e.cancel_token = (struct tp_str){ cancel, strlen(cancel) };
+	return e;
+}
+
+struct poller {
+	struct relay_v1 *b;
+	const char *key;
+	pthread_t th;
+	enum relay_v1_rc rc;
+	struct relay_v1_poll_result res;
+	int64_t took_ms;
+};
+
+static void *
+poll_main(void *arg)
+{
+	struct poller *p = arg;
+	int64_t t0 = mono_ms();
+
+	p->rc = relay_v1_poll(p->b, p->key, strlen(p->key), NULL, &p->res);
+	p->took_ms = mono_ms() - t0;
+	return NULL;
+}
+
+static void
+start_poller(struct poller *p, struct relay_v1 *b, const char *key)
+{
+	memset(p, 0, sizeof(*p));
+	p->b = b;
+	p->key = key;
+	assert_int_equal(pthread_create(&p->th, NULL, poll_main, p), 0);
+}
+
+/* Waits (bounded) until n polls are waiting in the broker. */
+static void
+await_long_polls(struct relay_v1 *b, long n)
+{
+	int64_t until = mono_ms() + 10000;
+
+	while (relay_v1_long_polls(b) != n) {
+		assert_true(mono_ms() < until);
+		nap_ms(2);
+	}
+}
+
+static void
+test_long_poll_woken_by_enqueue_for_its_node_only(void **state)
+{
+	struct relay_v1_config cfg = config(8000, 8);
+	struct relay_v1 *b = relay_v1_new(&cfg, NULL, NULL);
+	struct poller pa, pb;
+	struct tp_v1_envelope e;
+	char ca[44], cb[44];
+	int64_t deadline;
+	bool dup;
+
+	(void)state;
+	assert_non_null(b);
+	register_node(b, "A", ca);
+	register_node(b, "B", cb);
+	start_poller(&pa, b, "A");
+	start_poller(&pb, b, "B");
+	await_long_polls(b, 2);
+	e = envelope("A", "C", "r1", "secret-cancel");
+	assert_int_equal(relay_v1_enqueue(b, &e, &deadline, &dup), V1_OK);
+	pthread_join(pa.th, NULL);
+	assert_int_equal(pa.rc, V1_OK);
+	assert_true(pa.res.has_work);
+	assert_true(pa.took_ms < 4000);
+	/* nodes get only what they need: never the client's cancel token */
+	assert_null(memmem(pa.res.work.envelope.data, pa.res.work.envelope.len,
+	    "secret-cancel", 13));
+	assert_null(memmem(pa.res.work.envelope.data, pa.res.work.envelope.len,
+	    "cancel_token", 12));
+	assert_non_null(memmem(pa.res.work.envelope.data,
+	    pa.res.work.envelope.len, "\"request_id\":\"r1\"", 17));
+	relay_blob_free(&pa.res.work.envelope);
+	/* B was not woken: it is still waiting */
+	assert_int_equal(relay_v1_long_polls(b), 1);
+	relay_v1_drain(b);
+	pthread_join(pb.th, NULL);
+	assert_false(pb.res.has_work);
+	assert_true(pb.res.draining);
+	/* after drain, polls answer at once */
+	start_poller(&pb, b, "B");
+	pthread_join(pb.th, NULL);
+	assert_true(pb.res.draining);
+	assert_true(pb.took_ms < 1000);
+	relay_v1_free(b);
+}
+
+static void
+test_long_poll_times_out_and_unregister_wakes(void **state)
+{
+	struct relay_v1_config cfg = config(300, 8);
+	struct relay_v1 *b = relay_v1_new(&cfg, NULL, NULL);
+	struct tp_v1_unregister u;
+	struct poller p;
+	char cred[44];
+	bool removed;
+
+	(void)state;
+	assert_non_null(b);
+	register_node(b, "A", cred);
+	start_poller(&p, b, "A");
+	pthread_join(p.th, NULL);
+	assert_int_equal(p.rc, V1_OK);
+	assert_false(p.res.has_work);
+	assert_false(p.res.busy);
+	assert_true(p.took_ms >= 250);
+
+	relay_v1_free(b);
+	cfg = config(20000, 8);
+	b = relay_v1_new(&cfg, NULL, NULL);
+	assert_non_null(b);
+	register_node(b, "A", cred);
+	start_poller(&p, b, "A");
+	await_long_polls(b, 1);
+	memset(&u, 0, sizeof(u));
+	u.server_public_key = (struct tp_str){ "A", 1 };
+	u.control_credential = (struct tp_str){ cred, strlen(cred) };
+	assert_int_equal(relay_v1_unregister(b, &u, &removed), V1_OK);
+	assert_true(removed);
+	pthread_join(p.th, NULL);
+	assert_int_equal(p.rc, V1_E_UNKNOWN_NODE);
+	assert_true(p.took_ms < 10000);
+	relay_v1_free(b);
+}
+
+static void
+test_polls_over_the_cap_answer_at_once(void **state)
+{
+	struct relay_v1_config cfg = config(20000, 1);
+	struct relay_v1 *b = relay_v1_new(&cfg, NULL, NULL);
+	struct poller p1, p2;
+	struct tp_v1_envelope e;
+	char ca[44], cb[44];
+	int64_t deadline;
+	bool dup;
+
+	(void)state;
+	assert_non_null(b);
+	register_node(b, "A", ca);
+	register_node(b, "B", cb);
+	start_poller(&p1, b, "A");
+	await_long_polls(b, 1);
+	start_poller(&p2, b, "B");
+	pthread_join(p2.th, NULL);
+	assert_int_equal(p2.rc, V1_OK);
+	assert_true(p2.res.busy);
+	assert_false(p2.res.has_work);
+	assert_true(p2.took_ms < 5000);
+	/* over the cap, queued work is still handed out at once */
+	e = envelope("B", "C", "rb", NULL);
+	assert_int_equal(relay_v1_enqueue(b, &e, &deadline, &dup), V1_OK);
+	start_poller(&p2, b, "B");
+	pthread_join(p2.th, NULL);
+	assert_true(p2.res.has_work);
+	relay_blob_free(&p2.res.work.envelope);
+	relay_v1_drain(b);
+	pthread_join(p1.th, NULL);
+	assert_int_equal(relay_v1_long_polls(b), 0);
+	relay_v1_free(b);
+}
+
+static void
+test_credential_revealed_once_and_controls(void **state)
+{
+	struct relay_v1_config cfg = config(0, 8);
+	struct relay_v1 *b = relay_v1_new(&cfg, NULL, NULL);
+	struct tp_v1_caps *c = caps(1);
+	struct relay_v1_poll_result pr;
+	struct tp_v1_envelope e;
+	struct tp_v1_control ctl;
+	struct tp_v1_cancel cn;
+	enum relay_v1_control_state st;
+	char cred[44], again[44];
+	int64_t deadline;
+	bool created, dup;
+	int removed;
+	size_t i;
+
+	(void)state;
+	assert_non_null(b);
+	assert_int_equal(relay_v1_register(b, "N", 1, c, cred, &created), V1_OK);
+	assert_true(created);
+	assert_int_equal(strlen(cred), RELAY_V1_CREDENTIAL_LEN);
+	for (i = 0; i < RELAY_V1_CREDENTIAL_LEN; i++)
+		assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+		    "qrstuvwxyz0123456789-_", cred[i]));
+	assert_int_equal(relay_v1_register(b, "N", 1, c, again, &created), V1_OK);
+	assert_false(created);
+	assert_string_equal(again, "");
+	free(c);
+
+	e = envelope("N", "C", "x", "tok");
+	assert_int_equal(relay_v1_enqueue(b, &e, &deadline, &dup), V1_OK);
+	/* poll wait 0: no waiting at all */
+	assert_int_equal(relay_v1_poll(b, "N", 1, NULL, &pr), V1_OK);
+	assert_true(pr.has_work);
+	relay_blob_free(&pr.work.envelope);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.server_public_key = (struct tp_str){ "N", 1 };
+	ctl.request_id = (struct tp_str){ "x", 1 };
+	ctl.control_credential = (struct tp_str){ cred, strlen(cred) };
+	assert_int_equal(relay_v1_control(b, &ctl, &st, &deadline), V1_OK);
+	assert_int_equal(st, V1_CTL_ACTIVE);
+	memset(&cn, 0, sizeof(cn));
+	cn.client_public_key = (struct tp_str){ "C", 1 };
+	cn.request_id = (struct tp_str){ "x", 1 };
+	cn.cancel_token = (struct tp_str){ "tok", 3 };
+	cn.status = TP_V1_CANCELLED;
+	cn.reason = "requester_cancelled";
+	assert_int_equal(relay_v1_cancel(b, &cn, &removed), V1_OK);
+	assert_int_equal(removed, 0);
+	assert_int_equal(relay_v1_control(b, &ctl, &st, &deadline), V1_OK);
+	assert_int_equal(st, V1_CTL_CANCELLED);
+	ctl.control_credential = (struct tp_str){ "forged", 6 };
+	assert_int_equal(relay_v1_control(b, &ctl, &st, &deadline),
+	    V1_E_FORBIDDEN);
+	relay_v1_free(b);
+}
+
+static void
+test_next_poll_hint(void **state)
+{
+	struct relay_v1_config cfg = config(10000, 8);
+	struct relay_v1 *b;
+
+	(void)state;
+	cfg.sweeper = false;
+	b = relay_v1_new(&cfg, NULL, NULL);
+	assert_non_null(b);
+	assert_int_equal(relay_v1_next_poll_seconds(b), 10);
+	relay_v1_free(b);
+	cfg.lim.in_flight_ttl_ms = 4000;
+	b = relay_v1_new(&cfg, NULL, NULL);
+	assert_int_equal(relay_v1_next_poll_seconds(b), 2);
+	relay_v1_free(b);
+	cfg.poll_wait_ms = 0;
+	b = relay_v1_new(&cfg, NULL, NULL);
+	assert_int_equal(relay_v1_next_poll_seconds(b), 1);
+	relay_v1_free(b);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_long_poll_woken_by_enqueue_for_its_node_only),
+		cmocka_unit_test(test_long_poll_times_out_and_unregister_wakes),
+		cmocka_unit_test(test_polls_over_the_cap_answer_at_once),
+		cmocka_unit_test(test_credential_revealed_once_and_controls),
+		cmocka_unit_test(test_next_poll_hint),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
