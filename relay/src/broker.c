@@ -29,6 +29,7 @@ struct relay_broker {
 	struct relay_store *store;
 	struct relay_store_limits lim;
 	struct tp_proto_limits plim;
+	size_t max_reply_bytes;		/* jobs per /sink reply, in bytes */
 	relay_clock_fn clock;
 	void *clock_arg;
 	_Atomic int64_t next_sweep;
@@ -237,6 +238,10 @@ relay_broker_new(const struct relay_settings *s, struct relay_store *store,
 	b->lim.max_stream_sessions = pos(s->max_stream_sessions);
 	b->lim.max_stream_chunks = pos(s->max_stream_chunks);
 	b->plim.max_key_bytes = (size_t)pos(s->max_key_bytes);
+	/* A batch reply carries no more than one request body's worth. */
+	b->max_reply_bytes = (size_t)pos(s->max_body_bytes);
+	if (b->max_reply_bytes == 0)
+		b->max_reply_bytes = SIZE_MAX;
 
 	b->auth = relay_auth_new(s->server_token, s->server_tokens);
 	if (b->auth == NULL)
@@ -375,7 +380,7 @@ relay_broker_sink(struct relay_broker *b, const struct tp_sink_request *req,
 		max = 1;
 	st = b->store->ops->poll(b->store, &b->lim, now,
 	    req->server_public_key.ptr, req->server_public_key.len, (size_t)max,
-	    out, &fx);
+	    b->max_reply_bytes, out, &fx);
 	account(b, &fx);
 	if (st == RELAY_OK && out->registered) {
 		char id[17];

@@ -80,7 +80,8 @@ enum relay_status relay_broker_faucet(struct relay_broker *b,
 
 /*
  * POST /sink: heartbeat, then up to max_batch_size jobs (capped by
- * queue_per_server). Each job's blob is its tp_faucet_encode() text.
+ * queue_per_server, and by max_body_bytes of job text per reply beyond
+ * the first job). Each job's blob is its tp_faucet_encode() text.
  * Free *out with relay_poll_result_free().
  */
 enum relay_status relay_broker_sink(struct relay_broker *b,

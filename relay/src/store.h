@@ -130,14 +130,16 @@ struct relay_store_ops {
 	 * Heartbeat and dequeue for server `key`: registers it (unless
 	 * max_servers live servers exist: RELAY_E_SERVERS_FULL, nothing
 	 * changes) or refreshes its last-seen time, then pops up to
-	 * max_jobs jobs from the head of its queue. Each popped stream job
+	 * max_jobs jobs from the head of its queue, stopping before a job
+	 * that would take the popped payload past max_bytes (the first job
+	 * is always taken, whatever its size). Each popped stream job
 	 * gets a new session owned by its client (replacing that client's
 	 * previous session); when no session can be opened
 	 * (max_stream_sessions) popping stops before that job.
 	 */
 	enum relay_status (*poll)(struct relay_store *s,
 	    const struct relay_store_limits *lim, int64_t now_ms,
-	    const char *key, size_t key_len, size_t max_jobs,
+	    const char *key, size_t key_len, size_t max_jobs, size_t max_bytes,
 	    struct relay_poll_result *out, struct relay_store_effects *fx);
 
 	/* Appends a job to a live server's queue, within both queue bounds. */

@@ -418,7 +418,8 @@ session_open(struct mem *m, const char *client, size_t len, int64_t now,
 static enum relay_status
 mem_poll(struct relay_store *st, const struct relay_store_limits *lim,
     int64_t now, const char *key, size_t key_len, size_t max_jobs,
-    struct relay_poll_result *out, struct relay_store_effects *fx)
+    size_t max_bytes, struct relay_poll_result *out,
+    struct relay_store_effects *fx)
 {
 	struct mem *m = M(st);
 	struct relay_store_effects d = { 0 };
@@ -427,7 +428,7 @@ mem_poll(struct relay_store *st, const struct relay_store_limits *lim,
 	struct session *sess;
 	struct job *j;
 	struct relay_job *rj;
-	size_t take;
+	size_t take, bytes = 0;
 	bool swept = false;
 
 	memset(out, 0, sizeof(*out));
@@ -460,6 +461,8 @@ mem_poll(struct relay_store *st, const struct relay_store_limits *lim,
 	while (out->n < take) {
 		j = srv->head;
 		rj = &out->jobs[out->n];
+		if (out->n > 0 && j->len > max_bytes - bytes)
+			break;
 		if (j->stream) {
 			if (!swept) {
 				expire_sessions(m, lim, now, &d);
@@ -491,6 +494,7 @@ mem_poll(struct relay_store *st, const struct relay_store_limits *lim,
 		rj->blob.len = j->len;
 		rj->blob.mem = j;
 		rj->stream = j->stream;
+		bytes = j->len < max_bytes - bytes ? bytes + j->len : max_bytes;
 		out->n++;
 	}
 	if (out->n == 0) {

@@ -239,6 +239,28 @@ test_batch_capped_by_queue_bound(void **state)
 }
 
 static void
+test_batch_reply_bytes_capped_by_body_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct relay_poll_result r;
+	int i;
+
+	/* each encoded job here is 68 bytes: two fit in 150, three do not */
+	f->s.max_body_bytes = 150;
+	start(f);
+	assert_int_equal(sink(f, "S", 1, &r), RELAY_OK);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(faucet(f, "S", "cc", "C", false), RELAY_OK);
+	assert_int_equal(sink(f, "S", 8, &r), RELAY_OK);
+	assert_int_equal(r.n, 2);
+	assert_int_equal(r.jobs[0].blob.len, 68);
+	relay_poll_result_free(&r);
+	assert_int_equal(sink(f, "S", 8, &r), RELAY_OK);
+	assert_int_equal(r.n, 1);
+	relay_poll_result_free(&r);
+}
+
+static void
 test_eviction_and_metrics(void **state)
 {
 	struct fixture *f = *state;
@@ -626,6 +648,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_legacy_cycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_capped_by_queue_bound, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_reply_bytes_capped_by_body_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eviction_and_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_response_ttl, setup, teardown),

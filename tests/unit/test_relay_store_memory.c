@@ -50,7 +50,7 @@ poll_s(struct relay_store *s, const struct relay_store_limits *lim,
     int64_t now, const char *key, size_t max, struct relay_poll_result *out,
     struct relay_store_effects *fx)
 {
-	return s->ops->poll(s, lim, now, key, strlen(key), max, out, fx);
+	return s->ops->poll(s, lim, now, key, strlen(key), max, SIZE_MAX, out, fx);
 }
 
 static enum relay_status
@@ -118,6 +118,35 @@ test_fifo_per_server_and_at_most_once(void **state)
 }
 
 static void
+test_poll_bytes_cap(void **state)
+{
+	struct relay_store *s = *state;
+	struct relay_poll_result r;
+
+	assert_int_equal(poll_s(s, &base_lim, 0, "A", 1, &r, NULL), RELAY_OK);
+	assert_int_equal(enq(s, &base_lim, 0, "A", "0123456789"), RELAY_OK);
+	assert_int_equal(enq(s, &base_lim, 0, "A", "01234"), RELAY_OK);
+	assert_int_equal(enq(s, &base_lim, 0, "A", "01234"), RELAY_OK);
+	assert_int_equal(enq(s, &base_lim, 0, "A", "0"), RELAY_OK);
+	/* the first job always goes, even when larger than the cap */
+	assert_int_equal(s->ops->poll(s, &base_lim, 0, "A", 1, 10, 4, &r, NULL),
+	    RELAY_OK);
+	assert_int_equal(r.n, 1);
+	expect_job(&r.jobs[0], "0123456789");
+	relay_poll_result_free(&r);
+	/* 5 + 5 fit in 10; the next one would not */
+	assert_int_equal(s->ops->poll(s, &base_lim, 0, "A", 1, 10, 10, &r, NULL),
+	    RELAY_OK);
+	assert_int_equal(r.n, 2);
+	relay_poll_result_free(&r);
+	assert_int_equal(s->ops->poll(s, &base_lim, 0, "A", 1, 10, 10, &r, NULL),
+	    RELAY_OK);
+	assert_int_equal(r.n, 1);
+	expect_job(&r.jobs[0], "0");
+	relay_poll_result_free(&r);
+}
+
+static void
 test_keys_are_exact_bytes(void **state)
 {
 	struct relay_store *s = *state;
@@ -125,7 +154,7 @@ test_keys_are_exact_bytes(void **state)
 	struct relay_blob b;
 
 	/* Keys that differ only in a trailing byte or contain NUL stay apart. */
-	assert_int_equal(s->ops->poll(s, &base_lim, 0, "K\0x", 3, 1, &r, NULL), RELAY_OK);
+	assert_int_equal(s->ops->poll(s, &base_lim, 0, "K\0x", 3, 1, SIZE_MAX, &r, NULL), RELAY_OK);
 	assert_int_equal(enq(s, &base_lim, 0, "K", "x"), RELAY_E_UNKNOWN_SERVER);
 	assert_int_equal(s->ops->pick_server(s, &base_lim, 0, &b, NULL), RELAY_OK);
 	assert_int_equal(b.len, 3);
@@ -544,8 +573,8 @@ consumer(void *p)
 		srv = mt->dedicated ? a->id : (int)((rnd >> 16) % NSERVERS);
 		max = 1 + (rnd >> 8) % 4;
 		snprintf(key, sizeof(key), "S%d", srv);
-		if (mt->s->ops->poll(mt->s, &mt->lim, 0, key, strlen(key), max, &r,
-		    NULL) != RELAY_OK) {
+		if (mt->s->ops->poll(mt->s, &mt->lim, 0, key, strlen(key), max,
+		    SIZE_MAX, &r, NULL) != RELAY_OK) {
 			atomic_fetch_add(&mt->errors, 1);
 			break;
 		}
@@ -592,7 +621,7 @@ run_mt(struct relay_store *s, bool dedicated)
 	for (i = 0; i < NSERVERS; i++) {
 		snprintf(key, sizeof(key), "S%d", i);
 		assert_int_equal(s->ops->poll(s, &mt->lim, 0, key, strlen(key), 1,
-		    &r, NULL), RELAY_OK);
+		    SIZE_MAX, &r, NULL), RELAY_OK);
 	}
 	for (i = 0; i < NCONS; i++) {
 		ca[i] = (struct mt_arg){ mt, i };
@@ -633,6 +662,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fifo_per_server_and_at_most_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_are_exact_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_poll_bytes_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pick_server_uniform_and_live_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eviction_drops_queue_and_reregisters_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enqueue_eviction_is_checked_at_call_time, setup, teardown),
