@@ -35,4 +35,7 @@ void relay_handle_v1_progress(struct relay_app *, struct relay_request *, struct
 void relay_handle_v1_retrieve(struct relay_app *, struct relay_request *, struct relay_response *);
 void relay_handle_v1_meta(struct relay_app *, struct relay_request *, struct relay_response *);
 
+/* handlers_forward.c: the OpenAI-style API, forwarded to the GPU host */
+void relay_handle_forward(struct relay_app *, struct relay_request *, struct relay_response *);
+
 #endif /* RELAY_HANDLERS_H */

@@ -6,11 +6,14 @@
  * the background and only read here.
  */
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app.h"
 #include "handlers.h"
+#include "upstream.h"
 
 void
 relay_handle_livez(struct relay_app *app, struct relay_request *req,
@@ -45,6 +48,59 @@ add_checks(cJSON *root, const struct relay_app *app, cJSON *details)
 		if (st[i].required && st[i].outcome == TP_CHECK_FAIL)
 			cJSON_AddStringToObject(details, st[i].name, "failed");
 	}
+}
+
+/* RFC 3339 UTC with milliseconds, as the logs write it. */
+static void
+format_unix_ms(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL) {
+		snprintf(buf, len, "1970-01-01T00:00:00.000Z");
+		return;
+	}
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* "upstreamHealth": state from the background check, shown always. */
+static void
+add_upstream_health(cJSON *root, struct relay_app *app)
+{
+	struct relay_upstream_status st;
+	char when[40];
+	cJSON *o;
+
+	if (app->upstream == NULL)
+		return;
+	relay_upstream_get_status(app->upstream, &st);
+	o = cJSON_AddObjectToObject(root, "upstreamHealth");
+	if (o == NULL)
+		return;
+	cJSON_AddStringToObject(o, "upstream", st.state);
+	format_unix_ms(st.since_unix_ms, when, sizeof(when));
+	cJSON_AddStringToObject(o, "since", when);
+	if (st.last_check_unix_ms > 0) {
+		format_unix_ms(st.last_check_unix_ms, when, sizeof(when));
+		cJSON_AddStringToObject(o, "lastCheck", when);
+	} else {
+		cJSON_AddNullToObject(o, "lastCheck");
+	}
+	if (st.last_error[0] != '\0') {
+		cJSON_AddStringToObject(o, "lastError", st.last_error);
+		format_unix_ms(st.last_error_unix_ms, when, sizeof(when));
+		cJSON_AddStringToObject(o, "lastErrorAt", when);
+	} else {
+		cJSON_AddNullToObject(o, "lastError");
+		cJSON_AddNullToObject(o, "lastErrorAt");
+	}
+	cJSON_AddNumberToObject(o, "consecutiveFailures",
+	    (double)st.consecutive_failures);
+	cJSON_AddStringToObject(o, "circuit", st.circuit);
+	cJSON_AddStringToObject(o, "url", st.health_url);
 }
 
 void
@@ -91,6 +147,7 @@ relay_handle_healthz(struct relay_app *app, struct relay_request *req,
 	cJSON_AddStringToObject(root, "gpuHost", app->settings->gpu_host);
 	cJSON_AddBoolToObject(root, "upstreamHealthRequired",
 	    app->settings->require_upstream_health);
+	add_upstream_health(root, app);
 	add_checks(root, app, details);
 	if (app->stats != NULL)
 		app->stats(app, root, details);

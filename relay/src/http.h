@@ -33,6 +33,8 @@ struct relay_request {
 	const char *path;		/* URI path as received, without the query */
 	const char *query;		/* text after '?', or NULL */
 	const char *remote_addr;	/* peer IPv4 address */
+	int remote_port;		/* peer TCP port */
+	int local_port;			/* the relay's TCP port the request came to */
 	const char *request_id;		/* echoed or generated; also sent back */
 	const char *body;		/* JSON-body routes: NUL-terminated body */
 	size_t body_len;
@@ -42,7 +44,8 @@ struct relay_request {
 	double started;			/* monotonic seconds */
 };
 
-#define RELAY_RESPONSE_HEADERS_MAX 1024
+/* Room for forwarded upstream headers (RELAY_UPSTREAM_MAX_HEADER_BYTES). */
+#define RELAY_RESPONSE_HEADERS_MAX 16384
 
 struct relay_response {
 	int status;			/* 0 = not set (adapter answers 500) */
@@ -52,7 +55,9 @@ struct relay_response {
 	char headers[RELAY_RESPONSE_HEADERS_MAX];	/* "Name: value\r\n"... */
 	size_t headers_len;
 	bool streamed;			/* the handler sent the response itself */
-	bool close;			/* close the connection after this response */
+	bool close;			/* close the connection after this response
+					   (also when set after streaming began:
+					   the client then sees the answer cut) */
 	uint64_t bytes_sent;		/* streamed responses: body bytes written */
 	const char *error_kind;		/* short reason for the access log, or NULL */
 };

@@ -599,6 +599,8 @@ begin_request(struct mg_connection *mc)
 	    (ri->local_uri ? ri->local_uri : "");
 	req.query = ri->query_string;
 	req.remote_addr = ri->remote_addr;
+	req.remote_port = ri->remote_port;
+	req.local_port = ri->server_port;
 	inbound = mg_get_header(mc, "X-Request-Id");
 	if (request_id_acceptable(inbound)) {
 		memcpy(rid, inbound, strlen(inbound) + 1);
@@ -619,6 +621,8 @@ begin_request(struct mg_connection *mc)
 		discard_small_body(&c, app);
 		send_response(&c, &req, &resp);
 	}
+	else if (resp.close)
+		mg_disable_connection_keep_alive(mc);
 	account(app, &req, &resp, ri);
 
 	status = resp.status;

@@ -7,12 +7,10 @@
  * readiness checks.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 #include "store.h"
 #include "tokenplace/log.h"
 #include "v1_broker.h"
+#include "upstream.h"
 
 #ifndef TP_VERSION
 #define TP_VERSION "0.0.0"
@@ -53,27 +52,6 @@ monotonic_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Readiness probe: the GPU host's name resolves (only when required). */
-static enum tp_check_outcome
-probe_gpu_dns(void *arg, char *reason, size_t len)
-{
-	const struct relay_app *app = arg;
-	struct addrinfo hints, *res = NULL;
-	int rc;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	rc = getaddrinfo(app->settings->gpu_host, NULL, &hints, &res);
-	if (rc != 0) {
-		snprintf(reason, len, "%s does not resolve: %s",
-		    app->settings->gpu_host, gai_strerror(rc));
-		return TP_CHECK_FAIL;
-	}
-	freeaddrinfo(res);
-	return TP_CHECK_OK;
 }
 
 static void
@@ -184,7 +162,7 @@ main(int argc, char **argv)
 	struct relay_v1_config v1cfg;
 	struct relay_v1 *v1 = NULL;
 	enum tp_log_level level = TP_LOG_INFO;
-	bool check_only = false;
+	bool check_only = false, curl_ready = false;
 	sigset_t sigs;
 	char err[256];
 	double next_check = 0;
@@ -266,10 +244,18 @@ main(int argc, char **argv)
 		goto out;
 	}
 	relay_v1_attach(v1, &app);
-	if (settings.require_upstream_health &&
-	    tp_health_add_check(app.health, "gpu_host_dns", true, 3, 1,
-	    probe_gpu_dns, &app) < 0)
+	if (relay_upstream_global_init() != 0) {
+		TP_LOG0(TP_LOG_CRITICAL, "relay.libcurl_init_failed");
 		goto out;
+	}
+	curl_ready = true;
+	/* Also registers the "upstream" readiness check and its metrics. */
+	app.upstream = relay_upstream_new(&app, err, sizeof(err));
+	if (app.upstream == NULL) {
+		TP_LOG(TP_LOG_CRITICAL, "relay.upstream_init_failed",
+		    TP_LSTR("reason", err));
+		goto out;
+	}
 
 	/* Block before any thread exists so every thread inherits the mask. */
 	sigemptyset(&sigs);
@@ -284,8 +270,14 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_startup(&app, relay_http_port(app.http));
+	if (relay_upstream_start(app.upstream) != 0) {
+		TP_LOG0(TP_LOG_CRITICAL, "relay.upstream_thread_failed");
+		goto out;
+	}
+	/* As before: when required, the first verdict is known before ready. */
 	if (settings.require_upstream_health)
-		run_checks(&app);
+		(void)relay_upstream_wait_first_check(app.upstream,
+		    (long)(settings.upstream_health_timeout_ms + 1000));
 	tp_health_transition(app.health, TP_LIFECYCLE_READY);
 
 	for (;;) {
@@ -326,9 +318,12 @@ main(int argc, char **argv)
 	exit_code = 0;
 out:
 	relay_http_stop(app.http);
+	relay_upstream_free(app.upstream);
 	relay_broker_free(app.broker);
 	relay_v1_free(v1);
 	relay_store_free(store);
+	if (curl_ready)
+		relay_upstream_global_cleanup();
 	tp_metrics_registry_free(app.metrics);
 	tp_health_free(app.health);
 	relay_settings_free(&settings);

@@ -11,6 +11,7 @@
 
 #include "handlers.h"
 #include "tokenplace/proto_v1.h"
+#include "upstream_rules.h"
 
 #define JSONB	RELAY_ROUTE_JSON_BODY
 #define PROBE	(RELAY_ROUTE_NO_LOG | RELAY_ROUTE_ALWAYS | RELAY_ROUTE_DRAIN_OK)
@@ -68,6 +69,16 @@ const struct relay_route relay_routes[] = {
 };
 
 const size_t relay_route_count = sizeof(relay_routes) / sizeof(relay_routes[0]);
+
+/*
+ * Paths no route above claims but RELAY_FORWARD_PREFIXES covers go to the
+ * GPU host (upstream_rules.c decides; the relay's own /api/v1/relay/...,
+ * /api/v1/meta and /api/v1/version never do). Bodies stream: no JSONB.
+ */
+const struct relay_route relay_forward_route = {
+	"/", "GET,POST,PUT,PATCH,DELETE", "forward", relay_handle_forward,
+	RELAY_ROUTE_PREFIX, RELAY_ERR_OPENAI, 0
+};
 
 int
 relay_route_allows(const struct relay_route *route, const char *method)
@@ -140,6 +151,13 @@ relay_route_match(const char *method, const char *path,
 		if (relay_route_allows(r, method))
 			return RELAY_ROUTE_FOUND;
 		relay_route_allow_header(r, allow, allowlen);
+		return RELAY_ROUTE_BAD_METHOD;
+	}
+	if (relay_fwd_route_path(path)) {
+		*route = &relay_forward_route;
+		if (relay_route_allows(&relay_forward_route, method))
+			return RELAY_ROUTE_FOUND;
+		relay_route_allow_header(&relay_forward_route, allow, allowlen);
 		return RELAY_ROUTE_BAD_METHOD;
 	}
 	*route = NULL;

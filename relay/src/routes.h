@@ -34,4 +34,7 @@ void relay_route_allow_header(const struct relay_route *route, char *allow,
 extern const struct relay_route relay_routes[];
 extern const size_t relay_route_count;
 
+/* The forwarding route, matched after the table (see routes.c). */
+extern const struct relay_route relay_forward_route;
+
 #endif /* RELAY_ROUTES_H */

@@ -13,6 +13,7 @@
 
 #include "ratelimit.h"
 #include "tokenplace/log.h"
+#include "upstream_rules.h"
 
 static int
 validate_ipv4(const void *value, char *reason, size_t len)
@@ -58,6 +59,48 @@ validate_http_url(const void *value, char *reason, size_t len)
 	if (strpbrk(s, " \t\r\n") != NULL) {
 		snprintf(reason, len, "URL contains whitespace");
 		return -1;
+	}
+	return 0;
+}
+
+static int
+validate_forward_prefixes(const void *value, char *reason, size_t len)
+{
+	struct relay_fwd_prefixes p;
+
+	return relay_fwd_prefixes_parse(&p, *(char *const *)value, reason, len);
+}
+
+static int
+validate_url_path(const void *value, char *reason, size_t len)
+{
+	const char *s = *(char *const *)value;
+
+	if (s == NULL || s[0] != '/') {
+		snprintf(reason, len, "'%.60s' does not start with '/'", s ? s : "");
+		return -1;
+	}
+	for (; *s != '\0'; s++) {
+		if (*s <= 0x20 || *s >= 0x7f || *s == '#') {
+			snprintf(reason, len, "path contains a space, '#' or a "
+			    "non-printable character");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+validate_header_value(const void *value, char *reason, size_t len)
+{
+	const char *s = *(char *const *)value;
+
+	for (; s != NULL && *s != '\0'; s++) {
+		if (*s < 0x20 || *s >= 0x7f) {
+			snprintf(reason, len, "value contains a control or "
+			    "non-ASCII character");
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -141,6 +184,59 @@ const struct tp_setting relay_setting_table[] = {
 	  "TOKENPLACE_RELAY_REQUIRE_UPSTREAM_HEALTH", TP_SETTING_BOOL, "false", 0,
 	  0, OFF(require_upstream_health), NULL, 0,
 	  "make /healthz fail while the GPU host is unreachable" },
+
+	/* forwarding to the upstream (docs/forwarding.md) */
+	{ "forward_prefixes", "RELAY_FORWARD_PREFIXES", NULL, TP_SETTING_STRING,
+	  "/api/v1/,/v1/", 0, 1024, OFF(forward_prefixes),
+	  validate_forward_prefixes, 0,
+	  "comma-separated path prefixes forwarded to the upstream (empty = none)" },
+	{ "upstream_connect_timeout_ms", "RELAY_UPSTREAM_CONNECT_TIMEOUT_MS", NULL,
+	  TP_SETTING_INT, "5000", 10, 600000, OFF(upstream_connect_timeout_ms),
+	  NULL, 0, "milliseconds to open a connection to the upstream (504 after)" },
+	{ "upstream_first_byte_timeout_ms", "RELAY_UPSTREAM_FIRST_BYTE_TIMEOUT_MS",
+	  NULL, TP_SETTING_INT, "300000", 10, 86400000,
+	  OFF(upstream_first_byte_timeout_ms), NULL, 0,
+	  "milliseconds from sending the request to the upstream's first byte" },
+	{ "upstream_idle_timeout_ms", "RELAY_UPSTREAM_IDLE_TIMEOUT_MS", NULL,
+	  TP_SETTING_INT, "120000", 10, 86400000, OFF(upstream_idle_timeout_ms),
+	  NULL, 0, "longest silence between two pieces of an upstream response" },
+	{ "upstream_total_timeout_ms", "RELAY_UPSTREAM_TOTAL_TIMEOUT_MS", NULL,
+	  TP_SETTING_INT, "900000", 10, 86400000, OFF(upstream_total_timeout_ms),
+	  NULL, 0, "longest a whole forwarded exchange may take" },
+	{ "upstream_max_response_bytes", "RELAY_UPSTREAM_MAX_RESPONSE_BYTES", NULL,
+	  TP_SETTING_INT, "67108864", 1024, BIG, OFF(upstream_max_response_bytes),
+	  NULL, 0, "largest upstream response body relayed (502 / cut above)" },
+	{ "upstream_max_header_bytes", "RELAY_UPSTREAM_MAX_HEADER_BYTES", NULL,
+	  TP_SETTING_INT, "8192", 512, 12288, OFF(upstream_max_header_bytes),
+	  NULL, 0, "largest upstream response header block relayed (502 above)" },
+	{ "upstream_host_header", "RELAY_UPSTREAM_HOST_HEADER", NULL,
+	  TP_SETTING_STRING, "", 0, 255, OFF(upstream_host_header),
+	  validate_header_value, 0,
+	  "Host header sent upstream (empty = the upstream URL's host)" },
+	{ "upstream_health_path", "RELAY_UPSTREAM_HEALTH_PATH", NULL,
+	  TP_SETTING_STRING, "/health", 1, 1024, OFF(upstream_health_path),
+	  validate_url_path, 0, "path of the upstream's health endpoint" },
+	{ "upstream_health_interval_ms", "RELAY_UPSTREAM_HEALTH_INTERVAL_MS", NULL,
+	  TP_SETTING_INT, "10000", 20, 3600000, OFF(upstream_health_interval_ms),
+	  NULL, 0, "milliseconds between upstream health checks" },
+	{ "upstream_health_timeout_ms", "RELAY_UPSTREAM_HEALTH_TIMEOUT_MS", NULL,
+	  TP_SETTING_INT, "2000", 10, 600000, OFF(upstream_health_timeout_ms),
+	  NULL, 0, "milliseconds one health check may take" },
+	{ "upstream_health_failures", "RELAY_UPSTREAM_HEALTH_FAILURES", NULL,
+	  TP_SETTING_INT, "3", 1, 1000, OFF(upstream_health_failures), NULL, 0,
+	  "consecutive failed checks before the upstream counts as down" },
+	{ "upstream_health_successes", "RELAY_UPSTREAM_HEALTH_SUCCESSES", NULL,
+	  TP_SETTING_INT, "2", 1, 1000, OFF(upstream_health_successes), NULL, 0,
+	  "consecutive good checks before a down upstream counts as up" },
+	{ "upstream_circuit", "RELAY_UPSTREAM_CIRCUIT", NULL, TP_SETTING_BOOL,
+	  "true", 0, 0, OFF(upstream_circuit), NULL, 0,
+	  "fail fast (503) while the upstream is known down" },
+	{ "upstream_circuit_failures", "RELAY_UPSTREAM_CIRCUIT_FAILURES", NULL,
+	  TP_SETTING_INT, "5", 0, 100000, OFF(upstream_circuit_failures), NULL, 0,
+	  "consecutive failed forwards that open the circuit (0 = health only)" },
+	{ "upstream_circuit_open_ms", "RELAY_UPSTREAM_CIRCUIT_OPEN_MS", NULL,
+	  TP_SETTING_INT, "10000", 10, 3600000, OFF(upstream_circuit_open_ms),
+	  NULL, 0, "milliseconds an open circuit waits before a probe request" },
 
 	/* relay protocol */
 	{ "server_token", "TOKEN_PLACE_RELAY_SERVER_TOKEN", NULL,
