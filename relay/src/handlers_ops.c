@@ -71,7 +71,7 @@ static void
 add_upstream_health(cJSON *root, struct relay_app *app)
 {
 	struct relay_upstream_status st;
-	char when[40];
+	char when[96];	/* room for any int the format can print */
 	cJSON *o;
 
 	if (app->upstream == NULL)
