@@ -1046,19 +1046,19 @@ health_probe(struct relay_upstream *u, char *reason, size_t len)
 		if (cu != NULL && curl_url_set(cu, CURLUPART_URL, u->base, 0) ==
 		    CURLUE_OK)
 			(void)curl_url_get(cu, CURLUPART_HOST, &host, 0);
-		snprintf(reason, len, "%s does not resolve",
+		snprintf(reason, len, "%.120s does not resolve",
 		    host ? host : u->base);
 		curl_free(host);
 		curl_url_cleanup(cu);
 		return false;
 	}
 	if (rc != CURLE_OK) {
-		snprintf(reason, len, "GET %s: %s", u->s->upstream_health_path,
+		snprintf(reason, len, "GET %.40s: %.110s", u->s->upstream_health_path,
 		    errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		return false;
 	}
 	if (status < 200 || status > 299) {
-		snprintf(reason, len, "GET %s answered %ld",
+		snprintf(reason, len, "GET %.40s answered %ld",
 		    u->s->upstream_health_path, status);
 		return false;
 	}
