@@ -640,10 +640,12 @@ class LongPollCap(unittest.TestCase):
                                         daemon=True) for n in nodes]
             for t in threads:
                 t.start()
+            cap = r.get_json("/healthz")[1]["apiV1"]["maxLongPolls"]
+            self.assertEqual(cap, 48)      # 3/4 of the default 64 threads
             try:
                 wait_for(lambda: metric_value(
-                    r.metrics(), "tokenplace_relay_api_v1_long_polls") == 48,
-                    30, interval=0.1, what="48 waiting polls")
+                    r.metrics(), "tokenplace_relay_api_v1_long_polls") == cap,
+                    30, interval=0.1, what="%d waiting polls" % cap)
                 wait_for(lambda: len(busy_seen) > 100, 30, interval=0.1,
                          what="polls over the cap answered")
                 worst = 0.0
