@@ -248,10 +248,18 @@ def section_pollers(relay_bin, duration, report):
     report["pollers"] = out
 
 
+def _strip_raw(obj):
+    if isinstance(obj, dict):
+        obj.pop("raw", None)
+        for v in obj.values():
+            _strip_raw(v)
+
+
 def run(relay_bin, duration, report):
     section = {}
     section_cycle(relay_bin, duration, section)
     section_pollers(relay_bin, duration, section)
+    _strip_raw(section)
     report["v1"] = section
 
 
