@@ -20,9 +20,15 @@ void relay_handle_source(struct relay_app *, struct relay_request *, struct rela
 void relay_handle_retrieve(struct relay_app *, struct relay_request *, struct relay_response *);
 void relay_handle_stream_source(struct relay_app *, struct relay_request *, struct relay_response *);
 void relay_handle_stream_retrieve(struct relay_app *, struct relay_request *, struct relay_response *);
+/* Gates of the legacy routes, run before the body is read. */
+void relay_gate_legacy(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_gate_legacy_node(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_gate_node(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_gate_faucet(struct relay_app *, struct relay_request *, struct relay_response *);
 void relay_handle_unregister_legacy(struct relay_app *, struct relay_request *, struct relay_response *);
 
 /* handlers_v1.c: API v1 relay-blind E2EE protocol, PROTOCOL.md section 4.3 */
+void relay_gate_v1_node(struct relay_app *, struct relay_request *, struct relay_response *);
 void relay_handle_v1_register(struct relay_app *, struct relay_request *, struct relay_response *);
 void relay_handle_v1_poll(struct relay_app *, struct relay_request *, struct relay_response *);
 void relay_handle_v1_control(struct relay_app *, struct relay_request *, struct relay_response *);

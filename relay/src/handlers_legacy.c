@@ -148,6 +148,52 @@ node_authorized(struct relay_app *app, struct relay_request *req,
 	return false;
 }
 
+/*
+ * Gates (run before the body is read, see struct relay_route): the route
+ * switch, the registration token and the /faucet rate limit refuse a
+ * request without the relay reading or parsing what it sent.
+ */
+void
+relay_gate_legacy(struct relay_app *app, struct relay_request *req,
+    struct relay_response *resp)
+{
+	(void)legacy_enabled(app, req, resp);
+}
+
+void
+relay_gate_legacy_node(struct relay_app *app, struct relay_request *req,
+    struct relay_response *resp)
+{
+	if (legacy_enabled(app, req, resp) &&
+	    have_broker(app, resp, TP_ERR_STRING))
+		(void)node_authorized(app, req, resp);
+}
+
+void
+relay_gate_node(struct relay_app *app, struct relay_request *req,
+    struct relay_response *resp)
+{
+	if (have_broker(app, resp, TP_ERR_STRING))
+		(void)node_authorized(app, req, resp);
+}
+
+void
+relay_gate_faucet(struct relay_app *app, struct relay_request *req,
+    struct relay_response *resp)
+{
+	enum relay_status st;
+	int64_t wait_s = 0;
+
+	if (!legacy_enabled(app, req, resp) ||
+	    !have_broker(app, resp, TP_ERR_OBJECT))
+		return;
+	st = relay_broker_faucet_admit(app->broker, req->remote_addr,
+	    relay_request_header(req, "X-Forwarded-For"), &wait_s);
+	if (st == RELAY_E_RATE_LIMITED)
+		reply_limit(app, resp, st, TP_ERR_OBJECT, TP_MSG_RATE_LIMITED,
+		    (long long)wait_s);
+}
+
 void
 relay_handle_next_server(struct relay_app *app, struct relay_request *req,
     struct relay_response *resp)
@@ -157,8 +203,8 @@ relay_handle_next_server(struct relay_app *app, struct relay_request *req,
 	size_t len = 0;
 	char *body;
 
-	if (!legacy_enabled(app, req, resp) ||
-	    !have_broker(app, resp, TP_ERR_OBJECT))
+	(void)req;	/* gated by relay_gate_legacy */
+	if (!have_broker(app, resp, TP_ERR_OBJECT))
 		return;
 	st = relay_broker_next_server(app->broker, &key);
 	if (st == RELAY_E_NO_SERVERS) {
@@ -184,20 +230,10 @@ relay_handle_faucet(struct relay_app *app, struct relay_request *req,
 	struct tp_faucet_request fr;
 	struct tp_error err;
 	enum relay_status st;
-	int64_t wait_s = 0;
 	size_t len = 0;
 	char *body;
 
-	if (!legacy_enabled(app, req, resp) ||
-	    !have_broker(app, resp, TP_ERR_OBJECT))
-		return;
-	st = relay_broker_faucet_admit(app->broker, req->remote_addr,
-	    relay_request_header(req, "X-Forwarded-For"), &wait_s);
-	if (st == RELAY_E_RATE_LIMITED) {
-		reply_limit(app, resp, st, TP_ERR_OBJECT, TP_MSG_RATE_LIMITED,
-		    (long long)wait_s);
-		return;
-	}
+	(void)req;	/* gated by relay_gate_faucet */
 	if (tp_faucet_parse(req->json, relay_broker_proto_limits(app->broker),
 	    &fr, &err) != 0) {
 		reply_parse_error(app, resp, &err);
@@ -240,10 +276,7 @@ relay_handle_sink(struct relay_app *app, struct relay_request *req,
 	size_t i, len = 0;
 	char *body;
 
-	if (!legacy_enabled(app, req, resp) ||
-	    !have_broker(app, resp, TP_ERR_STRING) ||
-	    !node_authorized(app, req, resp))
-		return;
+	/* gated by relay_gate_legacy_node */
 	if (tp_sink_parse(req->json, relay_broker_proto_limits(app->broker),
 	    &sr, &err) != 0) {
 		reply_parse_error(app, resp, &err);
@@ -294,10 +327,7 @@ relay_handle_source(struct relay_app *app, struct relay_request *req,
 	size_t len = 0;
 	char *body;
 
-	if (!legacy_enabled(app, req, resp) ||
-	    !have_broker(app, resp, TP_ERR_STRING) ||
-	    !node_authorized(app, req, resp))
-		return;
+	/* gated by relay_gate_legacy_node */
 	if (tp_source_parse(req->json, relay_broker_proto_limits(app->broker),
 	    &sr, &err) != 0) {
 		reply_parse_error(app, resp, &err);
@@ -325,8 +355,8 @@ relay_handle_retrieve(struct relay_app *app, struct relay_request *req,
 	size_t len = 0;
 	char *body;
 
-	if (!legacy_enabled(app, req, resp) ||
-	    !have_broker(app, resp, TP_ERR_STRING))
+	/* gated by relay_gate_legacy */
+	if (!have_broker(app, resp, TP_ERR_STRING))
 		return;
 	if (tp_retrieve_parse(req->json, relay_broker_proto_limits(app->broker),
 	    &cr, &err) != 0) {
@@ -360,9 +390,7 @@ relay_handle_stream_source(struct relay_app *app, struct relay_request *req,
 	size_t len = 0;
 	char *body;
 
-	if (!have_broker(app, resp, TP_ERR_STRING) ||
-	    !node_authorized(app, req, resp))
-		return;
+	/* gated by relay_gate_node */
 	if (tp_stream_source_parse(req->json,
 	    relay_broker_proto_limits(app->broker), &sr, &err) != 0) {
 		reply_parse_error(app, resp, &err);
@@ -445,9 +473,7 @@ relay_handle_unregister_legacy(struct relay_app *app,
 	size_t len = 0;
 	char *body;
 
-	if (!have_broker(app, resp, TP_ERR_STRING) ||
-	    !node_authorized(app, req, resp))
-		return;
+	/* gated by relay_gate_node */
 	if (tp_unregister_parse(req->json,
 	    relay_broker_proto_limits(app->broker), &ur, &err) != 0) {
 		reply_parse_error(app, resp, &err);

@@ -77,6 +77,18 @@ node_token_ok(struct relay_app *app, struct relay_request *req,
 	return false;
 }
 
+/*
+ * Gate of the node routes, run before the body is read: a caller without
+ * the registration token never makes the relay read or parse its body.
+ */
+void
+relay_gate_v1_node(struct relay_app *app, struct relay_request *req,
+    struct relay_response *resp)
+{
+	if (ready(app, resp))
+		(void)node_token_ok(app, req, resp);
+}
+
 static void
 limit_refusal(struct relay_app *app, struct relay_response *resp,
     enum relay_v1_rc rc, int status, const char *message)
@@ -175,7 +187,7 @@ relay_handle_v1_register(struct relay_app *app, struct relay_request *req,
 	cJSON *o, *caps;
 	bool created;
 
-	if (!ready(app, resp) || !node_token_ok(app, req, resp))
+	if (!ready(app, resp))	/* token: relay_gate_v1_node */
 		return;
 	/* Capabilities carry up to 64 x 128-byte model ids: off the stack. */
 	n = malloc(sizeof(*n));
@@ -231,7 +243,7 @@ relay_handle_v1_poll(struct relay_app *app, struct relay_request *req,
 	long long wait_s;
 	char tail[256];
 
-	if (!ready(app, resp) || !node_token_ok(app, req, resp))
+	if (!ready(app, resp))	/* token: relay_gate_v1_node */
 		return;
 	n = malloc(sizeof(*n));
 	if (n == NULL) {
@@ -331,7 +343,7 @@ relay_handle_v1_control(struct relay_app *app, struct relay_request *req,
 	int64_t deadline;
 	cJSON *o;
 
-	if (!ready(app, resp) || !node_token_ok(app, req, resp))
+	if (!ready(app, resp))	/* token: relay_gate_v1_node */
 		return;
 	if (tp_v1_control_parse(req->json, &lim, &c, &err) != 0) {
 		parse_error(resp, &err);
@@ -368,7 +380,7 @@ relay_handle_v1_unregister(struct relay_app *app, struct relay_request *req,
 	char fp[20];
 	cJSON *o;
 
-	if (!ready(app, resp) || !node_token_ok(app, req, resp))
+	if (!ready(app, resp))	/* token: relay_gate_v1_node */
 		return;
 	if (tp_v1_unregister_parse(req->json, &lim, &u, &err) != 0) {
 		parse_error(resp, &err);
@@ -672,7 +684,7 @@ relay_handle_v1_responses(struct relay_app *app, struct relay_request *req,
 	bool dup = false;
 	cJSON *root, *o;
 
-	if (!ready(app, resp) || !node_token_ok(app, req, resp))
+	if (!ready(app, resp))	/* token: relay_gate_v1_node */
 		return;
 	if (tp_v1_response_parse(req->json, &lim, &e, &err) != 0) {
 		parse_error(resp, &err);
@@ -718,7 +730,7 @@ relay_handle_v1_progress(struct relay_app *app, struct relay_request *req,
 	struct tp_v1_error err;
 	enum relay_v1_rc rc;
 
-	if (!ready(app, resp) || !node_token_ok(app, req, resp))
+	if (!ready(app, resp))	/* token: relay_gate_v1_node */
 		return;
 	if (tp_v1_progress_parse(req->json, &lim, &p, &err) != 0) {
 		parse_error(resp, &err);

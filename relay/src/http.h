@@ -81,6 +81,12 @@ struct relay_route {
 	unsigned flags;
 	enum relay_error_shape error_shape;
 	size_t max_body;		/* 0 = RELAY_MAX_BODY_BYTES */
+	/*
+	 * Runs before the body is read (route switches, node tokens, rate
+	 * limits): a request it answers (resp->status set) never costs a
+	 * body read. NULL = none.
+	 */
+	relay_handler_fn gate;
 };
 
 /* Returns the first value of request header `name` (any case), or NULL. */

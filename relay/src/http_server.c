@@ -526,6 +526,11 @@ admit(struct relay_app *app, struct relay_conn *c, struct relay_request *req,
 		resp->error_kind = "draining";
 		return false;
 	}
+	if (route->gate != NULL) {
+		route->gate(app, req, resp);
+		if (resp->status != 0)
+			return false;
+	}
 	if (!(route->flags & RELAY_ROUTE_JSON_BODY))
 		return true;
 

@@ -17,55 +17,61 @@
 #define PROBE	(RELAY_ROUTE_NO_LOG | RELAY_ROUTE_ALWAYS | RELAY_ROUTE_DRAIN_OK)
 
 const struct relay_route relay_routes[] = {
-	{ "/livez", "GET", "livez", relay_handle_livez, PROBE, RELAY_ERR_OBJECT, 0 },
-	{ "/healthz", "GET", "healthz", relay_handle_healthz, PROBE, RELAY_ERR_OBJECT, 0 },
+	{ "/livez", "GET", "livez", relay_handle_livez, PROBE, RELAY_ERR_OBJECT, 0, NULL },
+	{ "/healthz", "GET", "healthz", relay_handle_healthz, PROBE, RELAY_ERR_OBJECT, 0, NULL },
 	{ "/metrics", "GET", "prometheus_metrics", relay_handle_metrics,
 	  RELAY_ROUTE_NO_LOG | RELAY_ROUTE_ALWAYS | RELAY_ROUTE_DRAIN_OK,
-	  RELAY_ERR_OBJECT, 0 },
+	  RELAY_ERR_OBJECT, 0, NULL },
 
 	/* legacy relay protocol (PROTOCOL.md section 1.4) */
 	{ "/next_server", "GET", "next_server", relay_handle_next_server, 0,
-	  RELAY_ERR_OBJECT, 0 },
+	  RELAY_ERR_OBJECT, 0, relay_gate_legacy },
 	{ "/faucet", "POST", "faucet", relay_handle_faucet, JSONB,
-	  RELAY_ERR_OBJECT, 0 },
-	{ "/sink", "POST", "sink", relay_handle_sink, JSONB, RELAY_ERR_STRING, 0 },
+	  RELAY_ERR_OBJECT, 0, relay_gate_faucet },
+	{ "/sink", "POST", "sink", relay_handle_sink, JSONB, RELAY_ERR_STRING, 0,
+	  relay_gate_legacy_node },
 	{ "/source", "POST", "source", relay_handle_source, JSONB,
-	  RELAY_ERR_STRING, 0 },
+	  RELAY_ERR_STRING, 0, relay_gate_legacy_node },
 	{ "/retrieve", "POST", "retrieve", relay_handle_retrieve, JSONB,
-	  RELAY_ERR_STRING, 0 },
+	  RELAY_ERR_STRING, 0, relay_gate_legacy },
 	{ "/stream/source", "POST", "stream_source", relay_handle_stream_source,
-	  JSONB, RELAY_ERR_STRING, 0 },
+	  JSONB, RELAY_ERR_STRING, 0, relay_gate_node },
 	{ "/stream/retrieve", "POST", "stream_retrieve",
-	  relay_handle_stream_retrieve, JSONB, RELAY_ERR_STRING, 0 },
+	  relay_handle_stream_retrieve, JSONB, RELAY_ERR_STRING, 0, NULL },
 	{ "/unregister", "POST", "unregister", relay_handle_unregister_legacy,
-	  JSONB, RELAY_ERR_STRING, 0 },
+	  JSONB, RELAY_ERR_STRING, 0, relay_gate_node },
 
 	/* API v1 relay-blind E2EE protocol (PROTOCOL.md section 4.3) */
 	{ "/api/v1/relay/servers/register", "POST", "v1_relay_register",
-	  relay_handle_v1_register, JSONB, RELAY_ERR_OBJECT, 0 },
+	  relay_handle_v1_register, JSONB, RELAY_ERR_OBJECT, 0,
+	  relay_gate_v1_node },
 	{ "/api/v1/relay/servers/poll", "POST", "v1_relay_poll",
-	  relay_handle_v1_poll, JSONB, RELAY_ERR_OBJECT, 0 },
+	  relay_handle_v1_poll, JSONB, RELAY_ERR_OBJECT, 0,
+	  relay_gate_v1_node },
 	{ "/api/v1/relay/servers/control", "POST", "v1_relay_control",
-	  relay_handle_v1_control, JSONB, RELAY_ERR_OBJECT, 0 },
+	  relay_handle_v1_control, JSONB, RELAY_ERR_OBJECT, 0,
+	  relay_gate_v1_node },
 	{ "/api/v1/relay/servers/unregister", "POST", "v1_relay_unregister",
-	  relay_handle_v1_unregister, JSONB, RELAY_ERR_OBJECT, 0 },
+	  relay_handle_v1_unregister, JSONB, RELAY_ERR_OBJECT, 0,
+	  relay_gate_v1_node },
 	{ "/api/v1/relay/servers/next", "GET", "v1_relay_next_server",
-	  relay_handle_v1_next_server, RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0 },
+	  relay_handle_v1_next_server, RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0, NULL },
 	{ "/api/v1/relay/requests", "POST", "v1_relay_requests",
-	  relay_handle_v1_requests, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0 },
+	  relay_handle_v1_requests, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0, NULL },
 	{ "/api/v1/relay/requests/cancel", "POST", "v1_relay_cancel",
-	  relay_handle_v1_cancel, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0 },
+	  relay_handle_v1_cancel, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0, NULL },
 	{ "/api/v1/relay/responses", "POST", "v1_relay_responses",
-	  relay_handle_v1_responses, JSONB, RELAY_ERR_OBJECT, 0 },
+	  relay_handle_v1_responses, JSONB, RELAY_ERR_OBJECT, 0,
+	  relay_gate_v1_node },
 	{ "/api/v1/relay/progress", "POST", "v1_relay_progress",
 	  relay_handle_v1_progress, JSONB, RELAY_ERR_OBJECT,
-	  TP_V1_PROGRESS_MAX_BYTES },
+	  TP_V1_PROGRESS_MAX_BYTES, relay_gate_v1_node },
 	{ "/api/v1/relay/responses/retrieve", "POST", "v1_relay_retrieve",
-	  relay_handle_v1_retrieve, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0 },
+	  relay_handle_v1_retrieve, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0, NULL },
 	{ "/api/v1/meta", "GET", "v1_meta", relay_handle_v1_meta, 0,
-	  RELAY_ERR_OBJECT, 0 },
+	  RELAY_ERR_OBJECT, 0, NULL },
 	{ "/api/v1/version", "GET", "v1_version", relay_handle_v1_meta, 0,
-	  RELAY_ERR_OBJECT, 0 },
+	  RELAY_ERR_OBJECT, 0, NULL },
 };
 
 const size_t relay_route_count = sizeof(relay_routes) / sizeof(relay_routes[0]);
@@ -77,7 +83,7 @@ const size_t relay_route_count = sizeof(relay_routes) / sizeof(relay_routes[0]);
  */
 const struct relay_route relay_forward_route = {
 	"/", "GET,POST,PUT,PATCH,DELETE", "forward", relay_handle_forward,
-	RELAY_ROUTE_PREFIX, RELAY_ERR_OPENAI, 0
+	RELAY_ROUTE_PREFIX, RELAY_ERR_OPENAI, 0, NULL
 };
 
 int

@@ -627,6 +627,15 @@ class Tokens(LegacyTestCase):
                 self.assertReply(self.post(path, {}, headers=hdrs), 401,
                                  self.DENIED)
 
+    def test_token_is_checked_before_the_body_is_read(self):
+        # malformed JSON, a wrong content type, a large junk body: still 401
+        for body, hdrs in ((b"{not json", JSON),
+                           (b"{}", {"Content-Type": "text/plain"}),
+                           (b"x" * 1000000, JSON)):
+            st, _, data = self.relay.request("POST", "/sink", body=body,
+                                             headers=hdrs)
+            self.assertEqual((st, data), (401, self.DENIED))
+
     def test_each_configured_token_works(self):
         for token in ("s3cret", "alpha", "beta", "gamma"):
             node = wire_key()
@@ -662,6 +671,11 @@ class LegacyDisabled(LegacyTestCase):
                 "code": "legacy_relay_endpoint_deprecated", "deprecated": True,
                 "message": "Legacy relay endpoint '%s' is deprecated. Use API v1 "
                            "relay E2EE routes." % path}})
+
+    def test_410_comes_before_the_body_is_read(self):
+        st, _, data = self.relay.request("POST", "/sink", body=b"{oops",
+                                         headers=JSON)
+        self.assertEqual(st, 410, data)
 
     def test_stream_and_unregister_stay(self):
         self.assertReply(self.post("/stream/retrieve",
