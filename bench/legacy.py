@@ -17,10 +17,12 @@ Two parts, both against the release binary the runner passes, on loopback:
    pre-filled or empty store, not the interleaving real traffic has.
    Requests/s is wrk's total, i.e. summed over the four routes (plus one
    registering /sink per connection). Median of 3 runs against one relay
-   per configuration.
-   At 128 connections it runs twice: with the default RELAY_THREADS (civetweb
-   serves one keep-alive connection per worker thread, so connections
-   beyond the thread count get no answer at all: counted as "starved") and
+   per configuration, each run next to an nginx run of the same shape; the
+   server's CPU time per request is reported too, as it hardly depends on
+   other load. At 128 connections the default RELAY_THREADS (64) leaves
+   half the connections without any answer (civetweb holds a worker per
+   keep-alive connection; counted as "starved"), so that configuration
+   runs once to show it, and the 128-connection figures come from a relay
    with RELAY_THREADS raised above the connection count.
 
 2. Memory: RSS (VmRSS) of a relay holding 100 000 queued jobs of 1 KiB of
@@ -76,116 +78,140 @@ def _cycle_counts(raw):
         keys, -1)
 
 
-def _seconds(raw):
-    m = re.search(r"requests in ([\d.]+)(ms|s|m)", raw)
-    if not m:
-        return float("nan")
-    return float(m.group(1)) * {"ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(2)]
-
-
 def _median_of(runs):
     """Median of each figure over the runs; failure counts are summed."""
     med = {k: statistics.median(r[k] for r in runs)
-           for k in ("rps", "p50_ms", "p99_ms", "cycle_rps")}
+           for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
     for k in ("errors", "non2xx", "surprises", "starved"):
         med[k] = sum(r.get(k, 0) for r in runs)
     med["runs_rps"] = [round(r["rps"]) for r in runs]
+    med["runs"] = len(runs)
     return med
 
 
-def _cycle_runs(relay_bin, tmpdir, name, conns, duration, env):
-    """RUNS wrk runs against one relay (stopping a relay takes ~2 s);
-    each run has keys of its own, so at most one job and one answer per
-    connection are left over from the run before."""
-    relay = bench.RelayProc(relay_bin, dict(
-        {"TOKEN_PLACE_RELAY_SERVER_TOKEN": TOKEN}, **env))
-    runs = []
-    try:
-        for i in range(RUNS):
-            script = _lua_wrapper(tmpdir, "legacy_cycle.lua",
-                                  ["%s-%d" % (name, i), TOKEN])
-            r = bench.wrk("http://127.0.0.1:%d" % relay.port,
-                          connections=conns, threads=conns,
-                          duration=duration, script=script)
-            r.update(_cycle_counts(r["raw"]))
-            r.setdefault("non2xx", 0)
-            secs = _seconds(r["raw"])
-            r["cycle_rps"] = 4.0 * r["cycles"] / secs if secs > 0 else 0.0
-            r.pop("raw", None)
-            runs.append(r)
-    finally:
-        relay.stop()
-    return runs
+def _proc_cpu_s(pids):
+    """utime + stime of the given processes, in seconds."""
+    total = 0
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / float(os.sysconf("SC_CLK_TCK"))
 
 
-def _nginx_run(nginx, conns, threads, duration):
-    r = bench.wrk("http://127.0.0.1:%d/" % nginx.port, connections=conns,
-                  threads=threads, duration=duration)
+def _nginx_pids(nginx):
+    """nginx's workers (the master only waits for signals)."""
+    pid = nginx.proc.pid
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [int(x) for x in f.read().split()]
+
+
+def _measured(url, pids, conns, duration, script=None):
+    """One wrk run; adds the server's CPU time per request ("cpu_us"),
+    which, unlike requests/s, hardly depends on what else shares the
+    cores (wrk included)."""
+    c0 = _proc_cpu_s(pids)
+    r = bench.wrk(url, connections=conns, threads=conns, duration=duration,
+                  script=script)
+    r["cpu_us"] = ((_proc_cpu_s(pids) - c0) * 1e6 / r["requests"]
+                   if r["requests"] else float("nan"))
     r.setdefault("non2xx", 0)
-    r.pop("raw", None)
     return r
 
 
+# (name, connections, relay environment, runs). Civetweb gives each
+# keep-alive connection a worker thread of its own for as long as it stays
+# open, so with the default RELAY_THREADS (64) 64 of 128 connections get no
+# answer at all: that configuration runs once, to show it; the 128-
+# connection throughput is measured with the threads raised.
+CONFIGS = [
+    ("c32", 32, {}, RUNS),
+    ("c128", 128, {"RELAY_THREADS": "160"}, RUNS),
+    ("c128_default_threads", 128, {}, 1),
+]
+
+
 def section_cycle(relay_bin, duration, out):
-    configs = [
-        ("c32", 32, {}),
-        ("c128", 128, {}),
-        ("c128_threads160", 128, {"RELAY_THREADS": "160"}),
-    ]
     # nginx answers a fixed body: its figures are steady, shorter runs do.
     ngx_duration = max(2, (duration * 3) // 5)
     nginx = bench.Nginx()
+    ngx_url = "http://127.0.0.1:%d/" % nginx.port
     tmpdir = tempfile.mkdtemp(prefix="tp-bench-legacy-")
-    base = {}
+    res, base = {}, {}
     try:
-        for shape, conns, threads in (("t2c32", 32, 2), ("t32c32", 32, 32),
-                                      ("t128c128", 128, 128)):
-            runs = [_nginx_run(nginx, conns, threads, ngx_duration)
-                    for _ in range(RUNS if shape != "t2c32" else 1)]
-            base[shape] = {
-                "rps": statistics.median(r["rps"] for r in runs),
-                "p50_ms": statistics.median(r["p50_ms"] for r in runs),
-                "p99_ms": statistics.median(r["p99_ms"] for r in runs),
-                "errors": sum(r["errors"] + r["non2xx"] for r in runs),
-            }
-        res = {}
-        for name, conns, env in configs:
-            runs = _cycle_runs(relay_bin, tmpdir, name, conns, duration, env)
-            res[name] = _median_of(runs)
-            res[name]["connections"] = conns
-            res[name]["env"] = env
-            res[name]["nginx_ratio"] = (
-                res[name]["rps"] / base["t%dc%d" % (conns, conns)]["rps"])
+        ngx_pids = _nginx_pids(nginx)
+        # The usual wrk shape, to size what one thread per connection
+        # costs the load generator.
+        r = bench.wrk(ngx_url, connections=32, threads=2,
+                      duration=ngx_duration)
+        r.setdefault("non2xx", 0)
+        r.pop("raw", None)
+        base["t2c32"] = r
+        for name, conns, env, runs in CONFIGS:
+            relay = bench.RelayProc(relay_bin, dict(
+                {"TOKEN_PLACE_RELAY_SERVER_TOKEN": TOKEN}, **env))
+            ngx_runs, relay_runs = [], []
+            try:
+                # nginx and relay runs alternate, so that load from
+                # elsewhere hits both alike. Each relay run has keys of its
+                # own: at most one job and one answer per connection are
+                # left from the run before.
+                for i in range(runs):
+                    ngx_runs.append(_measured(ngx_url, ngx_pids, conns,
+                                              ngx_duration))
+                    script = _lua_wrapper(tmpdir, "legacy_cycle.lua",
+                                          ["%s-%d" % (name, i), TOKEN])
+                    r = _measured("http://127.0.0.1:%d" % relay.port,
+                                  [relay.proc.pid], conns, duration, script)
+                    r.update(_cycle_counts(r["raw"]))
+                    relay_runs.append(r)
+            finally:
+                relay.stop()
+            for r in ngx_runs + relay_runs:
+                r.pop("raw", None)
+            res[name] = _median_of(relay_runs)
+            res[name].update(connections=conns, env=env)
+            base[name] = _median_of(ngx_runs)
+            res[name]["nginx_ratio"] = (res[name]["rps"] / base[name]["rps"]
+                                        if base[name]["rps"] else 0.0)
+            res[name]["nginx_cpu_ratio"] = (
+                res[name]["cpu_us"] / base[name]["cpu_us"])
     finally:
         nginx.stop()
         for f in os.listdir(tmpdir):
             os.unlink(os.path.join(tmpdir, f))
         os.rmdir(tmpdir)
 
-    print("legacy cycle faucet->sink->source->retrieve, 1 connection per "
-          "wrk thread, median of %d x %d s" % (RUNS, duration))
-    print("%-34s %9s %8s %8s %6s %7s %7s %6s" % (
-        "", "req/s", "p50 ms", "p99 ms", "errors", "non2xx", "starved",
-        "nginx"))
-    for shape in ("t2c32", "t32c32", "t128c128"):
-        b = base[shape]
-        print("%-34s %9.0f %8.3f %8.3f %6d %7s %7s %6s" % (
-            "nginx fixed JSON -%s" % shape.replace("c", " -c"), b["rps"],
-            b["p50_ms"], b["p99_ms"], b["errors"], "-", "-", "1.00"))
-    for name, _, env in configs:
-        r = res[name]
-        label = "relay cycle %d conns%s" % (
-            r["connections"], "".join(" %s=%s" % kv for kv in env.items()))
-        print("%-34s %9.0f %8.3f %8.3f %6d %7d %7d %6.2f" % (
-            label, r["rps"], r["p50_ms"], r["p99_ms"],
+    print("legacy cycle faucet->sink->source->retrieve, one connection per "
+          "wrk thread; median of runs (%d s relay, %d s nginx each)" % (
+              duration, ngx_duration))
+    print("%-40s %4s %8s %7s %7s %7s %6s %6s %7s %6s" % (
+        "", "runs", "req/s", "p50 ms", "p99 ms", "CPU us", "errors",
+        "non2xx", "starved", "ratio"))
+    b = base["t2c32"]
+    print("%-40s %4d %8.0f %7.3f %7.3f %7s %6d %6d %7s %6s" % (
+        "nginx fixed JSON, wrk -t2 -c32", 1, b["rps"], b["p50_ms"],
+        b["p99_ms"], "-", b["errors"], b["non2xx"], "-", "-"))
+    for name, conns, env, _ in CONFIGS:
+        b, r = base[name], res[name]
+        print("%-40s %4d %8.0f %7.3f %7.3f %7.1f %6d %6d %7s %6s" % (
+            "nginx fixed JSON, wrk -t%d -c%d" % (conns, conns), b["runs"],
+            b["rps"], b["p50_ms"], b["p99_ms"], b["cpu_us"],
+            b["errors"], b["non2xx"], "-", "1.00"))
+        print("%-40s %4d %8.0f %7.3f %7.3f %7.1f %6d %6d %7d %6.2f" % (
+            "relay cycle, %d conns%s" % (conns, "".join(
+                " %s=%s" % kv for kv in env.items()) or " (defaults)"),
+            r["runs"], r["rps"], r["p50_ms"], r["p99_ms"], r["cpu_us"],
             r["errors"] + r["surprises"], r["non2xx"], r["starved"],
             r["nginx_ratio"]))
     c32 = res["c32"]
-    print("  32 conns: %.0f req/s summed over the 4 routes (%.0f cycles/s), "
-          "target >= %d: %s; runs %s" % (
-              c32["rps"], c32["cycle_rps"] / 4, CYCLE_TARGET_RPS,
+    print("  req/s is summed over the 4 routes; CPU us = server CPU time "
+          "per request; ratio = relay req/s / nginx req/s, same wrk shape")
+    print("  32 conns: %.0f req/s (runs %s), target >= %d: %s; relay CPU "
+          "per request %.1fx nginx's" % (
+              c32["rps"], c32["runs_rps"], CYCLE_TARGET_RPS,
               "met" if c32["rps"] >= CYCLE_TARGET_RPS else "MISSED",
-              c32["runs_rps"]))
+              c32["nginx_cpu_ratio"]))
     out["cycle"] = res
     out["cycle_nginx"] = base
     out["cycle_target_rps"] = CYCLE_TARGET_RPS
