@@ -229,6 +229,7 @@ relay_broker_new(const struct relay_settings *s, struct relay_store *store,
 	b->store = store;
 	b->clock = monotonic_ms;
 	b->lim.server_ttl_ms = s->server_ttl_s * 1000;
+	b->lim.server_busy_ttl_ms = s->server_busy_ttl_s * 1000;
 	b->lim.response_ttl_ms = s->response_ttl_s * 1000;
 	b->lim.session_ttl_ms = s->stream_session_ttl_s * 1000;
 	b->lim.max_servers = pos(s->max_servers);

@@ -56,6 +56,7 @@ struct relay_settings {
 	char *server_tokens;
 	bool legacy_routes;
 	int64_t server_ttl_s;
+	int64_t server_busy_ttl_s;
 	int64_t max_servers;
 	int64_t queue_per_server;
 	int64_t queue_total;

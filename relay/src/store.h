@@ -18,7 +18,8 @@
  *     shared store needs no configuration of its own.
  *   - Before it acts, an operation removes what has expired among the
  *     entries it is about to count or look up: servers silent for more
- *     than server_ttl_ms (with their queued jobs), responses older than
+ *     than server_ttl_ms (server_busy_ttl_ms when their last poll took
+ *     jobs; with their queued jobs), responses older than
  *     response_ttl_ms, sessions idle for more than session_ttl_ms. So the
  *     outcome never depends on when sweep() last ran.
  *   - What was removed or replaced on the way is added to *fx (which may
@@ -56,6 +57,7 @@ enum relay_status {
 
 struct relay_store_limits {
 	int64_t server_ttl_ms;
+	int64_t server_busy_ttl_ms;	/* silence allowed after a poll handed out jobs */
 	int64_t response_ttl_ms;
 	int64_t session_ttl_ms;
 	uint64_t max_servers;

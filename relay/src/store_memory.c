@@ -45,8 +45,9 @@ struct job {
 
 struct server {
 	struct relay_hnode h;
-	struct dlink lru;	/* by last_seen, oldest first */
+	struct dlink lru;	/* by expires, soonest first */
 	int64_t last_seen;
+	int64_t expires;	/* evicted when now passes this */
 	struct job *head, *tail;
 	uint64_t qlen;
 	size_t idx;		/* position in mem->pick */
@@ -116,6 +117,22 @@ dl_push_tail(struct dlink *head, struct dlink *e)
 	e->next = head;
 	head->prev->next = e;
 	head->prev = e;
+}
+
+/* Inserts a server into the eviction list, keeping it sorted by expiry. */
+static void
+lru_insert_sorted(struct dlink *head, struct dlink *e, int64_t expires,
+    int64_t (*expiry_of)(const struct dlink *))
+{
+	struct dlink *at = head->prev;
+
+	/* Most refreshes land at the tail, so the walk back is short. */
+	while (at != head && expiry_of(at) > expires)
+		at = at->prev;
+	e->prev = at;
+	e->next = at->next;
+	at->next->prev = e;
+	at->next = e;
 }
 
 static int
@@ -250,18 +267,38 @@ server_remove(struct mem *m, struct server *srv, struct relay_store_effects *fx)
 }
 
 static void
-evict_stale(struct mem *m, const struct relay_store_limits *lim, int64_t now,
-    struct relay_store_effects *fx)
+evict_stale(struct mem *m, int64_t now, struct relay_store_effects *fx)
 {
 	struct server *srv;
 
 	while (m->server_lru.next != &m->server_lru) {
 		srv = container_of(m->server_lru.next, struct server, lru);
-		if (now - srv->last_seen <= lim->server_ttl_ms)
+		if (now <= srv->expires)
 			break;
 		server_remove(m, srv, fx);
 		fx->evicted_servers++;
 	}
+}
+
+static int64_t
+server_expiry(const struct dlink *e)
+{
+	return const_container_of(e, struct server, lru)->expires;
+}
+
+/*
+ * Marks a server as heard from now; it may then stay silent for `quiet_ms`
+ * before it is evicted.
+ */
+static void
+server_refresh(struct mem *m, struct server *srv, int64_t now,
+    int64_t quiet_ms)
+{
+	srv->last_seen = now;
+	srv->expires = now + quiet_ms;
+	dl_unlink(&srv->lru);
+	lru_insert_sorted(&m->server_lru, &srv->lru, srv->expires,
+	    server_expiry);
 }
 
 static struct server *
@@ -292,10 +329,13 @@ server_add(struct mem *m, const char *key, size_t len, int64_t now)
 	memcpy(srv->key, key, len);
 	srv->key_len = len;
 	srv->last_seen = now;
+	srv->expires = now;
 	srv->idx = m->npick;
 	m->pick[m->npick++] = srv;
 	relay_hashtab_put(&m->servers, &srv->h);
-	dl_push_tail(&m->server_lru, &srv->lru);
+	dl_init(&srv->lru);
+	lru_insert_sorted(&m->server_lru, &srv->lru, srv->expires,
+	    server_expiry);
 	return srv;
 }
 
@@ -433,7 +473,7 @@ mem_poll(struct relay_store *st, const struct relay_store_limits *lim,
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&m->mu);
-	evict_stale(m, lim, now, &d);
+	evict_stale(m, now, &d);
 	srv = server_get(m, key, key_len);
 	if (srv == NULL) {
 		if (m->servers.count >= lim->max_servers) {
@@ -446,9 +486,7 @@ mem_poll(struct relay_store *st, const struct relay_store_limits *lim,
 		}
 		out->registered = true;
 	}
-	srv->last_seen = now;
-	dl_unlink(&srv->lru);
-	dl_push_tail(&m->server_lru, &srv->lru);
+	server_refresh(m, srv, now, lim->server_ttl_ms);
 
 	take = srv->qlen < max_jobs ? (size_t)srv->qlen : max_jobs;
 	if (take == 0)
@@ -500,6 +538,13 @@ mem_poll(struct relay_store *st, const struct relay_store_limits *lim,
 	if (out->n == 0) {
 		free(out->jobs);
 		out->jobs = NULL;
+	} else if (lim->server_busy_ttl_ms > lim->server_ttl_ms) {
+		/*
+		 * A legacy node is silent while it runs inference and for
+		 * its poll interval after; evicting it then would drop the
+		 * jobs queued behind the one it is working on.
+		 */
+		server_refresh(m, srv, now, lim->server_busy_ttl_ms);
 	}
 out:
 	pthread_mutex_unlock(&m->mu);
@@ -533,7 +578,7 @@ mem_enqueue(struct relay_store *st, const struct relay_store_limits *lim,
 		memcpy(j->data + in->len, in->owner, owner_len);
 
 	pthread_mutex_lock(&m->mu);
-	evict_stale(m, lim, now, &d);
+	evict_stale(m, now, &d);
 	srv = server_get(m, key, key_len);
 	if (srv == NULL)
 		rc = RELAY_E_UNKNOWN_SERVER;
@@ -569,9 +614,11 @@ mem_pick_server(struct relay_store *st, const struct relay_store_limits *lim,
 	uint64_t r, limit;
 	char *copy;
 
+	(void)lim;	/* server expiry is kept per server */
+
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&m->mu);
-	evict_stale(m, lim, now, &d);
+	evict_stale(m, now, &d);
 	if (m->npick == 0) {
 		rc = RELAY_E_NO_SERVERS;
 		goto out;
@@ -610,8 +657,9 @@ mem_unregister(struct relay_store *st, const struct relay_store_limits *lim,
 	struct relay_store_effects d = { 0 };
 	struct server *srv;
 
+	(void)lim;	/* server expiry is kept per server */
 	pthread_mutex_lock(&m->mu);
-	evict_stale(m, lim, now, &d);
+	evict_stale(m, now, &d);
 	srv = server_get(m, key, key_len);
 	*removed = srv != NULL;
 	if (srv != NULL)
@@ -795,7 +843,7 @@ mem_sweep(struct relay_store *st, const struct relay_store_limits *lim,
 	bool trim;
 
 	pthread_mutex_lock(&m->mu);
-	evict_stale(m, lim, now, &d);
+	evict_stale(m, now, &d);
 	expire_responses(m, lim, now, &d);
 	expire_sessions(m, lim, now, &d);
 	trim = m->freed >= TRIM_AFTER_BYTES;
@@ -822,7 +870,7 @@ mem_stats(struct relay_store *st, const struct relay_store_limits *lim,
 	struct relay_store_effects d = { 0 };
 
 	pthread_mutex_lock(&m->mu);
-	evict_stale(m, lim, now, &d);
+	evict_stale(m, now, &d);
 	expire_responses(m, lim, now, &d);
 	expire_sessions(m, lim, now, &d);
 	out->servers = m->servers.count;

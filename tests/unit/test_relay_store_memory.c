@@ -232,6 +232,45 @@ test_eviction_drops_queue_and_reregisters_empty(void **state)
 	assert_int_equal(r.n, 0);
 }
 
+/*
+ * A node that took work is busy (a legacy node does not poll while it
+ * infers): it gets server_busy_ttl_ms of silence, and nodes that expire
+ * sooner are still evicted on time around it.
+ */
+static void
+test_busy_node_outlives_server_ttl(void **state)
+{
+	struct relay_store *s = *state;
+	struct relay_store_limits lim = base_lim;
+	struct relay_poll_result r;
+	struct relay_store_stats st;
+
+	lim.server_busy_ttl_ms = 120000;
+	assert_int_equal(poll_s(s, &lim, 0, "B", 1, &r, NULL), RELAY_OK);
+	assert_int_equal(poll_s(s, &lim, 500, "A", 1, &r, NULL), RELAY_OK);
+	assert_int_equal(enq(s, &lim, 600, "A", "j1"), RELAY_OK);
+	assert_int_equal(enq(s, &lim, 600, "A", "j2"), RELAY_OK);
+	assert_int_equal(poll_s(s, &lim, 1000, "A", 1, &r, NULL), RELAY_OK);
+	assert_int_equal(r.n, 1);
+	relay_poll_result_free(&r);
+	assert_int_equal(poll_s(s, &lim, 2000, "C", 1, &r, NULL), RELAY_OK);
+	/* B (30 s) and C (32 s) expire before busy A (121 s) */
+	assert_int_equal(s->ops->stats(s, &lim, 30001, &st, NULL), RELAY_OK);
+	assert_int_equal(st.servers, 2);
+	assert_int_equal(s->ops->stats(s, &lim, 32001, &st, NULL), RELAY_OK);
+	assert_int_equal(st.servers, 1);
+	/* A keeps its queued job through a long inference */
+	assert_int_equal(s->ops->stats(s, &lim, 121000, &st, NULL), RELAY_OK);
+	assert_int_equal(st.servers, 1);
+	assert_int_equal(st.queued, 1);
+	/* an empty poll brings A back to the normal lease */
+	assert_int_equal(poll_s(s, &lim, 121000, "A", 0, &r, NULL), RELAY_OK);
+	assert_int_equal(s->ops->stats(s, &lim, 151000, &st, NULL), RELAY_OK);
+	assert_int_equal(st.servers, 1);
+	assert_int_equal(s->ops->stats(s, &lim, 151001, &st, NULL), RELAY_OK);
+	assert_int_equal(st.servers, 0);
+}
+
 static void
 test_enqueue_eviction_is_checked_at_call_time(void **state)
 {
@@ -665,6 +704,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_poll_bytes_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pick_server_uniform_and_live_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eviction_drops_queue_and_reregisters_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_node_outlives_server_ttl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enqueue_eviction_is_checked_at_call_time, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_bounds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_servers, setup, teardown),
