@@ -6,6 +6,7 @@
 #   make test-asan   the whole suite under ASan+UBSan
 #   make test-valgrind  the integration tests with the relay under valgrind
 #   make bench       wrk benchmarks on loopback (not a test)
+#   make image-multiarch  amd64 + arm64 image manifest, arm64 run under qemu
 
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE   ?= cmake
@@ -56,6 +57,13 @@ bench: deps
 	$(CMAKE) --preset release >/dev/null
 	$(CMAKE) --build --preset release -j $(JOBS)
 	/usr/bin/python3 bench/run.py --relay ./$(RELEASE)/relay/tokenplace-relay
+
+# Both image architectures in one manifest list; the arm64 one runs under
+# qemu (tests/image/test_multiarch.py). Slow when cold; not part of `test`.
+.PHONY: image-multiarch
+image-multiarch:
+	@sh $(DEPS) multiarch
+	/usr/bin/python3 -B tests/image/test_multiarch.py
 
 clean:
 	rm -rf build

@@ -699,6 +699,141 @@ def validate_objects(items):
                 'Kubernetes schema', r["ok"], r["error"])
 
 
+# ---------------------------------------------------------------- the guide
+
+GUIDE = os.path.join(ROOT, "docs", "relay-deploy.md")
+IMAGE_TESTS = [os.path.join(ROOT, "tests", "image", f)
+               for f in ("test_image.py", "test_multiarch.py")]
+# Value groups the guide describes as a whole rather than key by key.
+GUIDE_GROUPS = {"resources", "podSecurityContext", "securityContext",
+                "probes.liveness", "probes.readiness", "probes.startup",
+                "networkPolicy.ingressController.podLabels"}
+
+
+def guide_blocks(text, lang):
+    return re.findall(r"^[ \t]*```" + lang + r"\n(.*?)^[ \t]*```", text,
+                      re.S | re.M)
+
+
+def guide_commands(text):
+    cmds = []
+    for block in guide_blocks(text, "bash"):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                cmds.append(line)
+    return cmds
+
+
+def value_paths(values, prefix=""):
+    for k, v in values.items():
+        path = prefix + k
+        if path in GUIDE_GROUPS or not isinstance(v, dict) or not v:
+            yield path
+        else:
+            yield from value_paths(v, path + ".")
+
+
+def check_guide():
+    if not R.check("docs/relay-deploy.md exists", os.path.exists(GUIDE)):
+        return
+    with open(GUIDE, encoding="utf-8") as f:
+        text = f.read()
+    yamls = [b for b in guide_blocks(text, "yaml")
+             if b.lstrip().startswith("# relay-values.yaml")]
+    if not R.check("guide: has the relay-values.yaml example", len(yamls) == 1):
+        return
+    values_file = os.path.join(TMP, "relay-values.yaml")
+    with open(values_file, "w", encoding="utf-8") as f:
+        f.write(yamls[0])
+    rc, objs, err = render("-f", values_file)
+    if not R.check("guide: its relay-values.yaml renders", rc == 0, err):
+        return
+    check_common("guide values", objs)
+
+    missing = [p for p in value_paths(DEFAULTS) if f"`{p}`" not in text]
+    R.check("guide: describes every chart value", not missing,
+            ", ".join(missing))
+    R.check("guide: never uses the SEED path deploy/charts",
+            "deploy/charts" not in text)
+
+    with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as f:
+        targets = set(re.findall(r"^([A-Za-z0-9_-]+):", f.read(), re.M))
+    image_src = ""
+    for path in IMAGE_TESTS:
+        with open(path, encoding="utf-8") as f:
+            image_src += f.read()
+    with open(os.path.join(ROOT, "tests", "image", "test_tags.py"),
+              encoding="utf-8") as f:
+        tags_src = f.read()
+
+    cmds = guide_commands(text)
+    R.check("guide: has commands", len(cmds) >= 10, str(len(cmds)))
+    for cmd in cmds:
+        words = cmd.split()
+        ok, why = guide_command_ok(words, cmd, values_file, objs, targets,
+                                   image_src, tags_src)
+        R.check(f"guide command exercised: {cmd}", ok, why)
+
+
+def guide_command_ok(words, cmd, values_file, objs, targets, image_src,
+                     tags_src):
+    """(ok, why) for one command line of the guide."""
+    if words[0] == "helm":
+        if CHART_REL not in words and words[1] != "test":
+            return False, f"helm command without {CHART_REL}"
+        args = [values_file if w == "relay-values.yaml" else w
+                for w in words[1:]]
+        if args[:2] == ["upgrade", "--install"]:
+            # Offline equivalent: upgrade needs the cluster's release list.
+            args = ["install"] + args[2:] + ["--dry-run=client"]
+        if args[0] == "test":
+            pod = find(objs, "Pod", f"{args[1]}-test")
+            return (pod is not None and pod["metadata"]["annotations"].get(
+                "helm.sh/hook") == "test"), "no helm test pod rendered"
+        if args[0] not in ("lint", "template", "install", "package"):
+            return False, f"helm {args[0]} is not run by the tests"
+        p = helm(*args)
+        return p.returncode == 0, (p.stdout + p.stderr)[-800:]
+    if words[0] == "kubectl":
+        ns = words[words.index("-n") + 1] if "-n" in words else "default"
+        kinds_by_short = {"deploy": "Deployment", "ingress": "Ingress",
+                          "svc": "Service", "pod": "Pod"}
+        if words[1] == "get" and len(words) >= 4:
+            kind, name = kinds_by_short.get(words[2]), words[3]
+        elif words[1] in ("logs", "port-forward"):
+            ref = next(w for w in words[2:] if "/" in w)
+            short, name = ref.split("/", 1)
+            kind = kinds_by_short.get(short)
+        else:
+            return False, "kubectl verb not checked by the tests"
+        obj = find(objs, kind, name) if kind else None
+        if obj is None or obj["metadata"].get("namespace") != ns:
+            return False, f"{kind}/{name} in {ns} is not rendered"
+        if words[1] == "port-forward":
+            remote = int(words[-1].split(":")[1])
+            if remote not in [p["port"] for p in obj["spec"]["ports"]]:
+                return False, f"Service {name} has no port {remote}"
+        return True, ""
+    if words[0] == "make":
+        return words[1] in targets, f"no Makefile target {words[1]}"
+    if words[0] == "podman":
+        sub = words[1]
+        flags = [w.split("=")[0] if w.startswith("--") else w
+                 for w in words if w.startswith("-")]
+        unknown = [f for f in [f'"{sub}"'] + [f'"{f}' for f in flags]
+                   if f not in image_src]
+        return not unknown, f"not used by tests/image: {unknown}"
+    if words[0] == "curl":
+        paths = re.findall(r"/(livez|healthz|metrics)\b", cmd)
+        return bool(paths) and all(f'"/{p}' in image_src or f"/{p}" in
+                                   image_src for p in paths), \
+            "curl of a path the image test does not fetch"
+    if words[0] == ".github/scripts/image-tags.sh":
+        return "image-tags.sh" in tags_src, "not run by tests/image/test_tags.py"
+    return False, "no test runs this command"
+
+
 def main():
     p = helm("version", "--short")
     print(f"info helm {p.stdout.strip()}")
@@ -738,6 +873,8 @@ def main():
             p.returncode == 0 and "NOTES:" in p.stdout
             and f"kubectl get svc gpu-server -n {NAMESPACE}" in p.stdout
             and "https://relay.mycluster.dev/" in p.stdout, p.stderr[-600:])
+
+    check_guide()
 
     dist = os.path.join(TMP, "dist")
     p = helm("package", CHART_REL, "--destination", dist)

@@ -4,8 +4,10 @@
 # the Docker Hub name (docker.io/library/debian:bookworm-slim), so the shipped
 # Dockerfile builds unchanged with `podman build --pull=never`.
 #
-#   tests/image/base-image.sh amd64          base for this machine's arch
-#   tests/image/base-image.sh amd64 arm64    manifest list with both arches
+#   tests/image/base-image.sh amd64|arm64
+#
+# A multi-arch build (tests/image/test_multiarch.py) calls it once per
+# architecture and builds that platform right after.
 #
 # The rootfs tarball is cached in $TP_SHIP_CACHE (default build/ship/cache);
 # a present tarball is reused, so only the first run pays for debootstrap
@@ -19,7 +21,7 @@ suite=bookworm
 base_ref=docker.io/library/debian:bookworm-slim
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
 
-[ $# -ge 1 ] || { echo "usage: $0 ARCH [ARCH...]" >&2; exit 2; }
+[ $# -eq 1 ] || { echo "usage: $0 amd64|arm64" >&2; exit 2; }
 mkdir -p "$cache"
 
 # One writer at a time: ctest may start several image tests, and two
@@ -79,28 +81,15 @@ import() {
 	local arch=$1 ref="localhost/tp-debian:$suite-$1"
 	if ! podman image exists "$ref"; then
 		tarball "$arch" >/dev/null
-		podman import --arch "$arch" --change 'CMD ["/bin/bash"]' \
+		podman import --quiet --arch "$arch" --change 'CMD ["/bin/bash"]' \
 		    "$(tarball "$arch")" "$ref" >/dev/null
 	fi
 	echo "$ref"
 }
 
-if [ $# -eq 1 ]; then
-	ref=$(import "$1")
-	# A manifest list left by a multi-arch run also serves single-arch
-	# builds; only replace the tag when it points at something else.
-	if ! podman manifest inspect "$base_ref" >/dev/null 2>&1; then
-		podman tag "$ref" "$base_ref"
-	fi
-else
-	list=localhost/tp-debian:$suite-multiarch
-	podman manifest rm "$list" >/dev/null 2>&1 || true
-	podman rmi "$base_ref" >/dev/null 2>&1 || true
-	podman manifest create "$list" >/dev/null
-	for arch in "$@"; do
-		ref=$(import "$arch")
-		podman manifest add "$list" "containers-storage:$ref" >/dev/null
-	done
-	podman tag "$list" "$base_ref"
-fi
-echo "base-image: $base_ref ready ($*)" >&2
+# Point the Docker Hub name at the requested architecture's import. A plain
+# tag, never a manifest list: podman 4.3 cannot resolve the instances of a
+# local list made from imported images, and `podman images` then fails.
+ref=$(import "$1")
+podman tag "$ref" "$base_ref"
+echo "base-image: $base_ref is $ref" >&2

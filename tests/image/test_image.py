@@ -7,7 +7,9 @@
    machine's architecture.
 3. Static checks: non-root numeric USER, EXPOSE 5010, RELAY_HOST=0.0.0.0 and
    RELAY_PORT=5010, OCI labels, nothing in the filesystem but the relay, its
-   shared libraries, the CA bundle and the account files; size budget.
+   shared libraries, the CA bundle and the account files; size budget, and
+   at most a fifth of tests/image/python-baseline.Dockerfile (Flask +
+   gunicorn on the same Debian base).
 4. Run with --read-only, all capabilities dropped and no-new-privileges, the
    image's own user, published on a 127.0.0.1 port podman picks: /livez,
    /healthz, /metrics, one legacy round trip, JSON log lines, then SIGTERM
@@ -32,6 +34,8 @@ import imagelib as L  # noqa: E402
 
 R = L.Results()
 IMAGE = "localhost/tokenplace-relay:ctest"
+PY_IMAGE = "localhost/tokenplace-relay-python-baseline:ctest"
+BASE_REF = "docker.io/library/debian:bookworm-slim"
 CONTEXT = os.environ.get("TP_IMAGE_CONTEXT", L.ROOT)
 MAX_MB = float(os.environ.get("TP_IMAGE_MAX_MB", "30"))
 GRACE = 10                      # RELAY_GRACEFUL_TIMEOUT given to the container
@@ -96,6 +100,14 @@ def static_checks(rev):
     L.log(f"image size {IMAGE}: {size_mb:.1f} MB ({info['Size']} bytes)")
     R.check(f"image size {size_mb:.1f} MB within the {MAX_MB:.0f} MB budget",
             size_mb <= MAX_MB)
+    py = timed("python baseline build", python_baseline)
+    if R.check("python baseline image built", py is not None):
+        base = json.loads(L.run(["podman", "image", "inspect",
+                                 BASE_REF]).stdout)[0]["Size"]
+        L.log(f"image size python baseline: {py / 1e6:.1f} MB "
+              f"(base {base / 1e6:.1f} MB + python {(py - base) / 1e6:.1f} MB)")
+        R.check(f"relay image ({size_mb:.1f} MB) at most a fifth of the "
+                f"Python equivalent ({py / 1e6:.1f} MB)", info["Size"] * 5 <= py)
 
     # What is inside: the relay, its libraries, and a few data files only.
     ctr = L.run(["podman", "create", IMAGE]).stdout.strip()
@@ -118,6 +130,18 @@ def static_checks(rev):
             "shared libraries and account/CA files", not extra, str(extra))
     R.check("no shell in the image", "bin/sh" not in files
             and "usr/bin/sh" not in files)
+
+
+def python_baseline():
+    """Size in bytes of the Flask + gunicorn yardstick image, or None."""
+    p = L.run(["podman", "build", "--pull=never", "--network=host",
+               "-f", os.path.join(L.HERE, "python-baseline.Dockerfile"),
+               "-t", PY_IMAGE, L.HERE], timeout=1800, check=False)
+    if p.returncode != 0:
+        print(p.stdout[-3000:] + p.stderr[-2000:])
+        return None
+    return json.loads(L.run(["podman", "image", "inspect",
+                             PY_IMAGE]).stdout)[0]["Size"]
 
 
 def wait_listening(port):
