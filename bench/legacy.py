@@ -236,15 +236,20 @@ def _post(conn, path, obj):
     return json.loads(data)
 
 
-def _queued(port):
+def _metric(port, name):
+    """A label-less series of /metrics, as an int (-1: absent)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request("GET", "/metrics")
         text = conn.getresponse().read().decode()
     finally:
         conn.close()
-    m = re.search(r"^tokenplace_relay_queued_requests (\S+)$", text, re.M)
+    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
     return int(float(m.group(1))) if m else -1
+
+
+def _queued(port):
+    return _metric(port, "tokenplace_relay_queued_requests")
 
 
 def _wrk_until(port, script, done, limit_s=60):
@@ -302,12 +307,14 @@ def section_memory(relay_bin, out):
             queued = _queued(relay.port)
             full = relay.rss_kib()
             t_drain, _ = _wrk_until(relay.port, drain, lambda q: q == 0)
-            left = _queued(relay.port)
-            # the gauge reaches 0 while the last popped jobs are in flight
+            # Jobs must have left by /sink, not been dropped with a node.
+            dropped = _metric(relay.port,
+                              "tokenplace_relay_dropped_requests_total")
+            # The relay may have closed the idle keep-alive meanwhile.
             conn.close()
             after = _settle(relay, conn)
             rounds.append({"queued": queued, "rss_full_kib": full,
-                           "rss_drained_kib": after, "left": left,
+                           "rss_drained_kib": after, "dropped": dropped,
                            "fill_s": round(t_fill, 2),
                            "drain_s": round(t_drain, 2)})
         conn.close()
@@ -326,10 +333,11 @@ def section_memory(relay_bin, out):
         r["growth_ratio"] = (r["rss_full_kib"] - idle) / payload_kib
         print("  round %d: queued %6d  RSS full %7.1f MiB (%.2fx payload, "
               "%.2fx above idle)  drained %6.1f MiB  fill %.1f s, drain "
-              "%.1f s" % (n, r["queued"], r["rss_full_kib"] / 1024.0,
-                          r["rss_ratio"], r["growth_ratio"],
-                          r["rss_drained_kib"] / 1024.0, r["fill_s"],
-                          r["drain_s"]))
+              "%.1f s%s" % (n, r["queued"], r["rss_full_kib"] / 1024.0,
+                            r["rss_ratio"], r["growth_ratio"],
+                            r["rss_drained_kib"] / 1024.0, r["fill_s"],
+                            r["drain_s"], "  (%d jobs DROPPED, not drained)"
+                            % r["dropped"] if r["dropped"] else ""))
     worst = max(r["rss_ratio"] for r in rounds)
     growth = rounds[-1]["rss_drained_kib"] - rounds[0]["rss_drained_kib"]
     print("  RSS <= %.1fx payload: %s (worst %.2fx); drained RSS round %d - "
