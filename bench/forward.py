@@ -2,11 +2,12 @@
 """Forwarding benchmark (not a test): the relay in front of a fast upstream.
 
 nginx (a fixed JSON answer on an ephemeral loopback port) is the upstream.
-In one run, wrk drives 32 connections directly at nginx and then through
-the relay (GET and a small chat-completion-like POST), so the figures share
-their conditions. Reported: requests/s of each, the forwarded/direct ratio,
-the p50 the relay adds, and how many upstream TCP connections the relay
-opened for all those requests (kept-alive connections are reused).
+In one run, wrk drives 32 connections directly at nginx and through the
+relay (GET and a small chat-completion-like POST), alternating over
+ROUNDS rounds so that a busy machine disturbs both sides alike; the
+median of the rounds is reported: requests/s of each, the forwarded/direct
+ratio, the p50 the relay adds, and how many upstream TCP connections the
+relay opened for all those requests (kept-alive connections are reused).
 
 Called by bench/run.py as run(relay_bin, duration, report), or alone:
 
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import Nginx, RelayProc, fmt_row, wrk  # noqa: E402
 
 CONNECTIONS = 32
+ROUNDS = 3
 
 POST_LUA = """
 wrk.method = "POST"
@@ -38,6 +40,14 @@ def metric(port, name):
         text = r.read().decode()
     m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
     return float(m.group(1)) if m else float("nan")
+
+
+def median_run(runs):
+    """The run with the median requests/s (its p50/p99 come with it)."""
+    runs = sorted(runs, key=lambda r: r["rps"])
+    out = dict(runs[len(runs) // 2])
+    out["rounds_rps"] = [r["rps"] for r in runs]
+    return out
 
 
 def run(relay_bin, duration, report):
@@ -57,15 +67,24 @@ def run(relay_bin, duration, report):
         wrk(fwd_url, connections=CONNECTIONS, duration=1)
         opened0 = metric(relay.port,
                          "tokenplace_relay_upstream_connections_opened_total")
-        direct = wrk(direct_url, connections=CONNECTIONS, duration=duration)
-        fwd = wrk(fwd_url, connections=CONNECTIONS, duration=duration)
-        post_direct = wrk(post_direct_url, connections=CONNECTIONS,
-                          duration=duration, script=lua.name)
-        post_fwd = wrk(post_fwd_url, connections=CONNECTIONS,
-                       duration=duration, script=lua.name)
+        runs = {"direct": [], "fwd": [], "post_direct": [], "post_fwd": []}
+        for _ in range(ROUNDS):
+            runs["direct"].append(wrk(direct_url, connections=CONNECTIONS,
+                                      duration=duration))
+            runs["fwd"].append(wrk(fwd_url, connections=CONNECTIONS,
+                                   duration=duration))
+            runs["post_direct"].append(wrk(post_direct_url,
+                                           connections=CONNECTIONS,
+                                           duration=duration,
+                                           script=lua.name))
+            runs["post_fwd"].append(wrk(post_fwd_url, connections=CONNECTIONS,
+                                        duration=duration, script=lua.name))
+        direct, fwd = median_run(runs["direct"]), median_run(runs["fwd"])
+        post_direct = median_run(runs["post_direct"])
+        post_fwd = median_run(runs["post_fwd"])
         opened = metric(relay.port,
                         "tokenplace_relay_upstream_connections_opened_total")
-        forwarded = fwd["requests"] + post_fwd["requests"]
+        forwarded = sum(r["requests"] for r in runs["fwd"] + runs["post_fwd"])
         new_conns = opened - opened0
         print(fmt_row("nginx direct GET (baseline)", direct))
         print(fmt_row("relay -> nginx GET", fwd, direct))
@@ -77,7 +96,7 @@ def run(relay_bin, duration, report):
                   post_fwd["p50_ms"] - post_direct["p50_ms"], forwarded,
                   new_conns))
         errors = sum(r["errors"] + r.get("non2xx", 0)
-                     for r in (direct, fwd, post_direct, post_fwd))
+                     for rs in runs.values() for r in rs)
         if errors:
             print("warning: %d socket errors or non-2xx answers" % errors)
         report["forward"] = {

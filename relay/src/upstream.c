@@ -9,9 +9,13 @@
  * leaving while the upstream is silent. Response bytes are written to the
  * client from libcurl's write callback as they arrive.
  *
- * A response is committed (status line and headers sent to the client) on
- * its first body byte. Until then any failure still gets a clean JSON
- * error; after it, a failure can only cut the connection.
+ * Body bytes are gathered while libcurl has more at hand and written out
+ * before the transfer waits for the upstream again, so a small answer
+ * leaves in one write with a Content-Length and a streamed one (SSE)
+ * reaches the client piece by piece as it arrives. A response is
+ * committed (status line and headers sent) by its first such write. Until
+ * then any failure still gets a clean JSON error; after it, a failure can
+ * only cut the connection.
  */
 #include "upstream.h"
 
@@ -42,10 +46,18 @@
 #define ROUTE_LABEL_MAX		96
 #define HEALTH_BODY_MAX		65536	/* a health answer is read and dropped */
 #define HEALTH_SLICE_MS		200
+#define PEND_MAX		65536	/* response bytes gathered per write */
 
+/*
+ * A pooled transfer context. The easy handle keeps the options common to
+ * every forward from its first use; each request sets only its own.
+ */
 struct fwd_handle {
 	CURLM *multi;
 	CURL *easy;
+	char *pend;			/* PEND_MAX bytes, reused by each transfer */
+	char *hdrbuf;			/* upstream_max_header_bytes + 1 */
+	bool configured;
 	struct fwd_handle *next;
 };
 
@@ -119,9 +131,11 @@ struct fwd {
 	long status;
 	bool headers_done;
 	bool committed;
-	char *hdrbuf;			/* the final header block, raw */
+	char *hdrbuf;			/* the final header block, raw (the handle's) */
 	size_t hdrlen;
 	uint64_t body_recv;
+	char *pend;			/* body bytes not yet written (the handle's) */
+	size_t pend_len;
 	enum relay_fwd_failure failure;	/* set by callbacks that abort */
 
 	int client_fd;
@@ -219,6 +233,8 @@ common_options(struct relay_upstream *u, CURL *e, char *errbuf)
 
 /* ---- handle pool ------------------------------------------------------- */
 
+static void handle_free(struct fwd_handle *h);
+
 static struct fwd_handle *
 pool_get(struct relay_upstream *u)
 {
@@ -236,10 +252,11 @@ pool_get(struct relay_upstream *u)
 		return NULL;
 	h->multi = curl_multi_init();
 	h->easy = curl_easy_init();
-	if (h->multi == NULL || h->easy == NULL) {
-		curl_easy_cleanup(h->easy);
-		curl_multi_cleanup(h->multi);
-		free(h);
+	h->pend = malloc(PEND_MAX);
+	h->hdrbuf = malloc((size_t)u->s->upstream_max_header_bytes + 1);
+	if (h->multi == NULL || h->easy == NULL || h->pend == NULL ||
+	    h->hdrbuf == NULL) {
+		handle_free(h);
 		return NULL;
 	}
 	return h;
@@ -260,6 +277,8 @@ handle_free(struct fwd_handle *h)
 	/* The easy handle goes first: its connections live in the multi. */
 	curl_easy_cleanup(h->easy);
 	curl_multi_cleanup(h->multi);
+	free(h->pend);
+	free(h->hdrbuf);
 	free(h);
 }
 
@@ -288,19 +307,27 @@ circuit_changed(struct relay_upstream *u)
 static int
 append_header(struct curl_slist **list, const char *name, const char *value)
 {
-	size_t n = strlen(name) + strlen(value) + 3;
+	size_t nlen = strlen(name), vlen = strlen(value);
+	size_t n = nlen + vlen + 3;
 	struct curl_slist *l;
-	char *line = malloc(n);
+	char small[512];
+	char *line = n <= sizeof(small) ? small : malloc(n);
 
 	if (line == NULL)
 		return -1;
-	/* "Name:" alone would tell libcurl to remove the header. */
-	if (value[0] == '\0')
-		snprintf(line, n, "%s;", name);
-	else
-		snprintf(line, n, "%s: %s", name, value);
+	memcpy(line, name, nlen);
+	if (vlen == 0) {
+		/* "Name:" alone would tell libcurl to remove the header. */
+		line[nlen] = ';';
+		line[nlen + 1] = '\0';
+	} else {
+		line[nlen] = ':';
+		line[nlen + 1] = ' ';
+		memcpy(line + nlen + 2, value, vlen + 1);
+	}
 	l = curl_slist_append(*list, line);
-	free(line);
+	if (line != small)
+		free(line);
 	if (l == NULL)
 		return -1;
 	*list = l;
@@ -517,17 +544,12 @@ on_header(char *buf, size_t size, size_t nitems, void *arg)
 		if (f->status < 200)
 			return len;	/* end of an interim (1xx) block */
 		f->headers_done = true;
-		if (f->hdrbuf != NULL)
-			f->hdrbuf[f->hdrlen] = '\0';
+		f->hdrbuf[f->hdrlen] = '\0';
 		f->failure = apply_response_headers(f);
 		return f->failure == RELAY_FWD_OK ? len : 0;
 	}
 	if (f->status < 200)
 		return len;
-	if (f->hdrbuf == NULL && (f->hdrbuf = malloc(max + 1)) == NULL) {
-		f->failure = RELAY_FWD_INTERNAL;
-		return 0;
-	}
 	if (f->hdrlen + len > max) {
 		f->failure = RELAY_FWD_HEADERS_TOO_LARGE;
 		return 0;
@@ -548,6 +570,20 @@ commit(struct fwd *f)
 	return relay_stream_begin(f->req, f->resp);
 }
 
+/* Writes the gathered bytes (committing first); -1 when the client is gone. */
+static int
+flush_pending(struct fwd *f)
+{
+	int rc = 0;
+
+	if (!f->committed && commit(f) != 0)
+		return -1;
+	if (f->pend_len > 0)
+		rc = relay_stream_write(f->req, f->resp, f->pend, f->pend_len);
+	f->pend_len = 0;
+	return rc;
+}
+
 static size_t
 on_body(char *buf, size_t size, size_t nitems, void *arg)
 {
@@ -559,51 +595,84 @@ on_body(char *buf, size_t size, size_t nitems, void *arg)
 		f->failure = RELAY_FWD_TOO_LARGE;
 		return 0;
 	}
-	if (!f->committed && commit(f) != 0) {
-		f->failure = RELAY_FWD_CLIENT_GONE;
-		return 0;
-	}
 	f->body_recv += len;
-	if (relay_stream_write(f->req, f->resp, buf, len) != 0) {
+	if (f->pend_len + len > PEND_MAX && flush_pending(f) != 0) {
 		f->failure = RELAY_FWD_CLIENT_GONE;
 		return 0;
 	}
+	if (len > PEND_MAX) {
+		if (relay_stream_write(f->req, f->resp, buf, len) != 0) {
+			f->failure = RELAY_FWD_CLIENT_GONE;
+			return 0;
+		}
+		return len;
+	}
+	memcpy(f->pend + f->pend_len, buf, len);
+	f->pend_len += len;
 	return len;
 }
 
 /* ---- one transfer ------------------------------------------------------ */
 
-static int
-set_method(struct fwd *f, CURL *e)
+/*
+ * The per-request options. Method options are sticky on a reused handle,
+ * so each request first returns it to a plain GET.
+ */
+static void
+set_request_options(struct fwd *f, CURL *e, const char *url,
+    struct curl_slist *hdrs)
 {
 	const char *m = f->req->method;
 	int64_t cl = f->body_len;
 
-	if (strcmp(m, "HEAD") == 0)
-		return curl_easy_setopt(e, CURLOPT_NOBODY, 1L) == CURLE_OK ? 0 : -1;
-	if (!f->has_body) {
-		if (strcmp(m, "GET") == 0)
-			return 0;
-		if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
-		    strcmp(m, "PATCH") == 0) {
-			/* An empty body, announced as such. */
-			(void)curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-			(void)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-			    (curl_off_t)0);
-		}
-		if (strcmp(m, "POST") != 0)
-			(void)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
-		return 0;
-	}
-	(void)curl_easy_setopt(e, CURLOPT_POST, 1L);
-	(void)curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+	(void)curl_easy_setopt(e, CURLOPT_URL, url);
+	(void)curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+	(void)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
+	(void)curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
+	(void)curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+	(void)curl_easy_setopt(e, CURLOPT_PREREQDATA, f);
 	(void)curl_easy_setopt(e, CURLOPT_READDATA, f);
-	/* -1: unknown length, sent chunked. */
-	(void)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-	    (curl_off_t)(cl > 0 ? cl : -1));
+	(void)curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	(void)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+	if (strcmp(m, "HEAD") == 0) {
+		(void)curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+		return;
+	}
+	if (strcmp(m, "GET") == 0 && !f->has_body)
+		return;
+	if (f->has_body) {
+		(void)curl_easy_setopt(e, CURLOPT_POST, 1L);
+		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
+		/* -1: unknown length, sent chunked. */
+		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)(cl > 0 ? cl : -1));
+	} else if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+	    strcmp(m, "PATCH") == 0) {
+		/* An empty body, announced as such. */
+		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
+		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)0);
+	}
 	if (strcmp(m, "POST") != 0)
 		(void)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
-	return 0;
+}
+
+/* Options every forward shares, set once per pooled handle. */
+static void
+configure_handle(struct relay_upstream *u, struct fwd_handle *h)
+{
+	CURL *e = h->easy;
+
+	common_options(u, e, NULL);
+	/* The path was checked as received; send it exactly so. */
+	(void)curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+	(void)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+	    (long)(u->s->upstream_total_timeout_ms + 1000));
+	(void)curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	(void)curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	(void)curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+	(void)curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+	h->configured = true;
 }
 
 static int
@@ -687,6 +756,11 @@ drive(struct fwd *f, struct fwd_handle *h)
 		}
 		if (running == 0)
 			break;
+		/* About to wait for the upstream: what came so far goes out. */
+		if (f->pend_len > 0 && flush_pending(f) != 0) {
+			f->failure = RELAY_FWD_CLIENT_GONE;
+			break;
+		}
 		now = mono_s();
 		deadline = next_deadline(f, &kind);
 		if (now >= deadline) {
@@ -928,25 +1002,16 @@ relay_upstream_forward(struct relay_upstream *u, struct relay_request *req,
 		f.failure = RELAY_FWD_INTERNAL;
 		goto done;
 	}
-	curl_easy_reset(h->easy);
-	common_options(u, h->easy, f.errbuf);
-	(void)curl_easy_setopt(h->easy, CURLOPT_URL, url);
-	/* The path was checked as received; send it exactly so. */
-	(void)curl_easy_setopt(h->easy, CURLOPT_PATH_AS_IS, 1L);
-	(void)curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER, hdrs);
-	(void)curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS,
-	    (long)(u->s->upstream_total_timeout_ms + 1000));
-	(void)curl_easy_setopt(h->easy, CURLOPT_HEADERFUNCTION, on_header);
-	(void)curl_easy_setopt(h->easy, CURLOPT_HEADERDATA, &f);
-	(void)curl_easy_setopt(h->easy, CURLOPT_WRITEFUNCTION, on_body);
-	(void)curl_easy_setopt(h->easy, CURLOPT_WRITEDATA, &f);
-	(void)curl_easy_setopt(h->easy, CURLOPT_PREREQFUNCTION, on_prereq);
-	(void)curl_easy_setopt(h->easy, CURLOPT_PREREQDATA, &f);
-	if (set_method(&f, h->easy) != 0) {
-		f.failure = RELAY_FWD_INTERNAL;
-		goto done;
-	}
+	f.pend = h->pend;
+	f.hdrbuf = h->hdrbuf;
+	if (!h->configured)
+		configure_handle(u, h);
+	set_request_options(&f, h->easy, url, hdrs);
 	rc = drive(&f, h);
+	/* Nothing of this request may outlive it in the pooled handle. */
+	(void)curl_easy_setopt(h->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
+	(void)curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER,
+	    (struct curl_slist *)NULL);
 done:
 	fail = classify(&f, rc);
 	circuit_record(&f, how, fail);
@@ -959,12 +1024,20 @@ done:
 	if (fail != RELAY_FWD_OK) {
 		respond_failure(&f, fail, rc);
 	} else if (f.committed) {
-		if (relay_stream_end(req, resp) != 0)
+		if (flush_pending(&f) != 0 || relay_stream_end(req, resp) != 0)
 			resp->close = true;
 	} else {
-		/* No body came (HEAD, 204, 304, empty): send it whole. */
+		/* The whole answer came at once: send it with a length. */
 		resp->status = (int)f.status;
 		resp->content_type = tl_content_type[0] ? tl_content_type : NULL;
+		if (f.pend_len > 0) {
+			if ((resp->body = malloc(f.pend_len)) == NULL) {
+				respond_failure(&f, RELAY_FWD_INTERNAL, rc);
+			} else {
+				memcpy(resp->body, f.pend, f.pend_len);
+				resp->body_len = f.pend_len;
+			}
+		}
 	}
 out:
 	count_request(&f, resp->status);
@@ -972,7 +1045,6 @@ out:
 		pool_put(u, h);
 	curl_slist_free_all(hdrs);
 	free(url);
-	free(f.hdrbuf);
 	atomic_fetch_sub(&u->in_flight, 1);
 }
 
@@ -1037,6 +1109,8 @@ health_probe(struct relay_upstream *u, char *reason, size_t len)
 	}
 	(void)curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 	(void)curl_multi_remove_handle(u->hmulti, e);
+	(void)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, (char *)NULL);
+	(void)curl_easy_setopt(e, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
 	curl_slist_free_all(hdrs);
 
 	if (rc == CURLE_COULDNT_RESOLVE_HOST) {
