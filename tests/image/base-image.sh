@@ -32,12 +32,21 @@ flock -w 1200 9 || { echo "base-image: lock timeout" >&2; exit 1; }
 mirror() {
 	local uri=""
 	if [ -r /etc/apt/sources.list.d/debian.sources ]; then
-		uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+		uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
 	fi
 	if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
 		uri=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list)
 	fi
 	echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# The host's security mirror (same file), for the image's apt sources.
+security_mirror() {
+	local uri=""
+	if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+		uri=$(awk '/^URIs:/ && $2 ~ /security/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+	fi
+	echo "${uri:-http://deb.debian.org/debian-security}"
 }
 
 # tarball ARCH -> path of the cached rootfs tarball, made on first use.
@@ -54,17 +63,18 @@ tarball() {
 		rm -rf "$tmp" "$tmp.log"
 		exit 1
 	fi
-	# Same apt sources as the official image, so builds get security fixes.
+	# The official image's suites (updates and security included), from
+	# the mirrors this machine uses.
 	rm -f "$tmp/etc/apt/sources.list"
 	cat >"$tmp/etc/apt/sources.list.d/debian.sources" <<EOF
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $(mirror)
 Suites: $suite $suite-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
-URIs: http://deb.debian.org/debian-security
+URIs: $(security_mirror)
 Suites: $suite-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
