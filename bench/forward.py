@@ -79,6 +79,10 @@ def run(relay_bin, duration, report):
                                            script=lua.name))
             runs["post_fwd"].append(wrk(post_fwd_url, connections=CONNECTIONS,
                                         duration=duration, script=lua.name))
+        # one connection: the relay's own latency, without CPU contention
+        one_direct = wrk(direct_url, connections=1, threads=1,
+                         duration=duration)
+        one_fwd = wrk(fwd_url, connections=1, threads=1, duration=duration)
         direct, fwd = median_run(runs["direct"]), median_run(runs["fwd"])
         post_direct = median_run(runs["post_direct"])
         post_fwd = median_run(runs["post_fwd"])
@@ -90,13 +94,18 @@ def run(relay_bin, duration, report):
         print(fmt_row("relay -> nginx GET", fwd, direct))
         print(fmt_row("nginx direct POST (baseline)", post_direct))
         print(fmt_row("relay -> nginx POST", post_fwd, post_direct))
-        print("added p50: GET %.3f ms, POST %.3f ms; %d forwarded requests "
-              "opened %d upstream connections" % (
-                  fwd["p50_ms"] - direct["p50_ms"],
-                  post_fwd["p50_ms"] - post_direct["p50_ms"], forwarded,
-                  new_conns))
+        print(fmt_row("nginx direct GET, 1 connection", one_direct))
+        print(fmt_row("relay -> nginx GET, 1 connection", one_fwd, one_direct))
+        print("added p50 at %d connections: GET %.3f ms, POST %.3f ms; at 1 "
+              "connection: %.3f ms" % (
+                  CONNECTIONS, fwd["p50_ms"] - direct["p50_ms"],
+                  post_fwd["p50_ms"] - post_direct["p50_ms"],
+                  one_fwd["p50_ms"] - one_direct["p50_ms"]))
+        print("%d forwarded requests opened %d upstream connections" % (
+            forwarded + one_fwd["requests"], new_conns))
         errors = sum(r["errors"] + r.get("non2xx", 0)
-                     for rs in runs.values() for r in rs)
+                     for rs in list(runs.values()) + [[one_direct, one_fwd]]
+                     for r in rs)
         if errors:
             print("warning: %d socket errors or non-2xx answers" % errors)
         report["forward"] = {
@@ -107,8 +116,11 @@ def run(relay_bin, duration, report):
             "post_ratio": (post_fwd["rps"] / post_direct["rps"]
                            if post_direct["rps"] else 0),
             "added_p50_ms": fwd["p50_ms"] - direct["p50_ms"],
+            "one_connection": {"direct": one_direct, "forwarded": one_fwd,
+                               "added_p50_ms": one_fwd["p50_ms"] -
+                               one_direct["p50_ms"]},
             "post_added_p50_ms": post_fwd["p50_ms"] - post_direct["p50_ms"],
-            "forwarded_requests": forwarded,
+            "forwarded_requests": forwarded + one_fwd["requests"],
             "upstream_connections_opened": new_conns,
             "errors": errors,
         }

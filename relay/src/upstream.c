@@ -96,6 +96,11 @@ struct relay_upstream {
 	pthread_cond_t cond;
 	struct relay_circuit circuit;
 	uint64_t circuit_opens_seen;
+	/*
+	 * Closed with no failure counted (or disabled): a request's admission
+	 * and its success change nothing, so they skip the lock.
+	 */
+	_Atomic bool circuit_quiet;
 	bool first_done;
 	int64_t last_check_unix_ms;
 	int64_t last_error_unix_ms;
@@ -290,6 +295,8 @@ circuit_changed(struct relay_upstream *u)
 {
 	enum relay_circuit_state st = u->circuit.state;
 
+	atomic_store(&u->circuit_quiet, !u->circuit.enabled ||
+	    (st == RELAY_CIRCUIT_CLOSED && u->circuit.failures == 0));
 	for (int i = 0; i < 3; i++)
 		tp_gauge_child_set(u->m.circuit[i], (int)st == i ? 1.0 : 0.0);
 	if (u->circuit.opened_count != u->circuit_opens_seen) {
@@ -928,6 +935,9 @@ reject_by_circuit(struct fwd *f, enum relay_circuit_verdict *how)
 	int64_t retry_ms = 0;
 	char retry[24];
 
+	*how = RELAY_CIRCUIT_ALLOW;
+	if (atomic_load(&u->circuit_quiet))
+		return false;
 	pthread_mutex_lock(&u->lock);
 	*how = relay_circuit_admit(&u->circuit, mono_ms(), &retry_ms);
 	circuit_changed(u);
@@ -953,6 +963,9 @@ circuit_record(struct fwd *f, enum relay_circuit_verdict how,
 		out = RELAY_CIRCUIT_FAILURE;
 	else if (f->first_byte_at > 0)
 		out = RELAY_CIRCUIT_SUCCESS;	/* it answered; we gave up */
+	if (how == RELAY_CIRCUIT_ALLOW && out != RELAY_CIRCUIT_FAILURE &&
+	    atomic_load(&u->circuit_quiet))
+		return;
 	pthread_mutex_lock(&u->lock);
 	relay_circuit_result(&u->circuit, how, out, mono_ms());
 	circuit_changed(u);
@@ -1432,6 +1445,7 @@ relay_upstream_new(struct relay_app *app, char *err, size_t errlen)
 		    s->upstream_host_header);
 	relay_circuit_init(&u->circuit, s->upstream_circuit,
 	    (unsigned)s->upstream_circuit_failures, s->upstream_circuit_open_ms);
+	atomic_store(&u->circuit_quiet, true);
 	u->hmulti = curl_multi_init();
 	u->heasy = curl_easy_init();
 	if (u->hmulti == NULL || u->heasy == NULL) {
