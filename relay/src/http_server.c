@@ -10,14 +10,19 @@
 
 #include <civetweb.h>
 #include <cjson/cJSON.h>
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "http.h"
@@ -741,11 +746,68 @@ relay_http_port(const struct relay_http_server *srv)
 	return srv->port;
 }
 
+struct stopper {
+	struct mg_context *ctx;
+	_Atomic bool done;
+};
+
+static void *
+stop_thread(void *arg)
+{
+	struct stopper *st = arg;
+
+	mg_stop(st->ctx);
+	atomic_store(&st->done, true);
+	return NULL;
+}
+
+/* Opens and closes one connection to the relay's own listening port. */
+static void
+wake_listener(const struct relay_http_server *srv)
+{
+	struct sockaddr_in sa;
+	const char *host = srv->app->settings->host;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)srv->port);
+	if (host == NULL || strcmp(host, "0.0.0.0") == 0 ||
+	    inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+}
+
 void
 relay_http_stop(struct relay_http_server *srv)
 {
+	struct stopper st;
+	pthread_t th;
+
 	if (srv == NULL)
 		return;
-	mg_stop(srv->ctx);
+	st.ctx = srv->ctx;
+	atomic_init(&st.done, false);
+	if (pthread_create(&th, NULL, stop_thread, &st) != 0) {
+		mg_stop(srv->ctx);
+		free(srv);
+		return;
+	}
+	/*
+	 * civetweb's accept thread notices the stop flag only when its
+	 * poll() returns, which otherwise takes up to two seconds: a
+	 * connection to our own port makes it return at once.
+	 */
+	while (!atomic_load(&st.done)) {
+		struct timespec tick = { 0, 20 * 1000 * 1000 };
+
+		wake_listener(srv);
+		nanosleep(&tick, NULL);
+	}
+	pthread_join(th, NULL);
 	free(srv);
 }
