@@ -22,6 +22,7 @@ TP_IMAGE_MAX_MB (size budget, default 30), TP_TIMEOUT_SCALE.
 """
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -72,6 +73,15 @@ def build(rev):
 
 
 def static_checks(rev):
+    with open(os.path.join(CONTEXT, "Dockerfile"), encoding="utf-8") as f:
+        lines = [ln.strip() for ln in f]
+    stages = [ln for ln in lines if ln.upper().startswith("FROM ")]
+    R.check("Dockerfile has no `# syntax=` line (BuildKit would fetch a "
+            "frontend)", not any(re.match(r"#\s*syntax\s*=", ln, re.I)
+                                 for ln in lines))
+    R.check("Dockerfile is multi-stage with an empty runtime base",
+            len(stages) >= 2 and stages[-1].split()[1] == "scratch",
+            str(stages))
     info = json.loads(L.run(["podman", "image", "inspect", IMAGE]).stdout)[0]
     cfg = info.get("Config", {})
     user = cfg.get("User", "")
