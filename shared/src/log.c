@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "compat.h"
+#include "utf8.h"
 
 #define TP_LOG_NAME_MAX 64
 
@@ -131,41 +132,6 @@ buf_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 	return 0;
 }
 
-/*
- * Length of the well-formed UTF-8 sequence at s (1..4), or 0 if the bytes
- * there are not one (overlong forms, surrogates and values above U+10FFFF
- * are rejected, as RFC 3629 requires).
- */
-static size_t
-utf8_sequence_len(const unsigned char *s, size_t avail)
-{
-	unsigned char c = s[0];
-	size_t n;
-	uint32_t cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2, cp = c & 0x1fu;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3, cp = c & 0x0fu;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4, cp = c & 0x07u;
-	else
-		return 0;
-	if (avail < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3fu);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return n;
-}
-
 int
 tp_json_append_string(char **buf, size_t *len, size_t *cap, const char *s,
     size_t slen)
@@ -217,7 +183,7 @@ tp_json_append_string(char **buf, size_t *len, size_t *cap, const char *s,
 			}
 			i++;
 		} else {
-			size_t n = utf8_sequence_len(p + i, slen - i);
+			size_t n = tp_utf8_decode(p + i, slen - i, NULL);
 
 			if (n == 0) {
 				if (buf_append(buf, len, cap, "\\ufffd", 6) != 0)

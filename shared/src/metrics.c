@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "compat.h"
+#include "utf8.h"
 
 #ifdef __linux__
 #include <dirent.h>
@@ -222,41 +223,6 @@ ends_with(const char *s, const char *suffix)
 }
 
 /*
- * Length of the well-formed UTF-8 sequence at s (1..4), or 0 if the bytes
- * there are not one (RFC 3629: no overlong forms, surrogates, or values
- * above U+10FFFF).
- */
-static size_t
-utf8_len(const unsigned char *s, size_t avail)
-{
-	unsigned char c = s[0];
-	size_t n;
-	uint32_t cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2, cp = c & 0x1fu;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3, cp = c & 0x0fu;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4, cp = c & 0x07u;
-	else
-		return 0;
-	if (avail < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3fu);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return n;
-}
-
-/*
  * Prometheus rejects a whole scrape over one invalid UTF-8 label value, and
  * label values often come from requests. So every string that reaches the
  * output is made valid UTF-8 (each bad byte becomes U+FFFD) and cut to
@@ -272,7 +238,7 @@ text_normalize(const char *s, size_t max, const char **out, char **owned)
 	char *buf;
 
 	*owned = NULL;
-	while (i < len && (n = utf8_len(p + i, len - i)) != 0 && i + n <= max)
+	while (i < len && (n = tp_utf8_decode(p + i, len - i, NULL)) != 0 && i + n <= max)
 		i += n;
 	if (i == len) {
 		*out = s;
@@ -284,7 +250,7 @@ text_normalize(const char *s, size_t max, const char **out, char **owned)
 		const char *src = s + i;
 		size_t srclen;
 
-		if ((n = utf8_len(p + i, len - i)) == 0) {
+		if ((n = tp_utf8_decode(p + i, len - i, NULL)) == 0) {
 			n = 1;
 			src = REPLACEMENT_CHAR;
 		}

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "utf8.h"
 
 /* Fields whose presence means a client sent plaintext (HEAD's guard list). */
 static const char *const plaintext_fields[] = {
@@ -108,58 +109,18 @@ jb_finish(struct jbuf *b, size_t *len)
 
 /* ---- strings ---------------------------------------------------------- */
 
-/*
- * Decodes one UTF-8 sequence at s[0..n). Returns its length and sets *cp,
- * or returns 0 when the bytes are not well-formed.
- */
-static size_t
-utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	uint32_t c;
-	size_t need, i;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		need = 1;
-		c = s[0] & 0x1fu;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		need = 2;
-		c = s[0] & 0x0fu;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		need = 3;
-		c = s[0] & 0x07u;
-	} else
-		return 0;
-	if (n < need + 1)
-		return 0;
-	for (i = 1; i <= need; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = (c << 6) | (s[i] & 0x3fu);
-	}
-	if ((need == 2 && c < 0x800) || (need == 3 && c < 0x10000) ||
-	    c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return need + 1;
-}
-
 bool
 tp_utf8_valid(const char *s, size_t len)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0, k;
-	uint32_t cp;
 
 	while (i < len) {
 		if (u[i] < 0x80) {
 			i++;
 			continue;
 		}
-		if ((k = utf8_decode(u + i, len - i, &cp)) == 0)
+		if ((k = tp_utf8_decode(u + i, len - i, NULL)) == 0)
 			return false;
 		i += k;
 	}
@@ -233,7 +194,7 @@ tp_json_put_string(char **buf, size_t *len, size_t *cap, const char *s,
 			i++;
 			continue;
 		}
-		k = utf8_decode(u + i, slen - i, &cp);
+		k = tp_utf8_decode(u + i, slen - i, &cp);
 		if (k == 0) {
 			put_u16(&b, 0xfffd);
 			i++;
