@@ -865,7 +865,9 @@ class Health(unittest.TestCase):
                             RELAY_UPSTREAM_HEALTH_SUCCESSES="1")
             with Relay(env=env) as r:
                 # the first verdict is known before the relay is ready
-                status, obj = healthz(r)
+                status, obj = wait_for(
+                    lambda: (lambda h: h if h[1]["lifecycle"] != "starting"
+                             else None)(healthz(r)), 30, what="ready")
                 self.assertEqual(status, 503, obj)
                 self.assertEqual(obj["status"], "degraded")
                 self.assertTrue(obj["upstreamHealthRequired"])

@@ -330,7 +330,11 @@ class Configuration(unittest.TestCase):
         env = {"TOKENPLACE_REQUIRE_UPSTREAM_HEALTH": "true",
                "TOKENPLACE_GPU_HOST": "no-such-host.invalid"}
         with Relay(env=env) as r:
-            status, obj = r.get_json("/healthz")
+            # ready (or not) once the first upstream check has decided
+            status, obj = wait_for(
+                lambda: (lambda h: h if h[1]["lifecycle"] != "starting"
+                         else None)(r.get_json("/healthz")), 30,
+                what="first upstream check")
             self.assertEqual(status, 503)
             self.assertEqual(obj["status"], "degraded")
             # the upstream check resolves the GPU host before its GET
