@@ -512,8 +512,10 @@ apply_response_headers(struct fwd *f)
 			char *end;
 			unsigned long long cl = strtoull(value, &end, 10);
 
+			/* A HEAD answer announces a body it never sends. */
 			if (end != value && cl >
-			    (unsigned long long)f->u->s->upstream_max_response_bytes)
+			    (unsigned long long)f->u->s->upstream_max_response_bytes &&
+			    strcmp(f->req->method, "HEAD") != 0)
 				return RELAY_FWD_TOO_LARGE;
 			continue;
 		}

@@ -641,6 +641,11 @@ class Errors(unittest.TestCase):
             self.assertEqual(status, 502, data)
             self.assertEqual(error_of(data)["code"],
                              "upstream_response_too_large")
+            # HEAD of a large answer announces its length without a body
+            status, headers, data = r.request(
+                "HEAD", "/v1/files?fixture=large;bytes=%d" % (limit + 1))
+            self.assertEqual(status, 200)
+            self.assertEqual(data, b"")
             # exactly at the limit passes
             status, _, data = r.request(
                 "GET", "/v1/files?fixture=large;chunked=1;bytes=%d" % limit)
