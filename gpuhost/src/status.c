@@ -14,6 +14,7 @@ gpuhost_iso_time(int64_t wall_ms, char *buf, size_t len)
 {
 	time_t t = (time_t)(wall_ms / 1000);
 	struct tm tm;
+	int n;
 
 #ifdef _WIN32
 	if (gmtime_s(&tm, &t) != 0)
@@ -24,9 +25,11 @@ gpuhost_iso_time(int64_t wall_ms, char *buf, size_t len)
 		snprintf(buf, len, "-");
 		return buf;
 	}
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+	n = snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 	    tm.tm_sec, (int)(wall_ms % 1000));
+	if (n < 0 || (size_t)n >= len)
+		snprintf(buf, len, "-");
 	return buf;
 }
 

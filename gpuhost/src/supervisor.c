@@ -67,11 +67,23 @@ save(struct sup *s)
 	(void)gpuhost_status_write(s->status_path, &s->st);
 }
 
+/* Copies src into a fixed status field, cut to fit (the field is a summary). */
+static void
+copy_field(char *dst, size_t len, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= len)
+		n = len - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static void
 set_state(struct sup *s, const char *state, const char *message)
 {
-	snprintf(s->st.state, sizeof(s->st.state), "%s", state);
-	snprintf(s->st.message, sizeof(s->st.message), "%s", message);
+	copy_field(s->st.state, sizeof(s->st.state), state);
+	copy_field(s->st.message, sizeof(s->st.message), message);
 	save(s);
 }
 
@@ -265,8 +277,9 @@ stop_worker(struct sup *s, struct gpuhost_proc *p)
 		GLOG(TP_LOG_INFO, "worker_stopped", TP_LSTR("exit", desc),
 		    TP_LINT("after_ms", gpuhost_now_ms() - t0),
 		    TP_LBOOL("escalated", escalated), TP_LBOOL("killed", killed));
-		snprintf(s->st.last_exit, sizeof(s->st.last_exit), "%s%s", desc,
-		    killed ? " (killed after the grace period)" : "");
+		if (snprintf(s->st.last_exit, sizeof(s->st.last_exit), "%s%s",
+		    desc, killed ? " (killed after the grace period)" : "") < 0)
+			s->st.last_exit[0] = '\0';
 		s->st.last_exit_ms = gpuhost_wall_ms();
 	}
 	gpuhost_proc_free(p);

@@ -558,8 +558,8 @@ sample_value(const char *text, const char *name)
 	char key[128];
 	const char *p;
 
-	snprintf(key, sizeof(key), "\n%s ", name);
-	if ((p = strstr(text, key)) == NULL)
+	if (snprintf(key, sizeof(key), "\n%s ", name) >= (int)sizeof(key) ||
+	    (p = strstr(text, key)) == NULL)
 		return NAN;
 	return strtod(p + strlen(key), NULL);
 }
