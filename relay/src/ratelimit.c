@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "hashtab.h"
+#include "random.h"
 
 #define container_of(p, type, member) \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
@@ -260,7 +260,7 @@ relay_ratelimit_new(int64_t limit, int64_t window_ms, size_t max_clients)
 
 	if (limit <= 0 || window_ms <= 0 || max_clients == 0)
 		return NULL;
-	if (getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k))
+	if (relay_random_bytes(k, sizeof(k)) != 0)
 		return NULL;
 	rl = calloc(1, sizeof(*rl));
 	if (rl == NULL)

@@ -16,24 +16,18 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/random.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
+#include "dlist.h"
 #include "hashtab.h"
+#include "random.h"
 
-#define container_of(p, type, member) \
-	((type *)(void *)((char *)(p) - offsetof(type, member)))
-#define const_container_of(p, type, member) \
-	((const type *)(const void *)((const char *)(p) - offsetof(type, member)))
 
 /* Give freed heap pages back to the OS after this much was released. */
 #define TRIM_AFTER_BYTES ((uint64_t)8 << 20)
 
-struct dlink {
-	struct dlink *prev, *next;
-};
 
 struct job {
 	struct job *next;
@@ -96,29 +90,6 @@ struct mem {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void
-dl_init(struct dlink *l)
-{
-	l->prev = l->next = l;
-}
-
-static void
-dl_unlink(struct dlink *e)
-{
-	e->prev->next = e->next;
-	e->next->prev = e->prev;
-	e->prev = e->next = e;
-}
-
-static void
-dl_push_tail(struct dlink *head, struct dlink *e)
-{
-	e->prev = head->prev;
-	e->next = head;
-	head->prev->next = e;
-	head->prev = e;
-}
-
 /* Inserts a server into the eviction list, keeping it sorted by expiry. */
 static void
 lru_insert_sorted(struct dlink *head, struct dlink *e, int64_t expires,
@@ -135,25 +106,6 @@ lru_insert_sorted(struct dlink *head, struct dlink *e, int64_t expires,
 	at->next = e;
 }
 
-static int
-random_bytes(void *buf, size_t len)
-{
-	unsigned char *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = getrandom(p, len, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* 16 random bytes as 22 base64url characters, as secrets.token_urlsafe(16). */
 static int
 new_session_id(char out[RELAY_SESSION_ID_LEN + 1])
@@ -165,7 +117,7 @@ new_session_id(char out[RELAY_SESSION_ID_LEN + 1])
 	size_t i, o = 0;
 	uint32_t v;
 
-	if (random_bytes(r, 16) != 0)
+	if (relay_random_bytes(r, 16) != 0)
 		return -1;
 	r[16] = r[17] = 0;
 	for (i = 0; i < 18; i += 3) {
@@ -626,7 +578,7 @@ mem_pick_server(struct relay_store *st, const struct relay_store_limits *lim,
 	/* Rejection sampling keeps the choice exactly uniform. */
 	limit = UINT64_MAX - UINT64_MAX % m->npick;
 	do {
-		if (random_bytes(&r, sizeof(r)) != 0) {
+		if (relay_random_bytes(&r, sizeof(r)) != 0) {
 			rc = RELAY_E_NOMEM;
 			goto out;
 		}
@@ -930,7 +882,7 @@ relay_store_memory_new(void)
 	struct mem *m;
 	uint64_t k[8];
 
-	if (random_bytes(k, sizeof(k)) != 0)
+	if (relay_random_bytes(k, sizeof(k)) != 0)
 		return NULL;
 	m = calloc(1, sizeof(*m));
 	if (m == NULL)

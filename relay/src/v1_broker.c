@@ -18,7 +18,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "app.h"
@@ -27,6 +26,7 @@
 #include "settings.h"
 #include "tokenplace/log.h"
 #include "tokenplace/metrics.h"
+#include "random.h"
 
 #define container_of(p, type, member) \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
@@ -391,25 +391,6 @@ cond_init_mono(pthread_cond_t *cv)
 	return rc == 0 ? 0 : -1;
 }
 
-static int
-fill_random(void *buf, size_t len)
-{
-	unsigned char *p = buf;
-	ssize_t n;
-
-	while (len > 0) {
-		n = getrandom(p, len, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 struct relay_v1 *
 relay_v1_new(const struct relay_v1_config *cfg, struct relay_v1_store *store,
     struct tp_metrics_registry *metrics)
@@ -419,7 +400,7 @@ relay_v1_new(const struct relay_v1_config *cfg, struct relay_v1_store *store,
 
 	if (store == NULL)
 		store = relay_v1_store_memory_new();
-	if (b == NULL || store == NULL || fill_random(k, sizeof(k)) != 0)
+	if (b == NULL || store == NULL || relay_random_bytes(k, sizeof(k)) != 0)
 		goto fail_early;
 	b->cfg = *cfg;
 	b->cfg.server_token = b->cfg.server_tokens = NULL;	/* not kept */
@@ -732,7 +713,7 @@ relay_v1_register(struct relay_v1 *b, const char *key, size_t key_len,
 
 	credential[0] = '\0';
 	*created = false;
-	if (fill_random(raw, sizeof(raw)) != 0)
+	if (relay_random_bytes(raw, sizeof(raw)) != 0)
 		return V1_E_NOMEM;
 	b64url(raw, sizeof(raw), cred);
 	tp_sha256(cred, RELAY_V1_CREDENTIAL_LEN, digest);

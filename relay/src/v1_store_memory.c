@@ -17,18 +17,12 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
+#include "dlist.h"
 #include "hashtab.h"
+#include "random.h"
 
-#define container_of(p, type, member) \
-	((type *)(void *)((char *)(p) - offsetof(type, member)))
-#define const_container_of(p, type, member) \
-	((const type *)(const void *)((const char *)(p) - offsetof(type, member)))
 
-struct dlink {
-	struct dlink *prev, *next;
-};
 
 /* A node's capabilities as the store keeps them (models packed). */
 struct caps {
@@ -122,35 +116,6 @@ struct mem {
 };
 
 /* ---- lists and keys ------------------------------------------------------ */
-
-static void
-dl_init(struct dlink *l)
-{
-	l->prev = l->next = l;
-}
-
-static bool
-dl_empty(const struct dlink *l)
-{
-	return l->next == l;
-}
-
-static void
-dl_unlink(struct dlink *e)
-{
-	e->prev->next = e->next;
-	e->next->prev = e->prev;
-	e->prev = e->next = e;
-}
-
-static void
-dl_push_tail(struct dlink *head, struct dlink *e)
-{
-	e->prev = head->prev;
-	e->next = head;
-	head->prev->next = e;
-	head->prev = e;
-}
 
 static const char *
 node_hkey(const struct relay_hnode *n, size_t *len)
@@ -1442,26 +1407,6 @@ static const struct relay_v1_store_ops mem_ops = {
 	.destroy = mem_destroy,
 };
 
-static int
-random_key(uint64_t k[2])
-{
-	unsigned char *p = (unsigned char *)k;
-	size_t len = 2 * sizeof(uint64_t);
-	ssize_t n;
-
-	while (len > 0) {
-		n = getrandom(p, len, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 struct relay_v1_store *
 relay_v1_store_memory_new(void)
 {
@@ -1472,7 +1417,7 @@ relay_v1_store_memory_new(void)
 	if (m == NULL)
 		return NULL;
 	for (i = 0; i < 4; i++)
-		if (random_key(k[i]) != 0) {
+		if (relay_random_bytes(k[i], 2 * sizeof(uint64_t)) != 0) {
 			free(m);
 			return NULL;
 		}
