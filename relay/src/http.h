@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 struct cJSON;
@@ -52,7 +53,6 @@ struct relay_response {
 	const char *content_type;	/* static string; NULL = application/json */
 	char *body;			/* heap, freed by the adapter; NULL = empty */
 	size_t body_len;
-	char headers[RELAY_RESPONSE_HEADERS_MAX];	/* "Name: value\r\n"... */
 	size_t headers_len;
 	bool streamed;			/* the handler sent the response itself */
 	bool close;			/* close the connection after this response
@@ -60,7 +60,20 @@ struct relay_response {
 					   the client then sees the answer cut) */
 	uint64_t bytes_sent;		/* streamed responses: body bytes written */
 	const char *error_kind;		/* short reason for the access log, or NULL */
+	/*
+	 * Last, so that starting a response clears the fields above and only
+	 * the first byte of this buffer (see relay_response_init()).
+	 */
+	char headers[RELAY_RESPONSE_HEADERS_MAX];	/* "Name: value\r\n"... */
 };
+
+/* Empties a response without touching all of its header buffer. */
+static inline void
+relay_response_init(struct relay_response *resp)
+{
+	memset(resp, 0, offsetof(struct relay_response, headers));
+	resp->headers[0] = '\0';
+}
 
 typedef void (*relay_handler_fn)(struct relay_app *app,
     struct relay_request *req, struct relay_response *resp);

@@ -601,7 +601,7 @@ begin_request(struct mg_connection *mc)
 
 	atomic_fetch_add(&app->in_flight, 1);
 	memset(&req, 0, sizeof(req));
-	memset(&resp, 0, sizeof(resp));
+	relay_response_init(&resp);
 	req.started = monotonic_now();
 	req.conn = &c;
 	req.method = ri->request_method ? ri->request_method : "";
