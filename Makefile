@@ -16,8 +16,9 @@ DEV     := build/dev
 ASAN    := build/asan
 VG      := build/valgrind
 RELEASE := build/release
-# Tests of artifacts rather than of C code; sanitizers add nothing there.
-NOT_C   := chart|lint|image|windows
+# Tests of artifacts rather than of C code, and the fuzzers (which carry
+# their own sanitizers): the ASan pass adds nothing there.
+NOT_C   := chart|lint|image|windows|fuzz
 
 RELAY_HOST ?= 127.0.0.1
 RELAY_PORT ?= 5010

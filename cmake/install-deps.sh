@@ -10,7 +10,7 @@ want=${1:-all}
 
 build="build-essential cmake pkg-config git libcivetweb-dev libcjson-dev
 libcurl4-openssl-dev libhiredis-dev"
-test="libcmocka-dev valgrind python3 python3-cryptography
+test="libcmocka-dev valgrind clang libclang-rt-14-dev python3 python3-cryptography
 python3-prometheus-client redis-server libnss-wrapper libpython3.11
 python3.11-venv curl
 python3-yaml yamllint shellcheck
