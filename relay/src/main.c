@@ -3,8 +3,8 @@
  *
  * The main thread owns the lifecycle. Worker threads (civetweb's) never
  * see signals: SIGTERM and SIGINT are blocked before the server starts and
- * collected here with sigtimedwait(), which also paces the background
- * readiness checks.
+ * collected here with sigwait(); during the drain, sigtimedwait() notices a
+ * second one.
  */
 #include <errno.h>
 #include <signal.h>
@@ -30,7 +30,6 @@
 #define TP_REVISION "unknown"
 #endif
 
-#define CHECK_INTERVAL_S 10
 
 static void
 usage(FILE *fp)
@@ -52,26 +51,6 @@ monotonic_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-run_checks(struct relay_app *app)
-{
-	struct tp_health_check_status before[TP_HEALTH_MAX_CHECKS];
-	struct tp_health_check_status after[TP_HEALTH_MAX_CHECKS];
-	size_t n = tp_health_snapshot(app->health, before, TP_HEALTH_MAX_CHECKS);
-
-	tp_health_run_checks(app->health);
-	(void)tp_health_snapshot(app->health, after, TP_HEALTH_MAX_CHECKS);
-	for (size_t i = 0; i < n && i < TP_HEALTH_MAX_CHECKS; i++) {
-		if (before[i].outcome == after[i].outcome)
-			continue;
-		TP_LOG(after[i].outcome == TP_CHECK_FAIL ? TP_LOG_WARNING :
-		    TP_LOG_INFO, "health.check_changed",
-		    TP_LSTR("check", after[i].name),
-		    TP_LSTR("status", tp_check_outcome_name(after[i].outcome)),
-		    TP_LSTR("reason", after[i].reason));
-	}
 }
 
 static void
@@ -165,7 +144,6 @@ main(int argc, char **argv)
 	bool check_only = false, curl_ready = false;
 	sigset_t sigs;
 	char err[256];
-	double next_check = 0;
 	int rc, sig, exit_code = 1;
 	long left;
 
@@ -280,17 +258,9 @@ main(int argc, char **argv)
 		    (long)(settings.upstream_health_timeout_ms + 1000));
 	tp_health_transition(app.health, TP_LIFECYCLE_READY);
 
-	for (;;) {
-		struct timespec wait = { 1, 0 };
-
-		sig = sigtimedwait(&sigs, NULL, &wait);
-		if (sig > 0)
-			break;
-		if (monotonic_now() >= next_check) {
-			run_checks(&app);
-			next_check = monotonic_now() + CHECK_INTERVAL_S;
-		}
-	}
+	/* Readiness inputs are pushed by their own threads; wait for a signal. */
+	while (sigwait(&sigs, &sig) != 0)
+		;
 
 	TP_LOG(TP_LOG_INFO, "relay.shutdown_signal", TP_LINT("signal", sig),
 	    TP_LINT("in_flight", atomic_load(&app.in_flight)),
