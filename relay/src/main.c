@@ -186,6 +186,16 @@ main(int argc, char **argv)
 	(void)tp_log_level_parse(settings.log_level, &level);
 	tp_log_init("tokenplace.relay", level, STDOUT_FILENO);
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Block before any thread exists (the API v1 sweeper, the upstream
+	 * checker, civetweb's pool) so every thread inherits the mask: a
+	 * SIGTERM taken by a thread that does not block it would kill the
+	 * process without a drain.
+	 */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	memset(&app, 0, sizeof(app));
 	app.settings = &settings;
@@ -234,12 +244,6 @@ main(int argc, char **argv)
 		    TP_LSTR("reason", err));
 		goto out;
 	}
-
-	/* Block before any thread exists so every thread inherits the mask. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	app.http = relay_http_start(&app, err, sizeof(err));
 	if (app.http == NULL) {
