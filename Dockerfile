@@ -37,12 +37,17 @@ RUN TP_REVISION="$(printf '%.7s' "$REVISION")" \
  && strip /build/relay/tokenplace-relay
 
 # /rootfs = the binary, its shared libraries and the dynamic loader at the
-# paths ldd reports, the CA bundle for https:// upstreams, and an account
-# entry so the numeric user has a name in logs and `id`.
+# paths ldd reports, libcurl and its libraries (the relay dlopen()s it on
+# the first forwarded request, so ldd of the binary does not list it), the
+# CA bundle for https:// upstreams, and an account entry so the numeric
+# user has a name in logs and `id`.
 RUN set -eu; \
     mkdir -p /rootfs/usr/local/bin /rootfs/etc/ssl/certs; \
     cp /build/relay/tokenplace-relay /rootfs/usr/local/bin/; \
-    ldd /build/relay/tokenplace-relay \
+    curl_lib="$(ldconfig -p | awk '$1 == "libcurl.so.4" { print $NF; exit }')"; \
+    test -n "$curl_lib"; \
+    { ldd /build/relay/tokenplace-relay; echo "libcurl.so.4 => $curl_lib (0)"; \
+      ldd "$curl_lib"; } \
       | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' \
       | sort -u > /tmp/libs; \
     test -s /tmp/libs; \

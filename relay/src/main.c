@@ -141,7 +141,7 @@ main(int argc, char **argv)
 	struct relay_v1_config v1cfg;
 	struct relay_v1 *v1 = NULL;
 	enum tp_log_level level = TP_LOG_INFO;
-	bool check_only = false, curl_ready = false;
+	bool check_only = false;
 	sigset_t sigs;
 	char err[256];
 	int rc, sig, exit_code = 1;
@@ -232,11 +232,6 @@ main(int argc, char **argv)
 		goto out;
 	}
 	relay_v1_attach(v1, &app);
-	if (relay_upstream_global_init() != 0) {
-		TP_LOG0(TP_LOG_CRITICAL, "relay.libcurl_init_failed");
-		goto out;
-	}
-	curl_ready = true;
 	/* Also registers the "upstream" readiness check and its metrics. */
 	app.upstream = relay_upstream_new(&app, err, sizeof(err));
 	if (app.upstream == NULL) {
@@ -296,8 +291,7 @@ out:
 	relay_broker_free(app.broker);
 	relay_v1_free(v1);
 	relay_store_free(store);
-	if (curl_ready)
-		relay_upstream_global_cleanup();
+	relay_upstream_global_cleanup();
 	tp_metrics_registry_free(app.metrics);
 	tp_health_free(app.health);
 	relay_settings_free(&settings);

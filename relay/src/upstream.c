@@ -4,7 +4,7 @@
  * The only file that includes curl/curl.h. Each forwarded request borrows
  * a (multi, easy) handle pair from a pool: the multi handle's connection
  * cache keeps upstream connections alive for the next request, and driving
- * the transfer with curl_multi_poll() lets this thread enforce first-byte,
+ * the transfer with libcurl.multi_poll() lets this thread enforce first-byte,
  * idle and total deadlines to the millisecond and notice the client
  * leaving while the upstream is silent. Response bytes are written to the
  * client from libcurl's write callback as they arrive.
@@ -16,11 +16,22 @@
  * committed (status line and headers sent) by its first such write. Until
  * then any failure still gets a clean JSON error; after it, a failure can
  * only cut the connection.
+ *
+ * libcurl is not linked: it is loaded with dlopen() by the first forwarded
+ * request (or the first check of an https:// upstream). Linking it maps
+ * its whole dependency tree (OpenSSL, GnuTLS, Kerberos, LDAP, ssh2...) into
+ * every relay, about 7.5 MiB of resident pages, although a relay that only
+ * serves the relay protocol never forwards anything; the health check of an
+ * http:// upstream uses a plain socket (http_probe.c) for the same reason.
  */
 #include "upstream.h"
 
+/* Calls go through the table below, not through curl.h's setopt macros. */
+#define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,6 +44,7 @@
 
 #include "app.h"
 #include "circuit.h"
+#include "http_probe.h"
 #include "peer_socket.h"
 #include "settings.h"
 #include "tokenplace/health.h"
@@ -109,7 +121,8 @@ struct relay_upstream {
 	_Atomic bool stop;
 	pthread_t thread;
 	bool thread_started;
-	CURLM *hmulti;
+	struct relay_probe_url probe_url;	/* host "" for https:// */
+	CURLM *hmulti;			/* https:// checks only, made at first use */
 	CURL *heasy;
 
 	struct upstream_metrics m;
@@ -175,18 +188,127 @@ unix_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- global ------------------------------------------------------------- */
+/* ---- loading libcurl --------------------------------------------------- */
 
-int
-relay_upstream_global_init(void)
+#define LIBCURL_SONAME	"libcurl.so.4"	/* the ABI every libcurl 7.x/8.x keeps */
+
+/* The libcurl functions this file calls, resolved from LIBCURL_SONAME. */
+struct libcurl_api {
+	CURLcode (*global_init)(long);
+	void (*global_cleanup)(void);
+	CURL *(*easy_init)(void);
+	void (*easy_cleanup)(CURL *);
+	void (*easy_reset)(CURL *);
+	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+	const char *(*easy_strerror)(CURLcode);
+	CURLM *(*multi_init)(void);
+	CURLMcode (*multi_cleanup)(CURLM *);
+	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+	CURLMcode (*multi_perform)(CURLM *, int *);
+	CURLMcode (*multi_poll)(CURLM *, struct curl_waitfd *, unsigned int,
+	    int, int *);
+	CURLMcode (*multi_wakeup)(CURLM *);
+	CURLMsg *(*multi_info_read)(CURLM *, int *);
+	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+	void (*slist_free_all)(struct curl_slist *);
+};
+
+static struct libcurl_api libcurl;
+static pthread_once_t libcurl_once = PTHREAD_ONCE_INIT;
+static bool libcurl_loaded;		/* written once, under libcurl_once */
+static char libcurl_error[256];
+
+#define LIBCURL_SYM(field, name)	{ #name, offsetof(struct libcurl_api, field) }
+
+static const struct {
+	const char *name;
+	size_t offset;
+} libcurl_symbols[] = {
+	LIBCURL_SYM(global_init, curl_global_init),
+	LIBCURL_SYM(global_cleanup, curl_global_cleanup),
+	LIBCURL_SYM(easy_init, curl_easy_init),
+	LIBCURL_SYM(easy_cleanup, curl_easy_cleanup),
+	LIBCURL_SYM(easy_reset, curl_easy_reset),
+	LIBCURL_SYM(easy_setopt, curl_easy_setopt),
+	LIBCURL_SYM(easy_getinfo, curl_easy_getinfo),
+	LIBCURL_SYM(easy_strerror, curl_easy_strerror),
+	LIBCURL_SYM(multi_init, curl_multi_init),
+	LIBCURL_SYM(multi_cleanup, curl_multi_cleanup),
+	LIBCURL_SYM(multi_add_handle, curl_multi_add_handle),
+	LIBCURL_SYM(multi_remove_handle, curl_multi_remove_handle),
+	LIBCURL_SYM(multi_perform, curl_multi_perform),
+	LIBCURL_SYM(multi_poll, curl_multi_poll),
+	LIBCURL_SYM(multi_wakeup, curl_multi_wakeup),
+	LIBCURL_SYM(multi_info_read, curl_multi_info_read),
+	LIBCURL_SYM(slist_append, curl_slist_append),
+	LIBCURL_SYM(slist_free_all, curl_slist_free_all),
+};
+
+/*
+ * Never dlclose()d: OpenSSL and friends register exit handlers that must
+ * still find their code at exit.
+ */
+static void
+libcurl_load_once(void)
 {
-	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+	double t0 = mono_s();
+	void *dl = dlopen(LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+
+	if (dl == NULL) {
+		snprintf(libcurl_error, sizeof(libcurl_error), "%s", dlerror());
+		goto fail;
+	}
+	for (size_t i = 0; i < sizeof(libcurl_symbols) /
+	    sizeof(libcurl_symbols[0]); i++) {
+		void *fn = dlsym(dl, libcurl_symbols[i].name);
+
+		if (fn == NULL) {
+			snprintf(libcurl_error, sizeof(libcurl_error),
+			    "%s lacks %s", LIBCURL_SONAME,
+			    libcurl_symbols[i].name);
+			goto fail;
+		}
+		/* POSIX makes dlsym()'s object pointer usable as a function. */
+		memcpy((char *)&libcurl + libcurl_symbols[i].offset, &fn,
+		    sizeof(fn));
+	}
+	/*
+	 * Worker threads run by now: libcurl >= 7.84 built with atomics
+	 * (Debian's is) has a thread-safe global init, and pthread_once
+	 * keeps it to one call anyway.
+	 */
+	if (libcurl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(libcurl_error, sizeof(libcurl_error),
+		    "curl_global_init failed");
+		goto fail;
+	}
+	libcurl_loaded = true;
+	TP_LOG(TP_LOG_INFO, "upstream.libcurl_loaded",
+	    TP_LSTR("library", LIBCURL_SONAME),
+	    TP_LDBL("load_ms", (mono_s() - t0) * 1000.0));
+	return;
+fail:
+	memset(&libcurl, 0, sizeof(libcurl));
+	TP_LOG(TP_LOG_ERROR, "upstream.libcurl_unavailable",
+	    TP_LSTR("library", LIBCURL_SONAME),
+	    TP_LSTR("reason", libcurl_error));
+}
+
+/* Loads libcurl on first use; false (logged once) when it cannot be had. */
+static bool
+libcurl_ready(void)
+{
+	(void)pthread_once(&libcurl_once, libcurl_load_once);
+	return libcurl_loaded;
 }
 
 void
 relay_upstream_global_cleanup(void)
 {
-	curl_global_cleanup();
+	if (libcurl_loaded)
+		libcurl.global_cleanup();
 }
 
 /* ---- sockets (counted for the open-connections gauge) ----------------- */
@@ -219,20 +341,20 @@ static void
 common_options(struct relay_upstream *u, CURL *e, char *errbuf)
 {
 	/* Worker threads must never get SIGALRM/SIGPIPE from libcurl. */
-	(void)curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	(void)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-	(void)curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+	(void)libcurl.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	(void)libcurl.easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+	(void)libcurl.easy_setopt(e, CURLOPT_HTTP_VERSION,
 	    (long)CURL_HTTP_VERSION_1_1);
-	(void)curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	(void)libcurl.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	/* The cluster's proxy variables are not meant for the GPU host. */
-	(void)curl_easy_setopt(e, CURLOPT_PROXY, "");
-	(void)curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-	(void)curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	(void)curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-	(void)curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
-	(void)curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
-	(void)curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
-	(void)curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+	(void)libcurl.easy_setopt(e, CURLOPT_PROXY, "");
+	(void)libcurl.easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	(void)libcurl.easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	(void)libcurl.easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	(void)libcurl.easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
+	(void)libcurl.easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	(void)libcurl.easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
+	(void)libcurl.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)u->s->upstream_connect_timeout_ms);
 }
 
@@ -255,8 +377,8 @@ pool_get(struct relay_upstream *u)
 	h = calloc(1, sizeof(*h));
 	if (h == NULL)
 		return NULL;
-	h->multi = curl_multi_init();
-	h->easy = curl_easy_init();
+	h->multi = libcurl.multi_init();
+	h->easy = libcurl.easy_init();
 	h->pend = malloc(PEND_MAX);
 	h->hdrbuf = malloc((size_t)u->s->upstream_max_header_bytes + 1);
 	if (h->multi == NULL || h->easy == NULL || h->pend == NULL ||
@@ -280,8 +402,8 @@ static void
 handle_free(struct fwd_handle *h)
 {
 	/* The easy handle goes first: its connections live in the multi. */
-	curl_easy_cleanup(h->easy);
-	curl_multi_cleanup(h->multi);
+	libcurl.easy_cleanup(h->easy);
+	libcurl.multi_cleanup(h->multi);
 	free(h->pend);
 	free(h->hdrbuf);
 	free(h);
@@ -332,7 +454,7 @@ append_header(struct curl_slist **list, const char *name, const char *value)
 		line[nlen + 1] = ' ';
 		memcpy(line + nlen + 2, value, vlen + 1);
 	}
-	l = curl_slist_append(*list, line);
+	l = libcurl.slist_append(*list, line);
 	if (line != small)
 		free(line);
 	if (l == NULL)
@@ -385,15 +507,15 @@ build_request_headers(struct fwd *f, struct curl_slist **out)
 		goto fail;
 	/* Keep libcurl from adding headers the client did not send. */
 	if ((f->u->host_line[0] != '\0' &&
-	    (list = curl_slist_append(list, f->u->host_line)) == NULL) ||
-	    (list = curl_slist_append(list, "Expect:")) == NULL ||
-	    (!has_ct && (list = curl_slist_append(list, "Content-Type:")) == NULL) ||
-	    (!has_accept && (list = curl_slist_append(list, "Accept:")) == NULL))
+	    (list = libcurl.slist_append(list, f->u->host_line)) == NULL) ||
+	    (list = libcurl.slist_append(list, "Expect:")) == NULL ||
+	    (!has_ct && (list = libcurl.slist_append(list, "Content-Type:")) == NULL) ||
+	    (!has_accept && (list = libcurl.slist_append(list, "Accept:")) == NULL))
 		goto fail;
 	*out = list;
 	return 0;
 fail:
-	curl_slist_free_all(list);
+	libcurl.slist_free_all(list);
 	*out = NULL;
 	return -1;
 }
@@ -634,36 +756,36 @@ set_request_options(struct fwd *f, CURL *e, const char *url,
 	const char *m = f->req->method;
 	int64_t cl = f->body_len;
 
-	(void)curl_easy_setopt(e, CURLOPT_URL, url);
-	(void)curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-	(void)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
-	(void)curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
-	(void)curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
-	(void)curl_easy_setopt(e, CURLOPT_PREREQDATA, f);
-	(void)curl_easy_setopt(e, CURLOPT_READDATA, f);
-	(void)curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-	(void)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+	(void)libcurl.easy_setopt(e, CURLOPT_URL, url);
+	(void)libcurl.easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+	(void)libcurl.easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
+	(void)libcurl.easy_setopt(e, CURLOPT_HEADERDATA, f);
+	(void)libcurl.easy_setopt(e, CURLOPT_WRITEDATA, f);
+	(void)libcurl.easy_setopt(e, CURLOPT_PREREQDATA, f);
+	(void)libcurl.easy_setopt(e, CURLOPT_READDATA, f);
+	(void)libcurl.easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	(void)libcurl.easy_setopt(e, CURLOPT_CUSTOMREQUEST, (char *)NULL);
 	if (strcmp(m, "HEAD") == 0) {
-		(void)curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+		(void)libcurl.easy_setopt(e, CURLOPT_NOBODY, 1L);
 		return;
 	}
 	if (strcmp(m, "GET") == 0 && !f->has_body)
 		return;
 	if (f->has_body) {
-		(void)curl_easy_setopt(e, CURLOPT_POST, 1L);
-		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
+		(void)libcurl.easy_setopt(e, CURLOPT_POST, 1L);
+		(void)libcurl.easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
 		/* -1: unknown length, sent chunked. */
-		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+		(void)libcurl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
 		    (curl_off_t)(cl > 0 ? cl : -1));
 	} else if (strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
 	    strcmp(m, "PATCH") == 0) {
 		/* An empty body, announced as such. */
-		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
-		(void)curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+		(void)libcurl.easy_setopt(e, CURLOPT_POSTFIELDS, "");
+		(void)libcurl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
 		    (curl_off_t)0);
 	}
 	if (strcmp(m, "POST") != 0)
-		(void)curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+		(void)libcurl.easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
 }
 
 /* Options every forward shares, set once per pooled handle. */
@@ -674,13 +796,13 @@ configure_handle(struct relay_upstream *u, struct fwd_handle *h)
 
 	common_options(u, e, NULL);
 	/* The path was checked as received; send it exactly so. */
-	(void)curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
-	(void)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+	(void)libcurl.easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+	(void)libcurl.easy_setopt(e, CURLOPT_TIMEOUT_MS,
 	    (long)(u->s->upstream_total_timeout_ms + 1000));
-	(void)curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-	(void)curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	(void)curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-	(void)curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+	(void)libcurl.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	(void)libcurl.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	(void)libcurl.easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+	(void)libcurl.easy_setopt(e, CURLOPT_READFUNCTION, on_read);
 	h->configured = true;
 }
 
@@ -748,7 +870,7 @@ drive(struct fwd *f, struct fwd_handle *h)
 	CURLMsg *msg;
 	int left;
 
-	if (curl_multi_add_handle(h->multi, h->easy) != CURLM_OK) {
+	if (libcurl.multi_add_handle(h->multi, h->easy) != CURLM_OK) {
 		f->failure = RELAY_FWD_INTERNAL;
 		return CURLE_FAILED_INIT;
 	}
@@ -759,7 +881,7 @@ drive(struct fwd *f, struct fwd_handle *h)
 		int running = 0;
 		double now, deadline, wait_ms;
 
-		if (curl_multi_perform(h->multi, &running) != CURLM_OK) {
+		if (libcurl.multi_perform(h->multi, &running) != CURLM_OK) {
 			f->failure = RELAY_FWD_INTERNAL;
 			break;
 		}
@@ -791,7 +913,7 @@ drive(struct fwd *f, struct fwd_handle *h)
 			w.revents = 0;
 			nfd = 1;
 		}
-		if (curl_multi_poll(h->multi, nfd ? &w : NULL, nfd, (int)wait_ms,
+		if (libcurl.multi_poll(h->multi, nfd ? &w : NULL, nfd, (int)wait_ms,
 		    NULL) != CURLM_OK) {
 			f->failure = RELAY_FWD_INTERNAL;
 			break;
@@ -807,12 +929,12 @@ drive(struct fwd *f, struct fwd_handle *h)
 				f->watch_client = false;	/* pipelined request */
 		}
 	}
-	while ((msg = curl_multi_info_read(h->multi, &left)) != NULL) {
+	while ((msg = libcurl.multi_info_read(h->multi, &left)) != NULL) {
 		if (msg->msg == CURLMSG_DONE)
 			result = msg->data.result;
 	}
 	/* Removing an unfinished transfer closes its connection at once. */
-	(void)curl_multi_remove_handle(h->multi, h->easy);
+	(void)libcurl.multi_remove_handle(h->multi, h->easy);
 	return result;
 }
 
@@ -911,7 +1033,7 @@ respond_failure(struct fwd *f, enum relay_fwd_failure fail, CURLcode rc)
 		    TP_LSTR("request_id", f->req->request_id),
 		    TP_LBOOL("response_started", f->committed),
 		    TP_LSTR("detail", f->errbuf[0] ? f->errbuf :
-		    curl_easy_strerror(rc)));
+		    rc != CURLE_OK ? libcurl.easy_strerror(rc) : e->message));
 	resp->error_kind = e->kind;
 	if (f->committed) {
 		resp->close = true;
@@ -1012,6 +1134,11 @@ relay_upstream_forward(struct relay_upstream *u, struct relay_request *req,
 	}
 	if (reject_by_circuit(&f, &how))
 		goto out;
+	if (!libcurl_ready()) {
+		snprintf(f.errbuf, sizeof(f.errbuf), "%s", libcurl_error);
+		f.failure = RELAY_FWD_INTERNAL;
+		goto done;
+	}
 	if ((h = pool_get(u)) == NULL || build_url(&f, &url) != 0 ||
 	    build_request_headers(&f, &hdrs) != 0) {
 		f.failure = RELAY_FWD_INTERNAL;
@@ -1024,8 +1151,8 @@ relay_upstream_forward(struct relay_upstream *u, struct relay_request *req,
 	set_request_options(&f, h->easy, url, hdrs);
 	rc = drive(&f, h);
 	/* Nothing of this request may outlive it in the pooled handle. */
-	(void)curl_easy_setopt(h->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
-	(void)curl_easy_setopt(h->easy, CURLOPT_HTTPHEADER,
+	(void)libcurl.easy_setopt(h->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
+	(void)libcurl.easy_setopt(h->easy, CURLOPT_HTTPHEADER,
 	    (struct curl_slist *)NULL);
 done:
 	fail = classify(&f, rc);
@@ -1058,7 +1185,8 @@ out:
 	count_request(&f, resp->status);
 	if (h != NULL)
 		pool_put(u, h);
-	curl_slist_free_all(hdrs);
+	if (hdrs != NULL)
+		libcurl.slist_free_all(hdrs);
 	free(url);
 	atomic_fetch_sub(&u->in_flight, 1);
 }
@@ -1075,11 +1203,14 @@ health_sink(char *buf, size_t size, size_t nitems, void *arg)
 	return *got > HEALTH_BODY_MAX ? 0 : size * nitems;
 }
 
-/* One health check: resolve + GET. Returns true when healthy. */
+/*
+ * The check of an https:// upstream: libcurl does the TLS. Returns true
+ * when healthy.
+ */
 static bool
-health_probe(struct relay_upstream *u, char *reason, size_t len)
+health_probe_tls(struct relay_upstream *u, char *reason, size_t len)
 {
-	CURL *e = u->heasy;
+	CURL *e;
 	struct curl_slist *hdrs = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	CURLcode rc = CURLE_OK;
@@ -1088,62 +1219,70 @@ health_probe(struct relay_upstream *u, char *reason, size_t len)
 	long status = 0;
 	int left, running = 1;
 
-	curl_easy_reset(e);
+	if (!libcurl_ready()) {
+		snprintf(reason, len, "cannot check https://: %.120s",
+		    libcurl_error);
+		return false;
+	}
+	if (u->hmulti == NULL) {
+		u->hmulti = libcurl.multi_init();
+		u->heasy = libcurl.easy_init();
+		if (u->hmulti == NULL || u->heasy == NULL) {
+			snprintf(reason, len, "cannot start a health check");
+			return false;
+		}
+	}
+	e = u->heasy;
+	libcurl.easy_reset(e);
 	common_options(u, e, errbuf);
-	(void)curl_easy_setopt(e, CURLOPT_URL, u->health_url);
-	(void)curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+	(void)libcurl.easy_setopt(e, CURLOPT_URL, u->health_url);
+	(void)libcurl.easy_setopt(e, CURLOPT_TIMEOUT_MS,
 	    (long)u->s->upstream_health_timeout_ms);
 	if (u->s->upstream_health_timeout_ms < u->s->upstream_connect_timeout_ms)
-		(void)curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+		(void)libcurl.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 		    (long)u->s->upstream_health_timeout_ms);
 	/* Resolve the GPU host's name afresh on every check. */
-	(void)curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
-	(void)curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, health_sink);
-	(void)curl_easy_setopt(e, CURLOPT_WRITEDATA, &got);
-	(void)curl_easy_setopt(e, CURLOPT_USERAGENT, "tokenplace-relay-health");
+	(void)libcurl.easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
+	(void)libcurl.easy_setopt(e, CURLOPT_WRITEFUNCTION, health_sink);
+	(void)libcurl.easy_setopt(e, CURLOPT_WRITEDATA, &got);
+	(void)libcurl.easy_setopt(e, CURLOPT_USERAGENT, "tokenplace-relay-health");
 	if (u->host_line[0] != '\0')
-		hdrs = curl_slist_append(NULL, u->host_line);
-	(void)curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
-	if (curl_multi_add_handle(u->hmulti, e) != CURLM_OK) {
+		hdrs = libcurl.slist_append(NULL, u->host_line);
+	(void)libcurl.easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+	if (libcurl.multi_add_handle(u->hmulti, e) != CURLM_OK) {
 		snprintf(reason, len, "cannot start a health check");
-		curl_slist_free_all(hdrs);
+		libcurl.slist_free_all(hdrs);
 		return false;
 	}
 	while (running > 0 && !atomic_load(&u->stop)) {
-		if (curl_multi_perform(u->hmulti, &running) != CURLM_OK)
+		if (libcurl.multi_perform(u->hmulti, &running) != CURLM_OK)
 			break;
 		if (running > 0)
-			(void)curl_multi_poll(u->hmulti, NULL, 0, HEALTH_SLICE_MS,
+			(void)libcurl.multi_poll(u->hmulti, NULL, 0, HEALTH_SLICE_MS,
 			    NULL);
 	}
 	if (running > 0)
 		rc = CURLE_ABORTED_BY_CALLBACK;
-	while ((msg = curl_multi_info_read(u->hmulti, &left)) != NULL) {
+	while ((msg = libcurl.multi_info_read(u->hmulti, &left)) != NULL) {
 		if (msg->msg == CURLMSG_DONE)
 			rc = msg->data.result;
 	}
-	(void)curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	(void)curl_multi_remove_handle(u->hmulti, e);
-	(void)curl_easy_setopt(e, CURLOPT_ERRORBUFFER, (char *)NULL);
-	(void)curl_easy_setopt(e, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-	curl_slist_free_all(hdrs);
+	(void)libcurl.easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	(void)libcurl.multi_remove_handle(u->hmulti, e);
+	(void)libcurl.easy_setopt(e, CURLOPT_ERRORBUFFER, (char *)NULL);
+	(void)libcurl.easy_setopt(e, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+	libcurl.slist_free_all(hdrs);
 
 	if (rc == CURLE_COULDNT_RESOLVE_HOST) {
-		char *host = NULL;
-		CURLU *cu = curl_url();
+		const char *host = u->base + 8;	/* after "https://" */
 
-		if (cu != NULL && curl_url_set(cu, CURLUPART_URL, u->base, 0) ==
-		    CURLUE_OK)
-			(void)curl_url_get(cu, CURLUPART_HOST, &host, 0);
-		snprintf(reason, len, "%.120s does not resolve",
-		    host ? host : u->base);
-		curl_free(host);
-		curl_url_cleanup(cu);
+		snprintf(reason, len, "%.*s does not resolve",
+		    (int)strcspn(host, "/"), host);
 		return false;
 	}
 	if (rc != CURLE_OK) {
 		snprintf(reason, len, "GET %.40s: %.110s", u->s->upstream_health_path,
-		    errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		    errbuf[0] ? errbuf : libcurl.easy_strerror(rc));
 		return false;
 	}
 	if (status < 200 || status > 299) {
@@ -1153,6 +1292,50 @@ health_probe(struct relay_upstream *u, char *reason, size_t len)
 	}
 	reason[0] = '\0';
 	return true;
+}
+
+/* One health check: resolve + GET. Returns true when healthy. */
+static bool
+health_probe(struct relay_upstream *u, char *reason, size_t len)
+{
+	const struct relay_settings *s = u->s;
+	struct relay_probe_opts o;
+	int status = 0;
+
+	if (u->probe_url.host[0] == '\0')
+		return health_probe_tls(u, reason, len);
+	memset(&o, 0, sizeof(o));
+	o.timeout_ms = (long)s->upstream_health_timeout_ms;
+	o.connect_timeout_ms = (long)s->upstream_connect_timeout_ms;
+	o.host_header = s->upstream_host_header != NULL &&
+	    s->upstream_host_header[0] != '\0' ? s->upstream_host_header : NULL;
+	o.user_agent = "tokenplace-relay-health";
+	/* Only the status line and headers are read. */
+	o.max_response_bytes = (size_t)s->upstream_max_header_bytes;
+	o.stop = &u->stop;
+	switch (relay_http_probe(&u->probe_url, &o, &status, reason, len)) {
+	case RELAY_PROBE_OK:
+		reason[0] = '\0';
+		return true;
+	case RELAY_PROBE_STATUS:
+		snprintf(reason, len, "GET %.40s answered %d",
+		    s->upstream_health_path, status);
+		return false;
+	case RELAY_PROBE_RESOLVE:
+		/* The reason already says "<host> does not resolve". */
+		return false;
+	default:
+		break;
+	}
+	/* Kept short: the reason ends up in /healthz and the logs. */
+	if (reason[0] != '\0') {
+		char detail[TP_HEALTH_REASON_MAX];
+
+		snprintf(detail, sizeof(detail), "%s", reason);
+		snprintf(reason, len, "GET %.40s: %.110s",
+		    s->upstream_health_path, detail);
+	}
+	return false;
 }
 
 static enum tp_check_outcome
@@ -1448,12 +1631,9 @@ relay_upstream_new(struct relay_app *app, char *err, size_t errlen)
 	relay_circuit_init(&u->circuit, s->upstream_circuit,
 	    (unsigned)s->upstream_circuit_failures, s->upstream_circuit_open_ms);
 	atomic_store(&u->circuit_quiet, true);
-	u->hmulti = curl_multi_init();
-	u->heasy = curl_easy_init();
-	if (u->hmulti == NULL || u->heasy == NULL) {
-		snprintf(err, errlen, "libcurl initialisation failed");
+	if (strncmp(u->base, "https://", 8) != 0 && relay_probe_url_parse(
+	    u->health_url, &u->probe_url, err, errlen) != 0)
 		goto fail;
-	}
 	if (init_metrics(u) != 0) {
 		snprintf(err, errlen, "cannot register upstream metrics");
 		goto fail;
@@ -1485,15 +1665,18 @@ relay_upstream_free(struct relay_upstream *u)
 		atomic_store(&u->stop, true);
 		pthread_cond_broadcast(&u->cond);
 		pthread_mutex_unlock(&u->lock);
-		(void)curl_multi_wakeup(u->hmulti);
+		if (u->hmulti != NULL)
+			(void)libcurl.multi_wakeup(u->hmulti);
 		pthread_join(u->thread, NULL);
 	}
 	while ((h = u->pool) != NULL) {
 		u->pool = h->next;
 		handle_free(h);
 	}
-	curl_easy_cleanup(u->heasy);
-	curl_multi_cleanup(u->hmulti);
+	if (u->heasy != NULL)
+		libcurl.easy_cleanup(u->heasy);
+	if (u->hmulti != NULL)
+		libcurl.multi_cleanup(u->hmulti);
 	pthread_cond_destroy(&u->cond);
 	pthread_mutex_destroy(&u->lock);
 	pthread_mutex_destroy(&u->pool_lock);

@@ -1,7 +1,7 @@
 /*
  * relay_upstream: forwarding of the OpenAI-style API to the GPU host with
  * libcurl, and the GPU host's health. This module (upstream.c) is the only
- * place that includes curl/curl.h.
+ * place that includes curl/curl.h; libcurl is loaded at its first use.
  *
  * Threads: relay_upstream_forward() runs on civetweb's worker threads, any
  * number at once; each transfer borrows a libcurl handle set from a pool
@@ -22,12 +22,11 @@ struct relay_app;
 struct relay_upstream;
 
 /*
- * libcurl's process-wide set-up; call once from main() before any thread
- * exists. Returns 0, or -1 when libcurl cannot initialise.
+ * libcurl is loaded (dlopen) and initialised by the first forwarded request
+ * or https:// health check, not at start: an idle relay does not map it.
+ * This undoes that initialisation if it happened; call it once at exit,
+ * after every upstream is freed.
  */
-int relay_upstream_global_init(void);
-
-/* Undoes relay_upstream_global_init(), after every upstream is freed. */
 void relay_upstream_global_cleanup(void);
 
 /*

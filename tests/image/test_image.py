@@ -240,6 +240,75 @@ def state(name):
     return p.stdout.split() if p.returncode == 0 else ["gone", "-1"]
 
 
+FIXTURE = os.path.join(L.ROOT, "tests", "fixtures", "upstream_server.py")
+
+
+def forward_checks():
+    """Forwarding from the scratch image: libcurl is dlopen()ed on the first
+    forwarded request, so the image must carry it and its libraries although
+    ldd of the binary does not list them. The relay shares the host's
+    network here so that it reaches the fixture upstream on 127.0.0.1; the
+    upstream is named "localhost" so that name resolution inside the image
+    (nsswitch, /etc/hosts) is exercised too."""
+    name = f"tp-image-fwd-{os.getpid()}"
+    up = subprocess.Popen(["/usr/bin/python3", "-B", FIXTURE, "--host",
+                           "127.0.0.1", "--port", "0"],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        up_port = json.loads(up.stdout.readline())["port"]
+        L.run(["podman", "rm", "-f", name], check=False)
+        L.run(["podman", "run", "-d", "--name", name, "--read-only",
+               "--cap-drop", "ALL", "--network", "host",
+               "-e", "RELAY_HOST=127.0.0.1", "-e", "RELAY_PORT=0",
+               "-e", "RELAY_UPSTREAM_HEALTH_INTERVAL_MS=200",
+               "-e", f"TOKENPLACE_RELAY_UPSTREAM_URL=http://localhost:{up_port}",
+               IMAGE])
+
+        def startup_port():
+            logs = L.run(["podman", "logs", name], check=False).stdout
+            for line in logs.splitlines():
+                if '"relay.startup"' in line:
+                    return int(json.loads(line)["port"])
+            return None
+
+        port = L.wait_for(startup_port, 20)
+        if not R.check("relay with host networking started (port 0, read "
+                       "back from relay.startup)", port,
+                       L.run(["podman", "logs", name], check=False).stdout[-1500:]):
+            return
+
+        def upstream_state():
+            try:
+                body = L.http("GET", f"http://127.0.0.1:{port}/healthz",
+                              timeout=2)[2]
+                return json.loads(body)["upstreamHealth"]["upstream"]
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+
+        up_seen = L.wait_for(lambda: upstream_state() == "up", 20)
+        R.check("health check of an http:// upstream by name reports up "
+                "(plain socket, no libcurl)", up_seen,
+                L.run(["podman", "logs", name], check=False).stdout[-1500:])
+        status, _h, body = L.http("POST",
+                                  f"http://127.0.0.1:{port}/v1/chat/completions",
+                                  body={"model": "m", "messages": []})
+        try:
+            echo = json.loads(body)
+        except ValueError:
+            echo = {}
+        R.check("POST /v1/chat/completions is forwarded (libcurl loads in the "
+                "image)", status == 200 and echo.get("path") ==
+                "/v1/chat/completions", f"{status} {body[:300]!r}")
+        logs = L.run(["podman", "logs", name], check=False).stdout
+        R.check("the relay logged upstream.libcurl_loaded",
+                '"upstream.libcurl_loaded"' in logs, logs[-1500:])
+    finally:
+        L.run(["podman", "rm", "-f", "-t", "0", name], check=False)
+        up.terminate()
+        up.wait(timeout=10)
+        up.stdout.close()
+
+
 def run_checks():
     name = f"tp-image-test-{os.getpid()}"
     L.run(["podman", "rm", "-f", name], check=False)
@@ -346,6 +415,7 @@ def main():
     static_checks(rev)
     try:
         run_checks()
+        forward_checks()
     except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
         R.check("container checks ran to the end", False, str(e))
     L.log(f"time image test total: {time.monotonic() - t0:.1f} s")
