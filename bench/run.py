@@ -96,17 +96,49 @@ class Nginx:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def listening_port(pid, timeout=20):
+    """The TCP port process pid listens on, found through its socket
+    inodes in /proc (the relay is started on port 0 and its logs are off
+    during benchmarks, so the port cannot be read from its start-up line)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inodes = set()
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            raise RuntimeError("process %d is gone" % pid)
+        for table in ("/proc/%d/net/tcp" % pid, "/proc/%d/net/tcp6" % pid):
+            try:
+                with open(table) as f:
+                    next(f)
+                    for line in f:
+                        cols = line.split()
+                        if cols[3] == "0A" and cols[9] in inodes:
+                            return int(cols[1].rsplit(":", 1)[1], 16)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise RuntimeError("process %d does not listen" % pid)
+
+
 class RelayProc:
-    """The relay under test, on an ephemeral port, logs discarded."""
+    """The relay under test, on an ephemeral port (port 0, read back),
+    logs discarded."""
 
     def __init__(self, binary, env=None):
         e = {"PATH": "/usr/bin:/bin", "RELAY_HOST": "127.0.0.1",
-             "RELAY_PORT": str(free_port()), "TOKENPLACE_LOG_LEVEL": "WARNING"}
+             "RELAY_PORT": "0", "TOKENPLACE_LOG_LEVEL": "WARNING"}
         e.update(env or {})
-        self.port = int(e["RELAY_PORT"])
         self.proc = subprocess.Popen([binary], env=e,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
+        self.port = listening_port(self.proc.pid)
         wait_http("http://127.0.0.1:%d/livez" % self.port)
 
     def rss_kib(self):
