@@ -26,7 +26,7 @@ import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import Nginx, RelayProc, fmt_row, wrk  # noqa: E402
+from run import Nginx, RelayProc, fmt_row, nginx_conf, wrk  # noqa: E402
 
 CONNECTIONS = 32
 ROUNDS = 3
@@ -44,21 +44,7 @@ wrk.headers["Content-Type"] = "application/json"
 # nginx as a reverse proxy in front of the same upstream, set up as a
 # production proxy would be: kept-alive upstream connections, both cores
 # (as the relay's threads may use both), no access log.
-PROXY_CONF = """
-worker_processes 2;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    keepalive_requests 1000000;
-    upstream up {{
+PROXY_CONF = nginx_conf(2, """    upstream up {{
         server 127.0.0.1:{upstream};
         keepalive 64;
         keepalive_requests 1000000;
@@ -70,9 +56,7 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
-    }}
-}}
-"""
+    }}""")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -27,8 +27,9 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-NGINX_CONF = """
-worker_processes 1;
+# {workers} and {http} are filled by nginx_conf(); the rest by Nginx.
+NGINX_SKELETON = """
+worker_processes {workers};
 daemon off;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
@@ -41,15 +42,25 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     keepalive_requests 1000000;
-    server {{
+{http}
+}}
+"""
+
+
+def nginx_conf(workers, http):
+    """An nginx.conf template: the common skeleton, `workers` worker
+    processes, `http` inside the http block (braces doubled for format)."""
+    return NGINX_SKELETON.replace("{workers}", str(workers)).replace(
+        "{http}", http)
+
+
+NGINX_CONF = nginx_conf(1, """    server {{
         listen 127.0.0.1:{port};
         location / {{
             default_type application/json;
             return 200 '{{"status":"alive"}}';
         }}
-    }}
-}}
-"""
+    }}""")
 
 
 def free_port():

@@ -17,6 +17,7 @@
 
 #include "app.h"
 #include "auth.h"
+#include "clock.h"
 #include "hashtab.h"
 #include "ratelimit.h"
 #include "settings.h"
@@ -48,11 +49,8 @@ struct relay_broker {
 static int64_t
 monotonic_ms(void *arg)
 {
-	struct timespec ts;
-
 	(void)arg;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return relay_mono_ms();
 }
 
 static int64_t

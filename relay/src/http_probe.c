@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 /* How often a wait wakes to look at the stop flag. */
 #define PROBE_SLICE_MS	200
 /* "[" + numeric address + "]:" + port, as getnameinfo() writes it. */
@@ -50,15 +52,6 @@ set_reason(char *reason, size_t len, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(reason, len, fmt, ap);
 	va_end(ap);
-}
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static bool
@@ -380,7 +373,7 @@ resolve(const struct relay_probe_url *u, const struct relay_probe_opts *o,
 
 	pthread_mutex_lock(&l->lock);
 	while (!l->done && !stopped(o->stop)) {
-		int64_t now = now_ms(), wake;
+		int64_t now = relay_mono_ms(), wake;
 		struct timespec ts;
 
 		if (now >= deadline)
@@ -445,7 +438,7 @@ wait_fd(int fd, short events, int64_t deadline, const _Atomic bool *stop)
 	for (;;) {
 		if (stopped(stop))
 			return WAIT_CANCELLED;
-		now = now_ms();
+		now = relay_mono_ms();
 		if (now >= deadline)
 			return WAIT_TIMEOUT;
 		slice = deadline - now;
@@ -498,7 +491,7 @@ connect_any(const struct addrinfo *res, const struct relay_probe_opts *o,
 	*fdp = -1;
 	set_reason(reason, len, "no address to connect to");
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		int64_t addr_deadline = deadline, now = now_ms();
+		int64_t addr_deadline = deadline, now = relay_mono_ms();
 		socklen_t elen;
 		int fd, e = 0;
 
@@ -814,7 +807,7 @@ relay_http_probe(const struct relay_probe_url *u,
 		r = RELAY_PROBE_INTERNAL;
 		goto out;
 	}
-	deadline = now_ms() + o->timeout_ms;
+	deadline = relay_mono_ms() + o->timeout_ms;
 	host_header = o->host_header != NULL ? o->host_header : u->host_header;
 	ua = o->user_agent != NULL ? o->user_agent :
 	    RELAY_PROBE_USER_AGENT_DEFAULT;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "clock.h"
 #include "http.h"
 #include "routes.h"
 #include "tokenplace/log.h"
@@ -44,15 +45,6 @@ struct relay_conn {
 	bool head;		/* HEAD request: headers only */
 	bool body_consumed;	/* the request body was read to its end */
 };
-
-static double
-monotonic_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- request accessors (http.h) ----------------------------------------- */
 
@@ -252,7 +244,7 @@ next_random(void)
 
 	if (!seeded) {
 		if (getrandom(&state, sizeof(state), 0) != (ssize_t)sizeof(state))
-			state = (uint64_t)(monotonic_now() * 1e9) ^
+			state = (uint64_t)(relay_mono_s() * 1e9) ^
 			    (uint64_t)(uintptr_t)&state;
 		seeded = true;
 	}
@@ -425,7 +417,7 @@ account(struct relay_app *app, const struct relay_request *req,
 {
 	const char *endpoint = req->route ? req->route->endpoint : "unknown";
 	const char *method = method_label(req->method);
-	double elapsed = monotonic_now() - req->started;
+	double elapsed = relay_mono_s() - req->started;
 	char status[8];
 	const char *labels[3];
 
@@ -602,7 +594,7 @@ begin_request(struct mg_connection *mc)
 	atomic_fetch_add(&app->in_flight, 1);
 	memset(&req, 0, sizeof(req));
 	relay_response_init(&resp);
-	req.started = monotonic_now();
+	req.started = relay_mono_s();
 	req.conn = &c;
 	req.method = ri->request_method ? ri->request_method : "";
 	req.path = ri->local_uri_raw ? ri->local_uri_raw :

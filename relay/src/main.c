@@ -16,6 +16,7 @@
 
 #include "app.h"
 #include "broker.h"
+#include "clock.h"
 #include "http_server.h"
 #include "settings.h"
 #include "store.h"
@@ -42,15 +43,6 @@ usage(FILE *fp)
 	    "(see docs/configuration.md); --host and --port override RELAY_HOST\n"
 	    "and RELAY_PORT. --check-config prints the effective settings and\n"
 	    "exits 0 when they are valid, 2 when they are not.\n");
-}
-
-static double
-monotonic_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void
@@ -111,13 +103,13 @@ log_startup(const struct relay_app *app, int port)
 static long
 drain(struct relay_app *app, const sigset_t *sigs)
 {
-	double deadline = monotonic_now() +
+	double deadline = relay_mono_s() +
 	    (double)app->settings->graceful_timeout_s;
 	struct timespec tick = { 0, 20 * 1000 * 1000 };
 	long left;
 
 	while ((left = atomic_load(&app->in_flight)) > 0 &&
-	    monotonic_now() < deadline) {
+	    relay_mono_s() < deadline) {
 		int sig = sigtimedwait(sigs, NULL, &tick);
 
 		if (sig > 0) {

@@ -44,6 +44,7 @@
 
 #include "app.h"
 #include "circuit.h"
+#include "clock.h"
 #include "http_probe.h"
 #include "peer_socket.h"
 #include "settings.h"
@@ -164,21 +165,6 @@ struct fwd {
 
 static _Thread_local char tl_content_type[CONTENT_TYPE_MAX];
 
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int64_t
-mono_ms(void)
-{
-	return (int64_t)(mono_s() * 1000.0);
-}
-
 static int64_t
 unix_ms(void)
 {
@@ -253,7 +239,7 @@ static const struct {
 static void
 libcurl_load_once(void)
 {
-	double t0 = mono_s();
+	double t0 = relay_mono_s();
 	void *dl = dlopen(LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
 
 	if (dl == NULL) {
@@ -287,7 +273,7 @@ libcurl_load_once(void)
 	libcurl_loaded = true;
 	TP_LOG(TP_LOG_INFO, "upstream.libcurl_loaded",
 	    TP_LSTR("library", LIBCURL_SONAME),
-	    TP_LDBL("load_ms", (mono_s() - t0) * 1000.0));
+	    TP_LDBL("load_ms", (relay_mono_s() - t0) * 1000.0));
 	return;
 fail:
 	memset(&libcurl, 0, sizeof(libcurl));
@@ -532,7 +518,7 @@ on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip,
 	(void)conn_local_ip;
 	(void)conn_primary_port;
 	(void)conn_local_port;
-	f->connected_at = f->last_activity = mono_s();
+	f->connected_at = f->last_activity = relay_mono_s();
 	return CURL_PREREQFUNC_OK;
 }
 
@@ -565,7 +551,7 @@ on_read(char *buf, size_t size, size_t nitems, void *arg)
 		if (relay_request_read(f->req, &end, 1) == 0)
 			f->body_done = true;
 	}
-	f->last_activity = mono_s();
+	f->last_activity = relay_mono_s();
 	return (size_t)n;
 }
 
@@ -657,7 +643,7 @@ on_header(char *buf, size_t size, size_t nitems, void *arg)
 	size_t len = size * nitems;
 	size_t max = (size_t)f->u->s->upstream_max_header_bytes;
 
-	f->last_activity = mono_s();
+	f->last_activity = relay_mono_s();
 	if (f->headers_done)
 		return len;		/* trailers: not relayed */
 	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
@@ -721,7 +707,7 @@ on_body(char *buf, size_t size, size_t nitems, void *arg)
 	struct fwd *f = arg;
 	size_t len = size * nitems;
 
-	f->last_activity = mono_s();
+	f->last_activity = relay_mono_s();
 	if (f->body_recv + len > (uint64_t)f->u->s->upstream_max_response_bytes) {
 		f->failure = RELAY_FWD_TOO_LARGE;
 		return 0;
@@ -892,7 +878,7 @@ drive(struct fwd *f, struct fwd_handle *h)
 			f->failure = RELAY_FWD_CLIENT_GONE;
 			break;
 		}
-		now = mono_s();
+		now = relay_mono_s();
 		deadline = next_deadline(f, &kind);
 		if (now >= deadline) {
 			f->failure = kind;
@@ -1063,7 +1049,7 @@ reject_by_circuit(struct fwd *f, enum relay_circuit_verdict *how)
 	if (atomic_load(&u->circuit_quiet))
 		return false;
 	pthread_mutex_lock(&u->lock);
-	*how = relay_circuit_admit(&u->circuit, mono_ms(), &retry_ms);
+	*how = relay_circuit_admit(&u->circuit, relay_mono_ms(), &retry_ms);
 	circuit_changed(u);
 	pthread_mutex_unlock(&u->lock);
 	if (*how != RELAY_CIRCUIT_REJECT)
@@ -1091,7 +1077,7 @@ circuit_record(struct fwd *f, enum relay_circuit_verdict how,
 	    atomic_load(&u->circuit_quiet))
 		return;
 	pthread_mutex_lock(&u->lock);
-	relay_circuit_result(&u->circuit, how, out, mono_ms());
+	relay_circuit_result(&u->circuit, how, out, relay_mono_ms());
 	circuit_changed(u);
 	pthread_mutex_unlock(&u->lock);
 }
@@ -1114,7 +1100,7 @@ relay_upstream_forward(struct relay_upstream *u, struct relay_request *req,
 	f.req = req;
 	f.resp = resp;
 	f.base_headers_len = resp->headers_len;
-	f.start = f.last_activity = mono_s();
+	f.start = f.last_activity = relay_mono_s();
 	f.client_fd = -1;
 	relay_fwd_route_label(&u->prefixes, req->path, f.route, sizeof(f.route));
 	labels[0] = f.route;
@@ -1160,7 +1146,7 @@ done:
 	if (f.first_byte_at > 0)
 		tp_histogram_observe(u->m.first_byte, labels,
 		    f.first_byte_at - f.start);
-	tp_histogram_observe(u->m.duration, labels, mono_s() - f.start);
+	tp_histogram_observe(u->m.duration, labels, relay_mono_s() - f.start);
 	tp_counter_child_add(u->m.bytes_sent, (double)f.body_sent);
 	tp_counter_child_add(u->m.bytes_received, (double)f.body_recv);
 	if (fail != RELAY_FWD_OK) {
@@ -1390,9 +1376,9 @@ health_check_once(struct relay_upstream *u)
 		u->last_error_unix_ms = u->last_check_unix_ms;
 	}
 	if (!ok && now_state == TP_CHECK_FAIL)
-		relay_circuit_health(&u->circuit, false, mono_ms());
+		relay_circuit_health(&u->circuit, false, relay_mono_ms());
 	else if (changed && idx == 0)
-		relay_circuit_health(&u->circuit, true, mono_ms());
+		relay_circuit_health(&u->circuit, true, relay_mono_ms());
 	circuit_changed(u);
 	for (int i = 0; i < 3; i++)
 		tp_gauge_child_set(u->m.health[i], i == idx ? 1.0 : 0.0);

@@ -22,6 +22,7 @@
 
 #include "app.h"
 #include "auth.h"
+#include "clock.h"
 #include "hashtab.h"
 #include "settings.h"
 #include "tokenplace/log.h"
@@ -89,19 +90,10 @@ struct relay_v1 {
 /* ---- clocks -------------------------------------------------------------- */
 
 static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
 default_clock(void *arg)
 {
 	(void)arg;
-	return mono_ms();
+	return relay_mono_ms();
 }
 
 int64_t
@@ -216,7 +208,7 @@ static struct relay_v1_stats
 cached_stats(struct relay_v1 *b)
 {
 	struct relay_v1_stats st;
-	int64_t now = mono_ms();
+	int64_t now = relay_mono_ms();
 
 	pthread_mutex_lock(&b->smu);
 	if (!b->cached_valid || now - b->cached_at >= STATS_CACHE_MS) {
@@ -622,7 +614,7 @@ relay_v1_poll(struct relay_v1 *b, const char *key, size_t key_len,
 	if (cond_init_mono(&w.cv) != 0)
 		goto out;
 	w.woken = false;
-	until = mono_ms() + wait;
+	until = relay_mono_ms() + wait;
 	pthread_mutex_lock(&b->wmu);
 	filed = waiter_add(b, key, key_len, &w) == 0;
 	pthread_mutex_unlock(&b->wmu);
@@ -632,17 +624,17 @@ relay_v1_poll(struct relay_v1 *b, const char *key, size_t key_len,
 
 		/* Looked at after filing the waiter, so no enqueue is missed. */
 		rc = b->store->ops->poll(b->store, &b->cfg.lim, relay_v1_now(b),
-		    key, key_len, NULL, relay_v1_now(b) + (until - mono_ms()),
+		    key, key_len, NULL, relay_v1_now(b) + (until - relay_mono_ms()),
 		    &out->work, &out->has_work, &fx);
 		if (rc != V1_OK || out->has_work)
 			break;
 		timespec_at(&ts, until);
 		pthread_mutex_lock(&b->wmu);
-		while (!w.woken && !b->draining && mono_ms() < until)
+		while (!w.woken && !b->draining && relay_mono_ms() < until)
 			(void)pthread_cond_timedwait(&w.cv, &b->wmu, &ts);
 		w.woken = false;
 		out->draining = b->draining;
-		stop = b->draining || mono_ms() >= until;
+		stop = b->draining || relay_mono_ms() >= until;
 		pthread_mutex_unlock(&b->wmu);
 		if (stop) {
 			/* a last look: work may have come with the timeout */
