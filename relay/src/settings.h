@@ -35,6 +35,7 @@ struct relay_settings {
 
 	/* forwarding to the upstream (upstream.c) */
 	char *forward_prefixes;
+	char *libcurl;			/* dlopen()ed at the first forward */
 	int64_t upstream_connect_timeout_ms;
 	int64_t upstream_first_byte_timeout_ms;
 	int64_t upstream_idle_timeout_ms;

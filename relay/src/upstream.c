@@ -176,9 +176,7 @@ unix_ms(void)
 
 /* ---- loading libcurl --------------------------------------------------- */
 
-#define LIBCURL_SONAME	"libcurl.so.4"	/* the ABI every libcurl 7.x/8.x keeps */
-
-/* The libcurl functions this file calls, resolved from LIBCURL_SONAME. */
+/* The libcurl functions this file calls, resolved from RELAY_LIBCURL. */
 struct libcurl_api {
 	CURLcode (*global_init)(long);
 	void (*global_cleanup)(void);
@@ -205,6 +203,8 @@ static struct libcurl_api libcurl;
 static pthread_once_t libcurl_once = PTHREAD_ONCE_INIT;
 static bool libcurl_loaded;		/* written once, under libcurl_once */
 static char libcurl_error[256];
+/* RELAY_LIBCURL, set by relay_upstream_new() before any thread forwards. */
+static const char *libcurl_name = "libcurl.so.4";
 
 #define LIBCURL_SYM(field, name)	{ #name, offsetof(struct libcurl_api, field) }
 
@@ -240,7 +240,7 @@ static void
 libcurl_load_once(void)
 {
 	double t0 = relay_mono_s();
-	void *dl = dlopen(LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+	void *dl = dlopen(libcurl_name, RTLD_NOW | RTLD_LOCAL);
 
 	if (dl == NULL) {
 		snprintf(libcurl_error, sizeof(libcurl_error), "%s", dlerror());
@@ -252,7 +252,7 @@ libcurl_load_once(void)
 
 		if (fn == NULL) {
 			snprintf(libcurl_error, sizeof(libcurl_error),
-			    "%s lacks %s", LIBCURL_SONAME,
+			    "%s lacks %s", libcurl_name,
 			    libcurl_symbols[i].name);
 			goto fail;
 		}
@@ -272,13 +272,13 @@ libcurl_load_once(void)
 	}
 	libcurl_loaded = true;
 	TP_LOG(TP_LOG_INFO, "upstream.libcurl_loaded",
-	    TP_LSTR("library", LIBCURL_SONAME),
+	    TP_LSTR("library", libcurl_name),
 	    TP_LDBL("load_ms", (relay_mono_s() - t0) * 1000.0));
 	return;
 fail:
 	memset(&libcurl, 0, sizeof(libcurl));
 	TP_LOG(TP_LOG_ERROR, "upstream.libcurl_unavailable",
-	    TP_LSTR("library", LIBCURL_SONAME),
+	    TP_LSTR("library", libcurl_name),
 	    TP_LSTR("reason", libcurl_error));
 }
 
@@ -1617,6 +1617,8 @@ relay_upstream_new(struct relay_app *app, char *err, size_t errlen)
 	relay_circuit_init(&u->circuit, s->upstream_circuit,
 	    (unsigned)s->upstream_circuit_failures, s->upstream_circuit_open_ms);
 	atomic_store(&u->circuit_quiet, true);
+	if (s->libcurl != NULL && s->libcurl[0] != '\0')
+		libcurl_name = s->libcurl;
 	if (strncmp(u->base, "https://", 8) != 0 && relay_probe_url_parse(
 	    u->health_url, &u->probe_url, err, errlen) != 0)
 		goto fail;

@@ -838,6 +838,30 @@ class LazyLibcurl(unittest.TestCase):
                 self.assertEqual(len(loads), 1, loads)
 
 
+    def test_libcurl_that_cannot_be_loaded(self):
+        """A missing libcurl costs forwarding only: 500 JSON for forwarded
+        requests, one log line, the relay protocol and probes unharmed."""
+        with Upstream() as up:
+            env = relay_env(up, RELAY_LIBCURL="libtp-no-such-curl.so.4")
+            with Relay(env=env) as r:
+                for _ in range(2):
+                    status, headers, data = r.request("GET", "/v1/models")
+                    self.assertEqual(status, 500, data)
+                    self.assertEqual(headers["content-type"],
+                                     "application/json")
+                    self.assertEqual(error_of(data)["code"], "internal_error")
+                line = r.wait_log("upstream.libcurl_unavailable")
+                self.assertEqual(line["library"], "libtp-no-such-curl.so.4")
+                self.assertIn("libtp-no-such-curl.so.4", line["reason"])
+                self.assertEqual(len([ln for ln in r.logs() if ln.get(
+                    "message") == "upstream.libcurl_unavailable"]), 1)
+                self.assertEqual(up.stats()["requests"], 0)
+                self.assertEqual(r.get_json("/livez")[0], 200)
+                status, obj = r.post_json("/sink", {"server_public_key": "K"})
+                self.assertEqual(status, 200, obj)
+                self.assertFalse(maps_libcurl(r))
+
+
 class Health(unittest.TestCase):
     def test_transitions_with_debounce(self):
         with Upstream() as up:
