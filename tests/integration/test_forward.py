@@ -838,6 +838,27 @@ class LazyLibcurl(unittest.TestCase):
                 self.assertEqual(len(loads), 1, loads)
 
 
+    def test_https_upstream_is_checked_through_libcurl(self):
+        """The plain probe does no TLS: an https:// upstream is checked by
+        libcurl, loaded by the health thread. The fixture speaks plain
+        HTTP, so the TLS handshake fails and the upstream is down."""
+        with Upstream() as up:
+            env = {"TOKENPLACE_RELAY_UPSTREAM_URL":
+                   "https://127.0.0.1:%d" % up.port,
+                   "RELAY_UPSTREAM_HEALTH_INTERVAL_MS": "50",
+                   "RELAY_UPSTREAM_HEALTH_FAILURES": "1",
+                   "RELAY_UPSTREAM_CIRCUIT": "false"}
+            with Relay(env=env) as r:
+                st = wait_for(lambda: (lambda s: s if s["lastError"] else None)(
+                    upstream_state(r)), 10, what="health verdict")
+                self.assertEqual(st["upstream"], "down")
+                self.assertTrue(st["lastError"].startswith("GET /health: "),
+                                st)
+                r.wait_log("upstream.libcurl_loaded")
+                self.assertTrue(maps_libcurl(r))
+                status, _h, data = r.request("GET", "/v1/models")
+                self.assertEqual(status, 502, data)
+
     def test_libcurl_that_cannot_be_loaded(self):
         """A missing libcurl costs forwarding only: 500 JSON for forwarded
         requests, one log line, the relay protocol and probes unharmed."""
