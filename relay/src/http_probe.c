@@ -229,6 +229,9 @@ relay_probe_url_parse(const char *url, struct relay_probe_url *out,
 
 /* ---- name lookup ----------------------------------------------------------- */
 
+/* Lookup threads alive, abandoned ones included (see max_lookups). */
+static _Atomic unsigned lookups_running;
+
 struct lookup {
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 cond;
@@ -281,6 +284,7 @@ lookup_main(void *arg)
 	pthread_cond_signal(&l->cond);
 	pthread_mutex_unlock(&l->lock);
 	lookup_release(l);
+	atomic_fetch_sub(&lookups_running, 1);
 	return NULL;
 }
 
@@ -325,6 +329,7 @@ resolve(const struct relay_probe_url *u, const struct relay_probe_opts *o,
 	pthread_condattr_t ca;
 	char ebuf[128];
 	bool done;
+	unsigned max;
 	int rc, e;
 
 	*out = NULL;
@@ -342,13 +347,22 @@ resolve(const struct relay_probe_url *u, const struct relay_probe_opts *o,
 		return RELAY_PROBE_RESOLVE;
 	}
 
+	max = o->max_lookups > 0 ? o->max_lookups : RELAY_PROBE_LOOKUPS_DEFAULT;
+	if (atomic_fetch_add(&lookups_running, 1) >= max) {
+		atomic_fetch_sub(&lookups_running, 1);
+		set_reason(reason, len, "%s: %u earlier name lookups still "
+		    "running (DNS does not answer)", u->host, max);
+		return RELAY_PROBE_LOOKUPS_BUSY;
+	}
 	l = calloc(1, sizeof(*l));
 	if (l == NULL) {
+		atomic_fetch_sub(&lookups_running, 1);
 		set_reason(reason, len, "out of memory");
 		return RELAY_PROBE_INTERNAL;
 	}
 	if (pthread_condattr_init(&ca) != 0) {
 		free(l);
+		atomic_fetch_sub(&lookups_running, 1);
 		set_reason(reason, len, "cannot set up the name lookup");
 		return RELAY_PROBE_INTERNAL;
 	}
@@ -356,6 +370,7 @@ resolve(const struct relay_probe_url *u, const struct relay_probe_opts *o,
 	if (pthread_cond_init(&l->cond, &ca) != 0) {
 		pthread_condattr_destroy(&ca);
 		free(l);
+		atomic_fetch_sub(&lookups_running, 1);
 		set_reason(reason, len, "cannot set up the name lookup");
 		return RELAY_PROBE_INTERNAL;
 	}
@@ -367,6 +382,7 @@ resolve(const struct relay_probe_url *u, const struct relay_probe_opts *o,
 	if (lookup_start(l) != 0) {
 		l->refs = 1;
 		lookup_release(l);
+		atomic_fetch_sub(&lookups_running, 1);
 		set_reason(reason, len, "cannot start the name lookup thread");
 		return RELAY_PROBE_INTERNAL;
 	}
@@ -891,6 +907,8 @@ relay_probe_result_name(enum relay_probe_result r)
 		return "io";
 	case RELAY_PROBE_CANCELLED:
 		return "cancelled";
+	case RELAY_PROBE_LOOKUPS_BUSY:
+		return "lookups_busy";
 	case RELAY_PROBE_INTERNAL:
 		return "internal";
 	}

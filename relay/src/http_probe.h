@@ -4,10 +4,11 @@
  * does not have to load libcurl (and its dependency tree) just to ask the
  * GPU host whether it is up; https:// upstreams still go through libcurl.
  *
- * The probe is synchronous, keeps no global state and may run on any
- * number of threads at once. The host name is resolved afresh on every
- * probe; a slow lookup is abandoned (not waited for) at the deadline or
- * when the stop flag turns true.
+ * The probe is synchronous and may run on any number of threads at once.
+ * The host name is resolved afresh on every probe; a slow lookup is
+ * abandoned (not waited for) at the deadline or when the stop flag turns
+ * true. Its only process-wide state counts the lookups still running, so
+ * that a DNS server that never answers cannot pile up lookup threads.
  */
 #ifndef RELAY_HTTP_PROBE_H
 #define RELAY_HTTP_PROBE_H
@@ -24,6 +25,8 @@
 
 /* Used when relay_probe_opts.max_response_bytes is 0. */
 #define RELAY_PROBE_RESPONSE_MAX_DEFAULT	16384
+/* Used when relay_probe_opts.max_lookups is 0. */
+#define RELAY_PROBE_LOOKUPS_DEFAULT	4
 /* Used when relay_probe_opts.user_agent is NULL. */
 #define RELAY_PROBE_USER_AGENT_DEFAULT	"tokenplace-relay-health"
 
@@ -64,6 +67,10 @@ struct relay_probe_opts {
 	/* May be NULL. When it turns true the probe returns
 	 * RELAY_PROBE_CANCELLED within about 200 ms. */
 	const _Atomic bool *stop;
+	/* Name lookups that may run at once in the process, abandoned ones
+	 * included; a probe that would start one more fails at once with
+	 * RELAY_PROBE_LOOKUPS_BUSY. 0: RELAY_PROBE_LOOKUPS_DEFAULT. */
+	unsigned	max_lookups;
 };
 
 enum relay_probe_result {
@@ -75,6 +82,7 @@ enum relay_probe_result {
 	RELAY_PROBE_BAD_RESPONSE,	/* not HTTP/1.x, too big, or closed early */
 	RELAY_PROBE_IO,			/* send or receive failed (e.g. a reset) */
 	RELAY_PROBE_CANCELLED,		/* the stop flag turned true */
+	RELAY_PROBE_LOOKUPS_BUSY,	/* max_lookups lookups still running */
 	RELAY_PROBE_INTERNAL,		/* bad options, out of memory, no thread */
 };
 

@@ -231,6 +231,10 @@ const struct tp_setting relay_setting_table[] = {
 	{ "upstream_health_successes", "RELAY_UPSTREAM_HEALTH_SUCCESSES", NULL,
 	  TP_SETTING_INT, "2", 1, 1000, OFF(upstream_health_successes), NULL, 0,
 	  "consecutive good checks before a down upstream counts as up" },
+	{ "upstream_health_max_lookups", "RELAY_UPSTREAM_HEALTH_MAX_LOOKUPS", NULL,
+	  TP_SETTING_INT, "4", 1, 64, OFF(upstream_health_max_lookups), NULL, 0,
+	  "name lookups of the GPU host that may hang at once before checks "
+	  "fail without starting another" },
 	{ "upstream_circuit", "RELAY_UPSTREAM_CIRCUIT", NULL, TP_SETTING_BOOL,
 	  "true", 0, 0, OFF(upstream_circuit), NULL, 0,
 	  "fail fast (503) while the upstream is known down" },

@@ -48,6 +48,7 @@ struct relay_settings {
 	int64_t upstream_health_timeout_ms;
 	int64_t upstream_health_failures;
 	int64_t upstream_health_successes;
+	int64_t upstream_health_max_lookups;
 	bool upstream_circuit;
 	int64_t upstream_circuit_failures;
 	int64_t upstream_circuit_open_ms;

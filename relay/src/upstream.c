@@ -1299,6 +1299,7 @@ health_probe(struct relay_upstream *u, char *reason, size_t len)
 	/* Only the status line and headers are read. */
 	o.max_response_bytes = (size_t)s->upstream_max_header_bytes;
 	o.stop = &u->stop;
+	o.max_lookups = (unsigned)s->upstream_health_max_lookups;
 	switch (relay_http_probe(&u->probe_url, &o, &status, reason, len)) {
 	case RELAY_PROBE_OK:
 		reason[0] = '\0';
@@ -1309,6 +1310,9 @@ health_probe(struct relay_upstream *u, char *reason, size_t len)
 		return false;
 	case RELAY_PROBE_RESOLVE:
 		/* The reason already says "<host> does not resolve". */
+		return false;
+	case RELAY_PROBE_LOOKUPS_BUSY:
+		relay_app_count_limit(u->app, "upstream_health_lookups");
 		return false;
 	default:
 		break;

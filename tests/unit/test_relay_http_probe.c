@@ -716,6 +716,54 @@ test_probe_slow_lookup_abandoned(void **state)
 	wait_threads(before);
 }
 
+/*
+ * A DNS server that never answers must not pile up lookup threads: with
+ * max_lookups 2, two abandoned lookups fill the budget and the next probe
+ * fails at once without starting a third; once they finish, lookups run
+ * again.
+ */
+static void
+test_probe_lookups_capped(void **state)
+{
+	struct relay_probe_url u;
+	struct relay_probe_opts o;
+	struct srv s;
+	char err[128], reason[256], url[128];
+	int status = -1, before = thread_count(), held;
+
+	(void)state;
+	assert_int_equal(relay_probe_url_parse("http://slow.test:9/", &u, err,
+	    sizeof(err)), 0);
+	memset(&o, 0, sizeof(o));
+	o.timeout_ms = 100;
+	o.max_lookups = 2;
+	gai_hold(NULL);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(relay_http_probe(&u, &o, &status, reason,
+		    sizeof(reason)), RELAY_PROBE_TIMEOUT);
+	held = thread_count();
+	assert_int_equal(relay_http_probe(&u, &o, &status, reason,
+	    sizeof(reason)), RELAY_PROBE_LOOKUPS_BUSY);
+	assert_non_null(strstr(reason, "slow.test"));
+	/* No third thread (an earlier test's may still be leaving /proc). */
+	assert_true(thread_count() <= held);
+	assert_string_equal(relay_probe_result_name(RELAY_PROBE_LOOKUPS_BUSY),
+	    "lookups_busy");
+	gai_release();
+	wait_threads(before);
+
+	/* The budget is back once the lookups are over. */
+	srv_start(&s, SRV_OK);
+	srv_run(&s);
+	snprintf(url, sizeof(url), "http://loopback.test:%s/", s.port);
+	assert_int_equal(relay_probe_url_parse(url, &u, err, sizeof(err)), 0);
+	o.timeout_ms = 20000;
+	assert_int_equal(relay_http_probe(&u, &o, &status, reason,
+	    sizeof(reason)), RELAY_PROBE_OK);
+	srv_join(&s);
+	wait_threads(before);
+}
+
 static void
 test_probe_stop_during_lookup(void **state)
 {
@@ -813,6 +861,7 @@ main(void)
 		cmocka_unit_test(test_probe_name_lookup_on_thread),
 		cmocka_unit_test(test_probe_slow_lookup_abandoned),
 		cmocka_unit_test(test_probe_stop_during_lookup),
+		cmocka_unit_test(test_probe_lookups_capped),
 		cmocka_unit_test(test_probe_unresolvable_name),
 		cmocka_unit_test(test_probe_bad_options),
 	};
