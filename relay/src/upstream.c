@@ -60,6 +60,14 @@
 #define HEALTH_BODY_MAX		65536	/* a health answer is read and dropped */
 #define HEALTH_SLICE_MS		200
 #define PEND_MAX		65536	/* response bytes gathered per write */
+/*
+ * A request body announced at most this long is read whole before the
+ * transfer and handed to libcurl as POSTFIELDS: libcurl then sends it in
+ * the same send() as the headers (below its 64 KiB MAX_INITIAL_POST_SIZE),
+ * instead of a second send() and poll() through the read callback. Longer
+ * and chunked bodies stream.
+ */
+#define SMALL_BODY_MAX		(60 * 1024)
 
 /*
  * A pooled transfer context. The easy handle keeps the options common to
@@ -70,6 +78,7 @@ struct fwd_handle {
 	CURL *easy;
 	char *pend;			/* PEND_MAX bytes, reused by each transfer */
 	char *hdrbuf;			/* upstream_max_header_bytes + 1 */
+	char *body;			/* SMALL_BODY_MAX bytes, made at first use */
 	bool configured;
 	struct fwd_handle *next;
 };
@@ -146,6 +155,7 @@ struct fwd {
 	bool body_done;
 	int64_t body_len;		/* announced Content-Length, -1 if none */
 	uint64_t body_sent;
+	const char *small_body;		/* read whole (SMALL_BODY_MAX), or NULL */
 
 	long status;
 	bool headers_done;
@@ -392,6 +402,7 @@ handle_free(struct fwd_handle *h)
 	libcurl.multi_cleanup(h->multi);
 	free(h->pend);
 	free(h->hdrbuf);
+	free(h->body);
 	free(h);
 }
 
@@ -757,7 +768,12 @@ set_request_options(struct fwd *f, CURL *e, const char *url,
 	}
 	if (strcmp(m, "GET") == 0 && !f->has_body)
 		return;
-	if (f->has_body) {
+	if (f->small_body != NULL) {
+		(void)libcurl.easy_setopt(e, CURLOPT_POST, 1L);
+		(void)libcurl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)f->body_sent);
+		(void)libcurl.easy_setopt(e, CURLOPT_POSTFIELDS, f->small_body);
+	} else if (f->has_body) {
 		(void)libcurl.easy_setopt(e, CURLOPT_POST, 1L);
 		(void)libcurl.easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
 		/* -1: unknown length, sent chunked. */
@@ -772,6 +788,43 @@ set_request_options(struct fwd *f, CURL *e, const char *url,
 	}
 	if (strcmp(m, "POST") != 0)
 		(void)libcurl.easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+}
+
+/*
+ * Reads a small announced body whole into the handle's buffer (see
+ * SMALL_BODY_MAX). Returns 0, or -1 with f->failure set when the client
+ * fails to send what it announced.
+ */
+static int
+read_small_body(struct fwd *f, struct fwd_handle *h)
+{
+	size_t want = (size_t)f->body_len, got = 0;
+	char end;
+
+	if (h->body == NULL && (h->body = malloc(SMALL_BODY_MAX)) == NULL) {
+		f->failure = RELAY_FWD_INTERNAL;
+		return -1;
+	}
+	while (got < want) {
+		ssize_t n = relay_request_read(f->req, h->body + got, want - got);
+
+		if (n <= 0) {
+			f->body_sent = got;
+			f->failure = RELAY_FWD_BAD_REQUEST;
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	/* Reading the end tells the adapter the connection can be kept. */
+	if (relay_request_read(f->req, &end, 1) != 0) {
+		f->failure = RELAY_FWD_BAD_REQUEST;
+		return -1;
+	}
+	f->small_body = h->body;
+	f->body_sent = got;
+	f->body_done = true;
+	f->last_activity = relay_mono_s();
+	return 0;
 }
 
 /* Options every forward shares, set once per pooled handle. */
@@ -1132,11 +1185,15 @@ relay_upstream_forward(struct relay_upstream *u, struct relay_request *req,
 	}
 	f.pend = h->pend;
 	f.hdrbuf = h->hdrbuf;
+	if (f.has_body && f.body_len > 0 && f.body_len <= SMALL_BODY_MAX &&
+	    read_small_body(&f, h) != 0)
+		goto done;
 	if (!h->configured)
 		configure_handle(u, h);
 	set_request_options(&f, h->easy, url, hdrs);
 	rc = drive(&f, h);
 	/* Nothing of this request may outlive it in the pooled handle. */
+	(void)libcurl.easy_setopt(h->easy, CURLOPT_POSTFIELDS, (char *)NULL);
 	(void)libcurl.easy_setopt(h->easy, CURLOPT_ERRORBUFFER, (char *)NULL);
 	(void)libcurl.easy_setopt(h->easy, CURLOPT_HTTPHEADER,
 	    (struct curl_slist *)NULL);

@@ -254,6 +254,27 @@ class PassThrough(unittest.TestCase):
         self.assertEqual(echo["body_len"], 0)
         self.assertEqual(header_value(echo, "Content-Length"), "0")
 
+    def test_body_shorter_than_announced_never_reaches_upstream(self):
+        """A small body is read whole before the upstream is contacted: a
+        client that announces 100 bytes, sends 40 and stops sending gets
+        400 and the upstream sees nothing of it."""
+        rid = new_rid("short")
+        s = socket.create_connection(("127.0.0.1", self.relay.port),
+                                     timeout=scaled(30))
+        try:
+            s.sendall(("POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n"
+                       "Content-Type: application/json\r\nX-Request-Id: %s"
+                       "\r\nContent-Length: 100\r\n\r\n" % rid).encode()
+                      + b"x" * 40)
+            s.shutdown(socket.SHUT_WR)
+            f = s.makefile("rb")
+            status_line = f.readline()
+            self.assertEqual(status_line.split()[1], b"400", status_line)
+            f.close()
+        finally:
+            s.close()
+        self.assertIsNone(self.up.seen(rid))
+
     def test_upstream_status_and_headers_pass_through(self):
         for code in (400, 404, 418, 500, 503):
             status, headers, data = self.relay.request(
