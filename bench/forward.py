@@ -32,7 +32,7 @@ CONNECTIONS = 32
 ROUNDS = 3
 # Seconds per wrk run, at most: 3 parties x 2 methods x ROUNDS runs must
 # keep `make bench` short; shortening runs keeps every round.
-ROUND_SECONDS = 2
+ROUND_SECONDS = 3
 ONE_CONNECTION_SECONDS = 2
 
 POST_LUA = """
