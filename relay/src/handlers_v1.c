@@ -17,6 +17,7 @@
 #include "app.h"
 #include "auth.h"
 #include "handlers.h"
+#include "percent.h"
 #include "settings.h"
 #include "tokenplace/log.h"
 #include "tokenplace/proto_v1.h"
@@ -407,18 +408,6 @@ relay_handle_v1_unregister(struct relay_app *app, struct relay_request *req,
 
 /* ---- client routes -------------------------------------------------------------- */
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * The decoded value of query parameter `name` into out (last occurrence
  * wins, as Flask's args.get does not, but nobody repeats them). Returns
@@ -439,14 +428,16 @@ query_get(const char *q, const char *name, char *out, size_t outlen)
 			size_t o = 0;
 
 			while (p < end) {
-				char c = *p++;
+				char c = *p;
+				int v = end - p >= 3 ? relay_percent_byte(p) : -1;
 
-				if (c == '+') {
-					c = ' ';
-				} else if (c == '%' && end - p >= 2 &&
-				    hexval(p[0]) >= 0 && hexval(p[1]) >= 0) {
-					c = (char)(hexval(p[0]) * 16 + hexval(p[1]));
-					p += 2;
+				if (v >= 0) {
+					c = (char)v;
+					p += 3;
+				} else {
+					if (c == '+')
+						c = ' ';
+					p++;
 				}
 				if (o + 1 >= outlen)
 					return -1;

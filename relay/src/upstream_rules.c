@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "percent.h"
+
 static struct relay_fwd_prefixes route_prefixes;
 
 static bool
@@ -109,18 +111,6 @@ relay_fwd_path_matches(const struct relay_fwd_prefixes *p, const char *path)
 	return matching_prefix(p, path) != NULL;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Percent-decodes only the characters that change how a path splits into
  * segments ('.', '/', '\'), as a lenient upstream would.
@@ -129,14 +119,11 @@ static char
 segment_char(const char **pp)
 {
 	const char *p = *pp;
+	int v = relay_percent_byte(p);
 
-	if (p[0] == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-		int v = hexval(p[1]) * 16 + hexval(p[2]);
-
-		if (v == '.' || v == '/' || v == '\\') {
-			*pp = p + 3;
-			return (char)v;
-		}
+	if (v == '.' || v == '/' || v == '\\') {
+		*pp = p + 3;
+		return (char)v;
 	}
 	*pp = p + 1;
 	return p[0];
