@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "json.h"
 #include "utf8.h"
 
 /* Fields whose presence means a client sent plaintext (HEAD's guard list). */
@@ -318,18 +320,6 @@ tp_py_int(const struct cJSON *v, int64_t *out)
 
 /* ---- field access ------------------------------------------------------ */
 
-/* Python dicts keep the last of duplicate keys; cJSON keeps them all. */
-static const cJSON *
-member(const cJSON *obj, const char *name)
-{
-	const cJSON *c, *found = NULL;
-
-	for (c = obj->child; c != NULL; c = c->next)
-		if (c->string != NULL && strcmp(c->string, name) == 0)
-			found = c;
-	return found;
-}
-
 enum field_rc {
 	F_OK = 0,
 	F_ABSENT,	/* missing */
@@ -340,7 +330,7 @@ enum field_rc {
 static enum field_rc
 str_field(const cJSON *obj, const char *name, struct tp_str *out)
 {
-	const cJSON *v = member(obj, name);
+	const cJSON *v = tp_json_member(obj, name);
 
 	out->ptr = NULL;
 	out->len = 0;
@@ -373,7 +363,7 @@ has_plaintext(const cJSON *obj)
 	size_t i;
 
 	for (i = 0; i < sizeof(plaintext_fields) / sizeof(plaintext_fields[0]); i++)
-		if (member(obj, plaintext_fields[i]) != NULL)
+		if (tp_json_member(obj, plaintext_fields[i]) != NULL)
 			return true;
 	return false;
 }
@@ -439,7 +429,7 @@ tp_faucet_parse(const struct cJSON *body, const struct tp_proto_limits *lim,
 	if (out->server_public_key.len > lim->max_key_bytes ||
 	    out->client_public_key.len > lim->max_key_bytes)
 		return fail(err, 400, TP_ERR_OBJECT, TP_MSG_KEY_TOO_LONG);
-	out->stream = tp_py_truthy(member(body, "stream"));
+	out->stream = tp_py_truthy(tp_json_member(body, "stream"));
 	if (out->stream && out->client_public_key.len == 0)
 		return fail(err, 400, TP_ERR_OBJECT, TP_MSG_STREAM_NEEDS_KEY);
 	return 0;
@@ -455,7 +445,7 @@ tp_sink_parse(const struct cJSON *body, const struct tp_proto_limits *lim,
 	out->max_batch_size = 1;
 	if (!cJSON_IsObject(body))
 		return fail(err, 400, TP_ERR_STRING, TP_MSG_INVALID_REQUEST);
-	mbs = member(body, "max_batch_size");
+	mbs = tp_json_member(body, "max_batch_size");
 	if (mbs != NULL && !cJSON_IsNull(mbs)) {
 		if (tp_py_int(mbs, &out->max_batch_size) != 0 ||
 		    out->max_batch_size < 1)
@@ -530,13 +520,13 @@ tp_stream_source_parse(const struct cJSON *body,
 	memset(out, 0, sizeof(*out));
 	if (!cJSON_IsObject(body) || body->child == NULL)
 		return fail(err, 400, TP_ERR_STRING, TP_MSG_INVALID_REQUEST);
-	out->chunk = member(body, "chunk");
+	out->chunk = tp_json_member(body, "chunk");
 	if (str_field(body, "session_id", &out->session_id) != F_OK ||
 	    out->chunk == NULL || !json_utf8_valid(out->chunk, 0))
 		return fail(err, 400, TP_ERR_STRING, TP_MSG_INVALID_REQUEST);
 	if (out->session_id.len > lim->max_key_bytes)
 		return fail(err, 400, TP_ERR_STRING, TP_MSG_SESSION_TOO_LONG);
-	out->final = tp_py_truthy(member(body, "final"));
+	out->final = tp_py_truthy(tp_json_member(body, "final"));
 	return 0;
 }
 
@@ -732,7 +722,7 @@ jb_value(struct jbuf *b, const cJSON *v)
 			first = false;
 			jb_str(b, kids[i]->string, strlen(kids[i]->string));
 			jb_puts(b, ":");
-			jb_value(b, member(v, kids[i]->string));
+			jb_value(b, tp_json_member(v, kids[i]->string));
 		}
 		free(kids);
 		jb_puts(b, "}");

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
+
 static const char *const plaintext_keys[] = {
 	"messages", "prompt", "input", "content", "response", "text",
 };
@@ -106,18 +108,6 @@ tp_v1_resolve_model(const char *requested, char *lowered, size_t lowered_len)
 
 /* ---- field access ------------------------------------------------------ */
 
-/* Python dicts keep the last of duplicate keys; so do we. */
-static const cJSON *
-member(const cJSON *obj, const char *name)
-{
-	const cJSON *c, *found = NULL;
-
-	for (c = obj->child; c != NULL; c = c->next)
-		if (c->string != NULL && strcmp(c->string, name) == 0)
-			found = c;
-	return found;
-}
-
 enum field_rc {
 	F_OK = 0,
 	F_ABSENT,	/* missing or JSON null */
@@ -130,7 +120,7 @@ static enum field_rc
 str_field(const cJSON *obj, const char *name, size_t max,
     struct tp_str *out)
 {
-	const cJSON *v = member(obj, name);
+	const cJSON *v = tp_json_member(obj, name);
 	size_t n;
 
 	out->ptr = NULL;
@@ -306,28 +296,28 @@ tp_v1_caps_parse(const struct cJSON *v, struct tp_v1_caps *out,
 		*message = "capabilities must be an object";
 		return -1;
 	}
-	x = member(v, "api_version");
+	x = tp_json_member(v, "api_version");
 	if (x != NULL && !cJSON_IsNull(x) &&
 	    !(cJSON_IsString(x) && strcmp(x->valuestring, "v1") == 0) &&
 	    !(int_value(x, 1, 1, &n))) {
 		*message = "capabilities.api_version must be v1";
 		return -1;
 	}
-	x = member(v, "active_context_tier");
+	x = tp_json_member(v, "active_context_tier");
 	if (x == NULL || cJSON_IsNull(x))
-		x = member(v, "context_tier");
+		x = tp_json_member(v, "context_tier");
 	if (x != NULL && !cJSON_IsNull(x) &&
 	    (!cJSON_IsString(x) || tp_v1_tier_parse(x->valuestring, &out->tier))) {
 		*message = "capabilities.active_context_tier must be 8k-fast or 64k-full";
 		return -1;
 	}
 	out->max_context_tokens = tp_v1_tier_tokens(out->tier);
-	x = member(v, "supported_model_ids");
+	x = tp_json_member(v, "supported_model_ids");
 	if (x == NULL || cJSON_IsNull(x))
-		x = member(v, "model_ids");
+		x = tp_json_member(v, "model_ids");
 	if (x != NULL && !cJSON_IsNull(x) && caps_models(x, out, message) != 0)
 		return -1;
-	x = member(v, "maximum_total_context_tokens");
+	x = tp_json_member(v, "maximum_total_context_tokens");
 	if (x != NULL && !cJSON_IsNull(x)) {
 		if (!int_value(x, tp_v1_tier_tokens(out->tier), TP_V1_MAX_CAP_INT,
 		    &out->max_context_tokens)) {
@@ -336,14 +326,14 @@ tp_v1_caps_parse(const struct cJSON *v, struct tp_v1_caps *out,
 			return -1;
 		}
 	}
-	x = member(v, "maximum_output_tokens");
+	x = tp_json_member(v, "maximum_output_tokens");
 	if (x != NULL && !cJSON_IsNull(x) &&
 	    !int_value(x, 1, TP_V1_MAX_CAP_INT, &out->max_output_tokens)) {
 		*message = "capabilities.maximum_output_tokens must be an integer "
 		    "from 1 to 1000000";
 		return -1;
 	}
-	x = member(v, "default_output_token_reservation");
+	x = tp_json_member(v, "default_output_token_reservation");
 	if (x != NULL && !cJSON_IsNull(x) &&
 	    !int_value(x, 1, TP_V1_MAX_CAP_INT, &out->default_output_reservation)) {
 		*message = "capabilities.default_output_token_reservation must be "
@@ -356,14 +346,14 @@ tp_v1_caps_parse(const struct cJSON *v, struct tp_v1_caps *out,
 		    "exceed maximum_output_tokens";
 		return -1;
 	}
-	x = member(v, "max_concurrency");
+	x = tp_json_member(v, "max_concurrency");
 	if (x != NULL && !cJSON_IsNull(x) &&
 	    !int_value(x, 1, TP_V1_MAX_CONCURRENCY, &out->max_concurrency)) {
 		*message = "capabilities.max_concurrency must be an integer from 1 "
 		    "to 128";
 		return -1;
 	}
-	x = member(v, "backend_class");
+	x = tp_json_member(v, "backend_class");
 	if (cJSON_IsString(x)) {
 		size_t i;
 
@@ -404,7 +394,7 @@ tp_v1_register_parse(const struct cJSON *body, const struct tp_v1_limits *lim,
 
 	if (node_key(body, lim, out, err) != 0)
 		return -1;
-	caps = member(body, "capabilities");
+	caps = tp_json_member(body, "capabilities");
 	out->has_caps = caps != NULL && !cJSON_IsNull(caps);
 	if (tp_v1_caps_parse(caps, &out->caps, &out->caps_error) != 0)
 		return fail(err, 400, "invalid_capabilities", out->caps_error);
@@ -420,7 +410,7 @@ tp_v1_poll_parse(const struct cJSON *body, const struct tp_v1_limits *lim,
 
 	if (node_key(body, lim, out, err) != 0)
 		return -1;
-	caps = member(body, "capabilities");
+	caps = tp_json_member(body, "capabilities");
 	out->has_caps = caps != NULL && !cJSON_IsNull(caps);
 	if (out->has_caps)
 		out->caps_valid = tp_v1_caps_parse(caps, &out->caps,
@@ -496,8 +486,8 @@ envelope_parse(const cJSON *body, const struct tp_v1_limits *lim,
 		out->cancel_token.ptr = NULL;	/* never stored with a response */
 		out->cancel_token.len = 0;
 	}
-	out->protocol = member(body, "protocol");
-	out->version = member(body, "version");
+	out->protocol = tp_json_member(body, "protocol");
+	out->version = tp_json_member(body, "version");
 	if (!scalar_or_absent(out->protocol) || !scalar_or_absent(out->version))
 		return fail(err, 400, NULL, TP_V1_MSG_INVALID);
 	if (cJSON_IsNull(out->protocol))
@@ -556,10 +546,10 @@ tp_v1_progress_parse(const struct cJSON *body, const struct tp_v1_limits *lim,
 	if (count != NELEM(progress_keys))
 		return fail(err, 400, NULL, TP_V1_MSG_PROGRESS_SCHEMA);
 	for (i = 0; i < NELEM(progress_keys); i++)
-		if (member(body, progress_keys[i]) == NULL)
+		if (tp_json_member(body, progress_keys[i]) == NULL)
 			return fail(err, 400, NULL, TP_V1_MSG_PROGRESS_SCHEMA);
-	proto = member(body, "protocol");
-	ver = member(body, "version");
+	proto = tp_json_member(body, "protocol");
+	ver = tp_json_member(body, "version");
 	if (!cJSON_IsString(proto) || strcmp(proto->valuestring, TP_V1_PROTOCOL) != 0 ||
 	    !int_value(ver, 1, 1, &v))
 		return fail(err, 400, NULL, TP_V1_MSG_PROGRESS_PROTOCOL);
@@ -589,9 +579,9 @@ tp_v1_control_parse(const struct cJSON *body, const struct tp_v1_limits *lim,
 	    &out->control_credential);
 	if (rc != F_OK && rc != F_ABSENT)
 		return fail(err, 403, NULL, TP_V1_MSG_BAD_CREDENTIAL);
-	ack = member(body, "acknowledge");
+	ack = tp_json_member(body, "acknowledge");
 	if (ack == NULL)
-		ack = member(body, "ack");
+		ack = tp_json_member(body, "ack");
 	out->acknowledge = ack != NULL && tp_py_truthy(ack);
 	return 0;
 }
@@ -655,11 +645,11 @@ tp_v1_cancel_parse(const struct cJSON *body, const struct tp_v1_limits *lim,
 	    &out->cancel_token);
 	if (rc != F_OK)
 		out->cancel_token.ptr = NULL;	/* refused by the token check */
-	status = member(body, "status");
+	status = tp_json_member(body, "status");
 	out->status = cJSON_IsString(status) &&
 	    strcmp(status->valuestring, "expired") == 0 ?
 	    TP_V1_EXPIRED : TP_V1_CANCELLED;
-	reason = member(body, "reason");
+	reason = tp_json_member(body, "reason");
 	out->reason = tp_v1_reason_sanitise(cJSON_IsString(reason) ?
 	    reason->valuestring : NULL, out->status);
 	return 0;
