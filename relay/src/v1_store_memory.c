@@ -221,21 +221,6 @@ caps_copy(const struct tp_v1_caps *c)
 	return k;
 }
 
-static bool
-caps_has_model(const struct caps *c, const char *model)
-{
-	size_t off = 0, i;
-
-	for (i = 0; i < c->nmodels; i++) {
-		const char *m = c->models + off;
-
-		if (strcmp(m, model) == 0)
-			return true;
-		off += strlen(m) + 1;
-	}
-	return false;
-}
-
 /* ---- tombstones -------------------------------------------------------------- */
 
 static void
@@ -759,7 +744,8 @@ mem_select(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 			node_remove(m, lim, now, n, true, fx);
 			continue;
 		}
-		if (n->caps->tier < tier || !caps_has_model(n->caps, model) ||
+		if (n->caps->tier < tier ||
+		    !tp_v1_models_has(n->caps->models, n->caps->nmodels, model) ||
 		    n->caps->max_context < tp_v1_tier_tokens(tier))
 			continue;
 		matching++;

@@ -222,18 +222,24 @@ tp_v1_caps_default(struct tp_v1_caps *c)
 }
 
 bool
-tp_v1_caps_has_model(const struct tp_v1_caps *c, const char *model)
+tp_v1_models_has(const char *models, size_t n, const char *model)
 {
 	size_t off = 0, i;
 
-	for (i = 0; i < c->nmodels; i++) {
-		const char *m = c->models + off;
+	for (i = 0; i < n; i++) {
+		const char *m = models + off;
 
 		if (strcmp(m, model) == 0)
 			return true;
 		off += strlen(m) + 1;
 	}
 	return false;
+}
+
+bool
+tp_v1_caps_has_model(const struct tp_v1_caps *c, const char *model)
+{
+	return tp_v1_models_has(c->models, c->nmodels, model);
 }
 
 static int

@@ -117,6 +117,13 @@ int tp_v1_caps_parse(const struct cJSON *v, struct tp_v1_caps *out,
 bool tp_v1_caps_has_model(const struct tp_v1_caps *c, const char *model);
 
 /*
+ * The same test on a model list kept elsewhere in the tp_v1_caps layout
+ * (n ids, each NUL-ended, one after the other), as the relay's store
+ * keeps it.
+ */
+bool tp_v1_models_has(const char *models, size_t n, const char *model);
+
+/*
  * Resolves a requested model (NULL or empty = the default): lower-cases
  * it into buf and maps the HEAD aliases (llama-3.1-8b-instruct, ...) to
  * their model. Returns the resolved id (static or buf), or NULL when the
