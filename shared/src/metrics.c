@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "compat.h"
 #include "utf8.h"
 
@@ -955,49 +956,12 @@ format_value(double v, char out[VALUE_MAX])
 	}
 }
 
-/* Output buffer; after the first failed allocation every append is a no-op. */
-struct rbuf {
-	char	*p;
-	size_t	 len;
-	size_t	 cap;
-	bool	 oom;
-};
-
-static void
-rb_add(struct rbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t ncap = b->cap ? b->cap : 4096;
-		char *np;
-
-		while (ncap < b->len + n + 1)
-			ncap *= 2;
-		if ((np = realloc(b->p, ncap)) == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->p = np;
-		b->cap = ncap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void
-rb_str(struct rbuf *b, const char *s)
-{
-	rb_add(b, s, strlen(s));
-}
-
 /*
  * Appends s escaped: backslash and newline always, the double quote too
  * inside label values (HELP text keeps quotes as they are).
  */
 static void
-rb_escaped(struct rbuf *b, const char *s, bool label_value)
+rb_escaped(struct tp_buf *b, const char *s, bool label_value)
 {
 	const char *run = s;
 
@@ -1012,63 +976,63 @@ rb_escaped(struct rbuf *b, const char *s, bool label_value)
 			esc = "\\\"";
 		if (esc == NULL)
 			continue;
-		rb_add(b, run, (size_t)(s - run));
-		rb_add(b, esc, 2);
+		tp_buf_add(b, run, (size_t)(s - run));
+		tp_buf_add(b, esc, 2);
 		run = s + 1;
 	}
-	rb_add(b, run, (size_t)(s - run));
+	tp_buf_add(b, run, (size_t)(s - run));
 }
 
 static void
-rb_header(struct rbuf *b, const char *name, const char *help,
+rb_header(struct tp_buf *b, const char *name, const char *help,
     const char *type)
 {
-	rb_str(b, "# HELP ");
-	rb_str(b, name);
-	rb_str(b, " ");
+	tp_buf_puts(b, "# HELP ");
+	tp_buf_puts(b, name);
+	tp_buf_puts(b, " ");
 	rb_escaped(b, help, false);
-	rb_str(b, "\n# TYPE ");
-	rb_str(b, name);
-	rb_str(b, " ");
-	rb_str(b, type);
-	rb_str(b, "\n");
+	tp_buf_puts(b, "\n# TYPE ");
+	tp_buf_puts(b, name);
+	tp_buf_puts(b, " ");
+	tp_buf_puts(b, type);
+	tp_buf_puts(b, "\n");
 }
 
 /* One sample line; `c` NULL for a label-less function family. */
 static void
-rb_sample(struct rbuf *b, const struct family *f, const char *suffix,
+rb_sample(struct tp_buf *b, const struct family *f, const char *suffix,
     const struct child *c, const char *le, double v)
 {
 	char num[VALUE_MAX];
 	size_t nlabels = c != NULL ? f->nlabels : 0;
 
-	rb_str(b, f->name);
-	rb_str(b, suffix);
+	tp_buf_puts(b, f->name);
+	tp_buf_puts(b, suffix);
 	if (nlabels > 0 || le != NULL) {
-		rb_str(b, "{");
+		tp_buf_puts(b, "{");
 		for (size_t i = 0; i < nlabels; i++) {
 			if (i > 0)
-				rb_str(b, ",");
-			rb_str(b, f->label_names[i]);
-			rb_str(b, "=\"");
+				tp_buf_puts(b, ",");
+			tp_buf_puts(b, f->label_names[i]);
+			tp_buf_puts(b, "=\"");
 			rb_escaped(b, c->values[i], true);
-			rb_str(b, "\"");
+			tp_buf_puts(b, "\"");
 		}
 		if (le != NULL) {
-			rb_str(b, nlabels > 0 ? ",le=\"" : "le=\"");
-			rb_str(b, le);
-			rb_str(b, "\"");
+			tp_buf_puts(b, nlabels > 0 ? ",le=\"" : "le=\"");
+			tp_buf_puts(b, le);
+			tp_buf_puts(b, "\"");
 		}
-		rb_str(b, "}");
+		tp_buf_puts(b, "}");
 	}
 	format_value(v, num);
-	rb_str(b, " ");
-	rb_str(b, num);
-	rb_str(b, "\n");
+	tp_buf_puts(b, " ");
+	tp_buf_puts(b, num);
+	tp_buf_puts(b, "\n");
 }
 
 static void
-render_histogram_child(struct rbuf *b, const struct family *f,
+render_histogram_child(struct tp_buf *b, const struct family *f,
     const struct child *c)
 {
 	const struct tp_histogram_child *hc =
@@ -1095,7 +1059,7 @@ render_histogram_child(struct rbuf *b, const struct family *f,
 }
 
 static void
-render_family(struct rbuf *b, struct family *f)
+render_family(struct tp_buf *b, struct family *f)
 {
 	static const char *const types[] = {
 		[FAM_COUNTER] = "counter",
@@ -1145,7 +1109,7 @@ render_family(struct rbuf *b, struct family *f)
 
 /* tp_metrics_dropped_total{metric="<family>"} for every labelled family. */
 static void
-render_dropped(struct rbuf *b, const struct tp_metrics_registry *reg)
+render_dropped(struct tp_buf *b, const struct tp_metrics_registry *reg)
 {
 	char num[VALUE_MAX];
 	bool header = false;
@@ -1157,34 +1121,27 @@ render_dropped(struct rbuf *b, const struct tp_metrics_registry *reg)
 			rb_header(b, DROPPED_NAME, DROPPED_HELP, "counter");
 			header = true;
 		}
-		rb_str(b, DROPPED_NAME "{metric=\"");
+		tp_buf_puts(b, DROPPED_NAME "{metric=\"");
 		rb_escaped(b, f->name, true);
-		rb_str(b, "\"} ");
+		tp_buf_puts(b, "\"} ");
 		format_value((double)atomic_load_explicit(&f->dropped,
 		    memory_order_relaxed), num);
-		rb_str(b, num);
-		rb_str(b, "\n");
+		tp_buf_puts(b, num);
+		tp_buf_puts(b, "\n");
 	}
 }
 
 char *
 tp_metrics_render(struct tp_metrics_registry *reg, size_t *len)
 {
-	struct rbuf b = { NULL, 0, 0, false };
+	struct tp_buf b = TP_BUF_INIT;
 
 	if (reg == NULL)
 		return NULL;
-	rb_add(&b, "", 0);
 	for (struct family *f = reg->first; f != NULL; f = f->next)
 		render_family(&b, f);
 	render_dropped(&b, reg);
-	if (b.oom) {
-		free(b.p);
-		return NULL;
-	}
-	if (len != NULL)
-		*len = b.len;
-	return b.p;
+	return tp_buf_finish(&b, len);
 }
 
 /* ---- process collectors ------------------------------------------------ */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "json.h"
 #include "utf8.h"
 
@@ -25,58 +26,8 @@ static const char *const plaintext_fields[] = {
 
 /* ---- growing output buffer ------------------------------------------- */
 
-struct jbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static int
-jb_reserve(struct jbuf *b, size_t more)
-{
-	size_t ncap;
-	char *np;
-
-	if (b->oom)
-		return -1;
-	if (more < b->cap - b->len)
-		return 0;
-	ncap = b->cap ? b->cap : 64;
-	while (ncap - b->len <= more) {
-		if (ncap > SIZE_MAX / 2) {
-			b->oom = true;
-			return -1;
-		}
-		ncap *= 2;
-	}
-	np = realloc(b->p, ncap);
-	if (np == NULL) {
-		b->oom = true;
-		return -1;
-	}
-	b->p = np;
-	b->cap = ncap;
-	return 0;
-}
-
 static void
-jb_put(struct jbuf *b, const char *s, size_t n)
-{
-	if (jb_reserve(b, n) != 0)
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void
-jb_puts(struct jbuf *b, const char *s)
-{
-	jb_put(b, s, strlen(s));
-}
-
-static void
-jb_str(struct jbuf *b, const char *s, size_t n)
+jb_str(struct tp_buf *b, const char *s, size_t n)
 {
 	if (b->oom)
 		return;
@@ -85,28 +36,12 @@ jb_str(struct jbuf *b, const char *s, size_t n)
 }
 
 static void
-jb_int(struct jbuf *b, long long v)
+jb_int(struct tp_buf *b, long long v)
 {
 	char tmp[32];
 	int n = snprintf(tmp, sizeof(tmp), "%lld", v);
 
-	jb_put(b, tmp, (size_t)n);
-}
-
-/* Hands the buffer to the caller, or frees it and returns NULL. */
-static char *
-jb_finish(struct jbuf *b, size_t *len)
-{
-	if (jb_reserve(b, 0) != 0 || b->oom) {
-		free(b->p);
-		if (len != NULL)
-			*len = 0;
-		return NULL;
-	}
-	b->p[b->len] = '\0';
-	if (len != NULL)
-		*len = b->len;
-	return b->p;
+	tp_buf_add(b, tmp, (size_t)n);
 }
 
 /* ---- strings ---------------------------------------------------------- */
@@ -130,7 +65,7 @@ tp_utf8_valid(const char *s, size_t len)
 }
 
 static void
-put_u16(struct jbuf *b, uint32_t u)
+put_u16(struct tp_buf *b, uint32_t u)
 {
 	static const char hex[] = "0123456789abcdef";
 	char *e = b->p + b->len;
@@ -146,7 +81,7 @@ put_u16(struct jbuf *b, uint32_t u)
 }
 
 static void
-put_short(struct jbuf *b, char c)
+put_short(struct tp_buf *b, char c)
 {
 	b->p[b->len++] = '\\';
 	b->p[b->len++] = c;
@@ -156,13 +91,13 @@ int
 tp_json_put_string(char **buf, size_t *len, size_t *cap, const char *s,
     size_t slen)
 {
-	struct jbuf b = { *buf, *len, *cap, false };
+	struct tp_buf b = { *buf, *len, *cap, false };
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0, run, k;
 	uint32_t cp;
 	int rc = -1;
 
-	if (slen > SIZE_MAX - 3 || jb_reserve(&b, slen + 2) != 0)
+	if (slen > SIZE_MAX - 3 || tp_buf_reserve(&b, slen + 2) != 0)
 		goto out;
 	b.p[b.len++] = '"';
 	while (i < slen) {
@@ -172,14 +107,14 @@ tp_json_put_string(char **buf, size_t *len, size_t *cap, const char *s,
 		    u[run] != '"' && u[run] != '\\')
 			run++;
 		if (run > i) {
-			if (jb_reserve(&b, run - i + 1) != 0)
+			if (tp_buf_reserve(&b, run - i + 1) != 0)
 				goto out;
 			memcpy(b.p + b.len, s + i, run - i);
 			b.len += run - i;
 			i = run;
 			continue;
 		}
-		if (jb_reserve(&b, 16) != 0)
+		if (tp_buf_reserve(&b, 16) != 0)
 			goto out;
 		switch (u[i]) {
 		case '"': put_short(&b, '"'); i++; continue;
@@ -210,7 +145,7 @@ tp_json_put_string(char **buf, size_t *len, size_t *cap, const char *s,
 			put_u16(&b, cp);
 		i += k;
 	}
-	if (jb_reserve(&b, 1) != 0)
+	if (tp_buf_reserve(&b, 1) != 0)
 		goto out;
 	b.p[b.len++] = '"';
 	b.p[b.len] = '\0';
@@ -551,34 +486,34 @@ tp_unregister_parse(const struct cJSON *body,
 char *
 tp_faucet_encode(const struct tp_faucet_request *req, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 
-	jb_puts(&b, "\"chat_history\":");
+	tp_buf_puts(&b, "\"chat_history\":");
 	jb_str(&b, req->chat_history.ptr, req->chat_history.len);
-	jb_puts(&b, ",\"cipherkey\":");
+	tp_buf_puts(&b, ",\"cipherkey\":");
 	jb_str(&b, req->cipherkey.ptr, req->cipherkey.len);
-	jb_puts(&b, ",\"client_public_key\":");
+	tp_buf_puts(&b, ",\"client_public_key\":");
 	if (req->client_public_key.ptr != NULL)
 		jb_str(&b, req->client_public_key.ptr, req->client_public_key.len);
 	else
-		jb_puts(&b, "null");
-	jb_puts(&b, ",\"iv\":");
+		tp_buf_puts(&b, "null");
+	tp_buf_puts(&b, ",\"iv\":");
 	jb_str(&b, req->iv.ptr, req->iv.len);
-	return jb_finish(&b, len);
+	return tp_buf_finish(&b, len);
 }
 
 char *
 tp_source_encode(const struct tp_source_request *req, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 
-	jb_puts(&b, "\"chat_history\":");
+	tp_buf_puts(&b, "\"chat_history\":");
 	jb_str(&b, req->chat_history.ptr, req->chat_history.len);
-	jb_puts(&b, ",\"cipherkey\":");
+	tp_buf_puts(&b, ",\"cipherkey\":");
 	jb_str(&b, req->cipherkey.ptr, req->cipherkey.len);
-	jb_puts(&b, ",\"iv\":");
+	tp_buf_puts(&b, ",\"iv\":");
 	jb_str(&b, req->iv.ptr, req->iv.len);
-	return jb_finish(&b, len);
+	return tp_buf_finish(&b, len);
 }
 
 /*
@@ -586,7 +521,7 @@ tp_source_encode(const struct tp_source_request *req, size_t *len)
  * same double, positional for exponents -4..15, else d.ddde+XX.
  */
 static void
-jb_float(struct jbuf *b, double d)
+jb_float(struct tp_buf *b, double d)
 {
 	char tmp[40], digits[24], out[64];
 	int prec, exp10, nd, i, o = 0;
@@ -600,7 +535,7 @@ jb_float(struct jbuf *b, double d)
 	/* tmp = [-]d[.ddd]e[+-]XX */
 	e = strchr(tmp, 'e');
 	if (e == NULL) {
-		jb_puts(b, tmp);
+		tp_buf_puts(b, tmp);
 		return;
 	}
 	exp10 = atoi(e + 1);
@@ -641,11 +576,11 @@ jb_float(struct jbuf *b, double d)
 		snprintf(out + o, sizeof(out) - (size_t)o, "e%c%02d",
 		    exp10 < 0 ? '-' : '+', abs(exp10));
 	}
-	jb_puts(b, out);
+	tp_buf_puts(b, out);
 }
 
 static void
-jb_number(struct jbuf *b, double d)
+jb_number(struct tp_buf *b, double d)
 {
 	/* Integral values within the exact range were (almost surely) ints. */
 	if (d == trunc(d) && fabs(d) < 1e16) {
@@ -665,7 +600,7 @@ cmp_members(const void *a, const void *b)
 }
 
 static void
-jb_value(struct jbuf *b, const cJSON *v)
+jb_value(struct tp_buf *b, const cJSON *v)
 {
 	const cJSON *c;
 	const cJSON **kids;
@@ -673,31 +608,31 @@ jb_value(struct jbuf *b, const cJSON *v)
 	bool first = true;
 
 	if (cJSON_IsNull(v) || cJSON_IsInvalid(v)) {
-		jb_puts(b, "null");
+		tp_buf_puts(b, "null");
 	} else if (cJSON_IsTrue(v)) {
-		jb_puts(b, "true");
+		tp_buf_puts(b, "true");
 	} else if (cJSON_IsFalse(v)) {
-		jb_puts(b, "false");
+		tp_buf_puts(b, "false");
 	} else if (cJSON_IsNumber(v)) {
 		jb_number(b, v->valuedouble);
 	} else if (cJSON_IsString(v)) {
 		jb_str(b, v->valuestring, strlen(v->valuestring));
 	} else if (cJSON_IsArray(v)) {
-		jb_puts(b, "[");
+		tp_buf_puts(b, "[");
 		for (c = v->child; c != NULL; c = c->next) {
 			if (!first)
-				jb_puts(b, ",");
+				tp_buf_puts(b, ",");
 			first = false;
 			jb_value(b, c);
 		}
-		jb_puts(b, "]");
+		tp_buf_puts(b, "]");
 	} else if (cJSON_IsObject(v)) {
 		n = 0;
 		for (c = v->child; c != NULL; c = c->next)
 			n++;
-		jb_puts(b, "{");
+		tp_buf_puts(b, "{");
 		if (n == 0) {
-			jb_puts(b, "}");
+			tp_buf_puts(b, "}");
 			return;
 		}
 		kids = malloc(n * sizeof(*kids));
@@ -718,26 +653,26 @@ jb_value(struct jbuf *b, const cJSON *v)
 			    strcmp(kids[w]->string, kids[i]->string) == 0; w++)
 				;
 			if (!first)
-				jb_puts(b, ",");
+				tp_buf_puts(b, ",");
 			first = false;
 			jb_str(b, kids[i]->string, strlen(kids[i]->string));
-			jb_puts(b, ":");
+			tp_buf_puts(b, ":");
 			jb_value(b, tp_json_member(v, kids[i]->string));
 		}
 		free(kids);
-		jb_puts(b, "}");
+		tp_buf_puts(b, "}");
 	} else {
-		jb_puts(b, "null");
+		tp_buf_puts(b, "null");
 	}
 }
 
 char *
 tp_chunk_encode(const struct cJSON *chunk, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 
 	jb_value(&b, chunk);
-	return jb_finish(&b, len);
+	return tp_buf_finish(&b, len);
 }
 
 /* ---- replies ----------------------------------------------------------- */
@@ -745,33 +680,33 @@ tp_chunk_encode(const struct cJSON *chunk, size_t *len)
 char *
 tp_next_server_reply(const char *key, size_t key_len, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 
-	jb_puts(&b, "{\"server_public_key\":");
+	tp_buf_puts(&b, "{\"server_public_key\":");
 	jb_str(&b, key, key_len);
-	jb_puts(&b, "}\n");
-	return jb_finish(&b, len);
+	tp_buf_puts(&b, "}\n");
+	return tp_buf_finish(&b, len);
 }
 
 char *
 tp_message_reply(const char *message, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 
-	jb_puts(&b, "{\"message\":");
+	tp_buf_puts(&b, "{\"message\":");
 	jb_str(&b, message, strlen(message));
-	jb_puts(&b, "}\n");
-	return jb_finish(&b, len);
+	tp_buf_puts(&b, "}\n");
+	return tp_buf_finish(&b, len);
 }
 
 static void
-sink_item(struct jbuf *b, const struct tp_sink_item *it, bool with_stream)
+sink_item(struct tp_buf *b, const struct tp_sink_item *it, bool with_stream)
 {
-	jb_put(b, it->fields, it->fields_len);
+	tp_buf_add(b, it->fields, it->fields_len);
 	if (with_stream) {
-		jb_puts(b, it->stream ? ",\"stream\":true" : ",\"stream\":false");
+		tp_buf_puts(b, it->stream ? ",\"stream\":true" : ",\"stream\":false");
 		if (it->stream && it->session_id != NULL) {
-			jb_puts(b, ",\"stream_session_id\":");
+			tp_buf_puts(b, ",\"stream_session_id\":");
 			jb_str(b, it->session_id, strlen(it->session_id));
 		}
 	}
@@ -781,121 +716,121 @@ char *
 tp_sink_reply(const struct tp_sink_item *items, size_t n, bool batch,
     int next_ping, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 	size_t i;
 
-	jb_puts(&b, "{");
+	tp_buf_puts(&b, "{");
 	if (n > 0) {
 		if (batch) {
-			jb_puts(&b, "\"batch\":[");
+			tp_buf_puts(&b, "\"batch\":[");
 			for (i = 0; i < n; i++) {
-				jb_puts(&b, i ? ",{" : "{");
+				tp_buf_puts(&b, i ? ",{" : "{");
 				sink_item(&b, &items[i], true);
-				jb_puts(&b, "}");
+				tp_buf_puts(&b, "}");
 			}
-			jb_puts(&b, "],");
+			tp_buf_puts(&b, "],");
 		}
-		jb_put(&b, items[0].fields, items[0].fields_len);
-		jb_puts(&b, ",");
+		tp_buf_add(&b, items[0].fields, items[0].fields_len);
+		tp_buf_puts(&b, ",");
 	}
-	jb_puts(&b, "\"next_ping_in_x_seconds\":");
+	tp_buf_puts(&b, "\"next_ping_in_x_seconds\":");
 	jb_int(&b, next_ping);
 	if (n > 0 && items[0].stream && items[0].session_id != NULL) {
-		jb_puts(&b, ",\"stream\":true,\"stream_session_id\":");
+		tp_buf_puts(&b, ",\"stream\":true,\"stream_session_id\":");
 		jb_str(&b, items[0].session_id, strlen(items[0].session_id));
 	}
-	jb_puts(&b, "}\n");
-	return jb_finish(&b, len);
+	tp_buf_puts(&b, "}\n");
+	return tp_buf_finish(&b, len);
 }
 
 char *
 tp_retrieve_reply(const char *fields, size_t fields_len, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 
-	jb_puts(&b, "{");
-	jb_put(&b, fields, fields_len);
-	jb_puts(&b, "}\n");
-	return jb_finish(&b, len);
+	tp_buf_puts(&b, "{");
+	tp_buf_add(&b, fields, fields_len);
+	tp_buf_puts(&b, "}\n");
+	return tp_buf_finish(&b, len);
 }
 
 char *
 tp_stream_source_reply(bool final, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 
-	jb_puts(&b, final ? "{\"final\":true," : "{\"final\":false,");
-	jb_puts(&b, "\"message\":\"" TP_MSG_CHUNK_STORED "\"}\n");
-	return jb_finish(&b, len);
+	tp_buf_puts(&b, final ? "{\"final\":true," : "{\"final\":false,");
+	tp_buf_puts(&b, "\"message\":\"" TP_MSG_CHUNK_STORED "\"}\n");
+	return tp_buf_finish(&b, len);
 }
 
 char *
 tp_stream_retrieve_reply(const struct tp_chunk *chunks, size_t n,
     const char *session_id, size_t session_id_len, bool final, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 	size_t i;
 
-	jb_puts(&b, "{\"chunks\":[");
+	tp_buf_puts(&b, "{\"chunks\":[");
 	for (i = 0; i < n; i++) {
 		if (i > 0)
-			jb_puts(&b, ",");
-		jb_put(&b, chunks[i].json, chunks[i].len);
+			tp_buf_puts(&b, ",");
+		tp_buf_add(&b, chunks[i].json, chunks[i].len);
 	}
-	jb_puts(&b, final ? "],\"final\":true," : "],");
-	jb_puts(&b, "\"session_id\":");
+	tp_buf_puts(&b, final ? "],\"final\":true," : "],");
+	tp_buf_puts(&b, "\"session_id\":");
 	jb_str(&b, session_id, session_id_len);
-	jb_puts(&b, ",\"stream\":true}\n");
-	return jb_finish(&b, len);
+	tp_buf_puts(&b, ",\"stream\":true}\n");
+	return tp_buf_finish(&b, len);
 }
 
 char *
 tp_unregister_reply(bool removed, size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 
-	jb_puts(&b, "{\"message\":\"" TP_MSG_UNREGISTERED "\",\"removed\":");
-	jb_puts(&b, removed ? "true}\n" : "false}\n");
-	return jb_finish(&b, len);
+	tp_buf_puts(&b, "{\"message\":\"" TP_MSG_UNREGISTERED "\",\"removed\":");
+	tp_buf_puts(&b, removed ? "true}\n" : "false}\n");
+	return tp_buf_finish(&b, len);
 }
 
 char *
 tp_error_reply(enum tp_err_shape shape, int code, const char *message,
     size_t *len)
 {
-	struct jbuf b = { 0 };
+	struct tp_buf b = { 0 };
 
 	if (shape == TP_ERR_OBJECT) {
-		jb_puts(&b, "{\"error\":{\"code\":");
+		tp_buf_puts(&b, "{\"error\":{\"code\":");
 		jb_int(&b, code);
-		jb_puts(&b, ",\"message\":");
+		tp_buf_puts(&b, ",\"message\":");
 		jb_str(&b, message, strlen(message));
-		jb_puts(&b, "}}\n");
+		tp_buf_puts(&b, "}}\n");
 	} else {
-		jb_puts(&b, "{\"error\":");
+		tp_buf_puts(&b, "{\"error\":");
 		jb_str(&b, message, strlen(message));
-		jb_puts(&b, "}\n");
+		tp_buf_puts(&b, "}\n");
 	}
-	return jb_finish(&b, len);
+	return tp_buf_finish(&b, len);
 }
 
 char *
 tp_legacy_gone_reply(const char *path, size_t *len)
 {
-	struct jbuf b = { 0 };
-	struct jbuf msg = { 0 };
+	struct tp_buf b = { 0 };
+	struct tp_buf msg = { 0 };
 
-	jb_puts(&msg, "Legacy relay endpoint '");
-	jb_puts(&msg, path);
-	jb_puts(&msg, "' is deprecated. Use API v1 relay E2EE routes.");
+	tp_buf_puts(&msg, "Legacy relay endpoint '");
+	tp_buf_puts(&msg, path);
+	tp_buf_puts(&msg, "' is deprecated. Use API v1 relay E2EE routes.");
 	if (msg.oom) {
 		free(msg.p);
 		return NULL;
 	}
-	jb_puts(&b, "{\"error\":{\"code\":\"legacy_relay_endpoint_deprecated\","
+	tp_buf_puts(&b, "{\"error\":{\"code\":\"legacy_relay_endpoint_deprecated\","
 	    "\"deprecated\":true,\"message\":");
 	jb_str(&b, msg.p, msg.len);
-	jb_puts(&b, "}}\n");
+	tp_buf_puts(&b, "}}\n");
 	free(msg.p);
-	return jb_finish(&b, len);
+	return tp_buf_finish(&b, len);
 }

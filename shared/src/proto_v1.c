@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "json.h"
 
 static const char *const plaintext_keys[] = {
@@ -680,56 +681,25 @@ tp_v1_retrieve_parse(const struct cJSON *body, const struct tp_v1_limits *lim,
 
 /* ---- stored forms ------------------------------------------------------- */
 
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void
-sb_raw(struct sbuf *b, const char *s, size_t n)
-{
-	size_t ncap;
-	char *np;
-
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		ncap = b->cap ? b->cap : 256;
-		while (ncap < b->len + n + 1)
-			ncap *= 2;
-		np = realloc(b->p, ncap);
-		if (np == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->p = np;
-		b->cap = ncap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
 /* ,"name":<string> (no comma for the first member) */
 static void
-sb_member(struct sbuf *b, const char *name, const struct tp_str *v)
+sb_member(struct tp_buf *b, const char *name, const struct tp_str *v)
 {
 	if (b->len > 0)
-		sb_raw(b, ",", 1);
-	sb_raw(b, "\"", 1);
-	sb_raw(b, name, strlen(name));
-	sb_raw(b, "\":", 2);
+		tp_buf_add(b, ",", 1);
+	tp_buf_add(b, "\"", 1);
+	tp_buf_add(b, name, strlen(name));
+	tp_buf_add(b, "\":", 2);
 	if (!b->oom && tp_json_put_string(&b->p, &b->len, &b->cap, v->ptr,
 	    v->len) != 0)
 		b->oom = true;
 	if (!b->oom)
-		sb_raw(b, "", 0);	/* keeps the buffer NUL-terminated */
+		tp_buf_add(b, "", 0);	/* keeps the buffer NUL-terminated */
 }
 
 /* ,"name":<the JSON value as given>; nothing when v is NULL. */
 static void
-sb_value(struct sbuf *b, const char *name, const cJSON *v)
+sb_value(struct tp_buf *b, const char *name, const cJSON *v)
 {
 	char *text;
 
@@ -740,28 +710,17 @@ sb_value(struct sbuf *b, const char *name, const cJSON *v)
 		b->oom = true;
 		return;
 	}
-	sb_raw(b, ",\"", 2);
-	sb_raw(b, name, strlen(name));
-	sb_raw(b, "\":", 2);
-	sb_raw(b, text, strlen(text));
+	tp_buf_add(b, ",\"", 2);
+	tp_buf_add(b, name, strlen(name));
+	tp_buf_add(b, "\":", 2);
+	tp_buf_add(b, text, strlen(text));
 	cJSON_free(text);
-}
-
-static char *
-sb_finish(struct sbuf *b, size_t *len)
-{
-	if (b->oom || b->p == NULL) {
-		free(b->p);
-		return NULL;
-	}
-	*len = b->len;
-	return b->p;
 }
 
 char *
 tp_v1_work_encode(const struct tp_v1_envelope *e, size_t *len)
 {
-	struct sbuf b = { NULL, 0, 0, false };
+	struct tp_buf b = TP_BUF_INIT;
 
 	sb_member(&b, "client_public_key", &e->client_public_key);
 	sb_member(&b, "chat_history", &e->ciphertext);
@@ -771,13 +730,13 @@ tp_v1_work_encode(const struct tp_v1_envelope *e, size_t *len)
 	sb_member(&b, "request_id", &e->request_id);
 	sb_value(&b, "protocol", e->protocol);
 	sb_value(&b, "version", e->version);
-	return sb_finish(&b, len);
+	return tp_buf_finish(&b, len);
 }
 
 char *
 tp_v1_response_encode(const struct tp_v1_envelope *e, size_t *len)
 {
-	struct sbuf b = { NULL, 0, 0, false };
+	struct tp_buf b = TP_BUF_INIT;
 
 	sb_member(&b, "chat_history", &e->ciphertext);
 	sb_member(&b, "cipherkey", &e->cipherkey);
@@ -787,21 +746,21 @@ tp_v1_response_encode(const struct tp_v1_envelope *e, size_t *len)
 	sb_value(&b, "protocol", e->protocol);
 	sb_member(&b, "request_id", &e->request_id);
 	sb_value(&b, "version", e->version);
-	return sb_finish(&b, len);
+	return tp_buf_finish(&b, len);
 }
 
 char *
 tp_v1_progress_encode(const struct tp_v1_progress *p, size_t *len)
 {
-	struct sbuf b = { NULL, 0, 0, false };
+	struct tp_buf b = TP_BUF_INIT;
 	static const char fixed[] =
 	    ",\"protocol\":\"" TP_V1_PROTOCOL "\",\"version\":1";
 
 	sb_member(&b, "client_public_key", &p->client_public_key);
 	sb_member(&b, "request_id", &p->request_id);
-	sb_raw(&b, fixed, sizeof(fixed) - 1);
+	tp_buf_add(&b, fixed, sizeof(fixed) - 1);
 	sb_member(&b, "ciphertext", &p->ciphertext);
 	sb_member(&b, "cipherkey", &p->cipherkey);
 	sb_member(&b, "iv", &p->iv);
-	return sb_finish(&b, len);
+	return tp_buf_finish(&b, len);
 }

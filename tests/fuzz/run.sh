@@ -17,6 +17,7 @@ for t in fuzz_proto; do
 	    -I"$src/shared/include" -I"$src/shared/src" \
 	    "$src/tests/fuzz/$t.c" "$src/shared/src/proto.c" \
 	    "$src/shared/src/proto_v1.c" "$src/shared/src/utf8.c" \
+	    "$src/shared/src/buf.c" \
 	    "$src/shared/src/log.c" "$src/shared/src/compat.c" \
 	    -lcjson -lpthread -lm -o "$out/$t"
 	mkdir -p "$out/corpus-$t"
