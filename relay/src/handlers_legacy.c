@@ -36,11 +36,7 @@ reply(struct relay_response *resp, int status, char *body, size_t len)
 		resp->error_kind = "internal";
 		return;
 	}
-	free(resp->body);
-	resp->status = status;
-	resp->content_type = NULL;
-	resp->body = body;
-	resp->body_len = len;
+	relay_response_set_body(resp, status, NULL, body, len);
 }
 
 static void

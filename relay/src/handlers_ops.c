@@ -171,10 +171,6 @@ relay_handle_metrics(struct relay_app *app, struct relay_request *req,
 		relay_response_error(resp, 500, 500, "Cannot render metrics");
 		return;
 	}
-	free(resp->body);
-	resp->status = 200;
-	resp->content_type = TP_METRICS_CONTENT_TYPE;
-	resp->body = text;
-	resp->body_len = len;
+	relay_response_set_body(resp, 200, TP_METRICS_CONTENT_TYPE, text, len);
 	(void)relay_response_add_header(resp, "Cache-Control", "no-store");
 }

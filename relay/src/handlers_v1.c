@@ -130,17 +130,6 @@ add_deadline(cJSON *o, double rem)
 	cJSON_AddNumberToObject(o, "request_ttl_seconds", rem);
 }
 
-/* Takes ownership of body (malloc'd JSON text). */
-static void
-set_body(struct relay_response *resp, int status, char *body, size_t len)
-{
-	free(resp->body);
-	resp->status = status;
-	resp->content_type = NULL;
-	resp->body = body;
-	resp->body_len = len;
-}
-
 /*
  * "{" fragment tail "}" as one malloc'd body; tail starts with ',' or
  * is empty. Returns NULL when out of memory.
@@ -288,7 +277,7 @@ relay_handle_v1_poll(struct relay_app *app, struct relay_request *req,
 			internal(resp, V1_E_NOMEM);
 			goto out;
 		}
-		set_body(resp, 200, body, len);
+		relay_response_set_body(resp, 200, NULL, body, len);
 		TP_LOG(TP_LOG_INFO, "relay.api_v1.request_dispatched",
 		    TP_LUINT("generation", pr.work.generation),
 		    TP_LDBL("request_deadline_remaining_seconds", rem));
@@ -784,7 +773,7 @@ relay_handle_v1_retrieve(struct relay_app *app, struct relay_request *req,
 			internal(resp, V1_E_NOMEM);
 			return;
 		}
-		set_body(resp, 200, body, len);
+		relay_response_set_body(resp, 200, NULL, body, len);
 		TP_LOG0(TP_LOG_INFO, "relay.api_v1.response_retrieved");
 		return;
 	}

@@ -135,6 +135,14 @@ int relay_response_add_header(struct relay_response *resp, const char *name,
 void relay_response_json(struct relay_response *resp, int status,
     struct cJSON *body);
 
+/*
+ * Sets status and the body[0..len) already rendered, taking ownership of
+ * body (malloc'd; freed with the response). content_type is static; NULL
+ * means JSON.
+ */
+void relay_response_set_body(struct relay_response *resp, int status,
+    const char *content_type, char *body, size_t len);
+
 /* Sets status and the literal body `json` (copied). */
 void relay_response_raw_json(struct relay_response *resp, int status,
     const char *json);

@@ -12,12 +12,13 @@
 static const char internal_error_body[] =
     "{\"error\":{\"code\":500,\"message\":\"Internal server error\"}}";
 
-static void
-set_body(struct relay_response *resp, int status, char *body, size_t len)
+void
+relay_response_set_body(struct relay_response *resp, int status,
+    const char *content_type, char *body, size_t len)
 {
 	free(resp->body);
 	resp->status = status;
-	resp->content_type = NULL;
+	resp->content_type = content_type;
 	resp->body = body;
 	resp->body_len = len;
 }
@@ -27,7 +28,7 @@ set_internal_error(struct relay_response *resp)
 {
 	char *copy = strdup(internal_error_body);
 
-	set_body(resp, 500, copy, copy ? strlen(copy) : 0);
+	relay_response_set_body(resp, 500, NULL, copy, copy ? strlen(copy) : 0);
 	resp->error_kind = "internal";
 }
 
@@ -60,7 +61,7 @@ relay_response_json(struct relay_response *resp, int status, cJSON *body)
 		set_internal_error(resp);
 		return;
 	}
-	set_body(resp, status, text, strlen(text));
+	relay_response_set_body(resp, status, NULL, text, strlen(text));
 }
 
 void
@@ -73,7 +74,7 @@ relay_response_raw_json(struct relay_response *resp, int status,
 		set_internal_error(resp);
 		return;
 	}
-	set_body(resp, status, copy, strlen(copy));
+	relay_response_set_body(resp, status, NULL, copy, strlen(copy));
 }
 
 void
