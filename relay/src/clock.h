@@ -28,4 +28,18 @@ relay_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * The time `ms` of relay_mono_ms() as a timespec, for a
+ * pthread_cond_timedwait() whose condition variable uses CLOCK_MONOTONIC.
+ */
+static inline struct timespec
+relay_mono_timespec(int64_t ms)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	return ts;
+}
+
 #endif /* RELAY_CLOCK_H */

@@ -308,13 +308,6 @@ lookup_start(struct lookup *l)
 	return rc == 0 ? 0 : -1;
 }
 
-static void
-ms_to_timespec(int64_t ms, struct timespec *ts)
-{
-	ts->tv_sec = (time_t)(ms / 1000);
-	ts->tv_nsec = (long)(ms % 1000) * 1000000L;
-}
-
 /*
  * Resolves u's host and port into *out (the caller frees it with
  * freeaddrinfo()). Numeric addresses are converted in place; names go to
@@ -396,7 +389,7 @@ resolve(const struct relay_probe_url *u, const struct relay_probe_opts *o,
 			break;
 		wake = deadline - now > PROBE_SLICE_MS ? now + PROBE_SLICE_MS :
 		    deadline;
-		ms_to_timespec(wake, &ts);
+		ts = relay_mono_timespec(wake);
 		(void)pthread_cond_timedwait(&l->cond, &l->lock, &ts);
 	}
 	done = l->done;

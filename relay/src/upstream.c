@@ -1467,13 +1467,7 @@ health_main(void *arg)
 		pthread_mutex_lock(&u->lock);
 		u->first_done = true;
 		pthread_cond_broadcast(&u->cond);
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += interval_ms / 1000;
-		until.tv_nsec += (interval_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		until = relay_mono_timespec(relay_mono_ms() + interval_ms);
 		while (!atomic_load(&u->stop) &&
 		    pthread_cond_timedwait(&u->cond, &u->lock, &until) != ETIMEDOUT)
 			;
@@ -1499,13 +1493,7 @@ relay_upstream_wait_first_check(struct relay_upstream *u, long timeout_ms)
 	struct timespec until;
 	bool done;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	until = relay_mono_timespec(relay_mono_ms() + timeout_ms);
 	pthread_mutex_lock(&u->lock);
 	while (!u->first_done && u->thread_started &&
 	    pthread_cond_timedwait(&u->cond, &u->lock, &until) != ETIMEDOUT)

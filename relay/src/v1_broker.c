@@ -341,12 +341,7 @@ sweeper_main(void *arg)
 
 	pthread_mutex_lock(&b->wmu);
 	while (!b->stop) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += SWEEP_INTERVAL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = relay_mono_timespec(relay_mono_ms() + SWEEP_INTERVAL_MS);
 		(void)pthread_cond_timedwait(&b->sweep_cv, &b->wmu, &ts);
 		if (b->stop)
 			break;
@@ -571,13 +566,6 @@ relay_v1_long_polls(struct relay_v1 *b)
 	return n;
 }
 
-static void
-timespec_at(struct timespec *ts, int64_t mono_deadline_ms)
-{
-	ts->tv_sec = (time_t)(mono_deadline_ms / 1000);
-	ts->tv_nsec = (long)(mono_deadline_ms % 1000) * 1000000L;
-}
-
 enum relay_v1_rc
 relay_v1_poll(struct relay_v1 *b, const char *key, size_t key_len,
     const struct tp_v1_caps *caps, struct relay_v1_poll_result *out)
@@ -628,7 +616,7 @@ relay_v1_poll(struct relay_v1 *b, const char *key, size_t key_len,
 		    &out->work, &out->has_work, &fx);
 		if (rc != V1_OK || out->has_work)
 			break;
-		timespec_at(&ts, until);
+		ts = relay_mono_timespec(until);
 		pthread_mutex_lock(&b->wmu);
 		while (!w.woken && !b->draining && relay_mono_ms() < until)
 			(void)pthread_cond_timedwait(&w.cv, &b->wmu, &ts);
