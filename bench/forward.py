@@ -18,7 +18,6 @@ Called by bench/run.py as run(relay_bin, duration, report), or alone:
     bench/forward.py --relay build/release/relay/tokenplace-relay [--duration 5]
 """
 
-import argparse
 import os
 import re
 import sys
@@ -26,7 +25,8 @@ import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import Nginx, RelayProc, fmt_row, nginx_conf, wrk  # noqa: E402
+from run import (Nginx, RelayProc, fmt_row, nginx_conf,  # noqa: E402
+                 section_main, wrk)
 
 CONNECTIONS = 32
 ROUNDS = 3
@@ -260,15 +260,5 @@ def run(relay_bin, duration, report):
         nginx.stop()
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--relay", required=True)
-    ap.add_argument("--duration", type=int, default=5)
-    args = ap.parse_args()
-    report = {}
-    run(args.relay, args.duration, report)
-
-
 if __name__ == "__main__":
-    main()
+    section_main(run, __doc__)

@@ -258,6 +258,17 @@ for _name in ("legacy", "v1", "forward"):
         SECTIONS.append((_name, None))
 
 
+def section_main(run_section, doc):
+    """The command line of a section module run alone (--relay, --duration),
+    as `bench/run.py --only NAME` runs it among the others."""
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--relay", required=True)
+    ap.add_argument("--duration", type=int, default=5)
+    args = ap.parse_args()
+    run_section(args.relay, args.duration, {})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)

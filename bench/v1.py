@@ -16,7 +16,6 @@ Not a test: it measures and reports, it asserts nothing.
     bench/v1.py --relay build/release/relay/tokenplace-relay [--duration 5]
 """
 
-import argparse
 import http.client
 import json
 import os
@@ -268,13 +267,7 @@ def main():
         run_pollers(int(sys.argv[2]), int(sys.argv[3]),
                     "%d" % os.getpid())
         return
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--relay", required=True)
-    ap.add_argument("--duration", type=int, default=5)
-    args = ap.parse_args()
-    report = {}
-    run(args.relay, args.duration, report)
+    bench.section_main(run, __doc__)
 
 
 if __name__ == "__main__":
