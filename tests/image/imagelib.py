@@ -81,6 +81,15 @@ def http(method, url, body=None, timeout=10, headers=None):
         return 0, {}, b""
 
 
+def timed(label, fn):
+    """fn(), logging how long it took."""
+    t0 = time.monotonic()
+    try:
+        return fn()
+    finally:
+        log(f"time {label}: {time.monotonic() - t0:.1f} s")
+
+
 def wait_for(predicate, timeout, interval=0.1):
     """Polls predicate() until it returns a true value or timeout passes."""
     deadline = time.monotonic() + timeout * SCALE

@@ -50,14 +50,6 @@ def revision():
     return p.stdout.strip() if p.returncode == 0 else "unknown"
 
 
-def timed(label, fn):
-    t0 = time.monotonic()
-    try:
-        return fn()
-    finally:
-        L.log(f"time {label}: {time.monotonic() - t0:.1f} s")
-
-
 def build(rev):
     L.run([os.path.join(L.HERE, "base-image.sh"), ARCH], timeout=1800)
     p = L.run(["podman", "build", "--pull=never", "--network=host",
@@ -110,7 +102,7 @@ def static_checks(rev):
     L.log(f"image size {IMAGE}: {size_mb:.1f} MB ({info['Size']} bytes)")
     R.check(f"image size {size_mb:.1f} MB within the {MAX_MB:.0f} MB budget",
             size_mb <= MAX_MB)
-    py = timed("python baseline build", python_baseline)
+    py = L.timed("python baseline build", python_baseline)
     if R.check("python baseline image built", py is not None):
         base = json.loads(L.run(["podman", "image", "inspect",
                                  BASE_REF]).stdout)[0]["Size"]
@@ -409,7 +401,7 @@ def main():
     L.require_root()
     rev = revision()
     t0 = time.monotonic()
-    ok = timed("base image + podman build", lambda: build(rev))
+    ok = L.timed("base image + podman build", lambda: build(rev))
     if not R.check(f"podman build of the Dockerfile (linux/{ARCH})", ok):
         return R.summary()
     static_checks(rev)

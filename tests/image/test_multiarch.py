@@ -40,14 +40,6 @@ def enable_binfmt():
         text.split("flags: ", 1)[1].split("\n", 1)[0]
 
 
-def timed(label, fn):
-    t0 = time.monotonic()
-    try:
-        return fn()
-    finally:
-        L.log(f"time {label}: {time.monotonic() - t0:.1f} s")
-
-
 def elf_machine(image):
     """e_machine of the relay binary inside the image (183 = aarch64)."""
     ctr = L.run(["podman", "create", image]).stdout.strip()
@@ -99,10 +91,10 @@ def run_arm64(image):
 def build_arch(arch, rev):
     """Builds one platform as LIST-ARCH and adds it to LIST; returns the
     per-architecture tag or None."""
-    timed(f"base image {arch}", lambda: L.run(
+    L.timed(f"base image {arch}", lambda: L.run(
         [os.path.join(L.HERE, "base-image.sh"), arch], timeout=3600))
     tag = f"{LIST}-{arch}"
-    p = timed(f"podman build linux/{arch}", lambda: L.run(
+    p = L.timed(f"podman build linux/{arch}", lambda: L.run(
         ["podman", "build", "--pull=never", "--network=host",
          "--platform", f"linux/{arch}",
          "--build-arg", f"REVISION={rev or 'unknown'}",
