@@ -34,13 +34,21 @@
 
 /* ---- helpers -------------------------------------------------------------- */
 
+/* {"error":{"code":status,"message":...}}; kind is for the access log. */
+static void
+refuse(struct relay_response *resp, int status, const char *message,
+    const char *kind)
+{
+	relay_response_error(resp, status, status, message);
+	resp->error_kind = kind;
+}
+
 static bool
 ready(struct relay_app *app, struct relay_response *resp)
 {
 	if (app->v1 != NULL)
 		return true;
-	relay_response_error(resp, 503, 503, "API v1 relay state unavailable");
-	resp->error_kind = "v1_unavailable";
+	refuse(resp, 503, "API v1 relay state unavailable", "v1_unavailable");
 	return false;
 }
 
@@ -73,8 +81,7 @@ node_token_ok(struct relay_app *app, struct relay_request *req,
 	if (relay_v1_node_authorized(app->v1,
 	    relay_request_header(req, RELAY_AUTH_HEADER)))
 		return true;
-	relay_response_error(resp, 401, 401, TP_MSG_BAD_TOKEN);
-	resp->error_kind = "bad_token";
+	refuse(resp, 401, TP_MSG_BAD_TOKEN, "bad_token");
 	return false;
 }
 
@@ -247,8 +254,7 @@ relay_handle_v1_poll(struct relay_app *app, struct relay_request *req,
 	rc = relay_v1_poll(app->v1, n->server_public_key.ptr,
 	    n->server_public_key.len, n->caps_valid ? &n->caps : NULL, &pr);
 	if (rc == V1_E_UNKNOWN_NODE) {
-		relay_response_error(resp, 404, 404, TP_V1_MSG_UNKNOWN_SERVER);
-		resp->error_kind = "unknown_server";
+		refuse(resp, 404, TP_V1_MSG_UNKNOWN_SERVER, "unknown_server");
 		goto out;
 	}
 	if (rc != V1_OK) {
@@ -341,8 +347,7 @@ relay_handle_v1_control(struct relay_app *app, struct relay_request *req,
 	}
 	rc = relay_v1_control(app->v1, &c, &state, &deadline);
 	if (rc == V1_E_FORBIDDEN) {
-		relay_response_error(resp, 403, 403, TP_V1_MSG_BAD_CREDENTIAL);
-		resp->error_kind = "bad_credential";
+		refuse(resp, 403, TP_V1_MSG_BAD_CREDENTIAL, "bad_credential");
 		return;
 	}
 	if (rc != V1_OK) {
@@ -378,8 +383,7 @@ relay_handle_v1_unregister(struct relay_app *app, struct relay_request *req,
 	}
 	rc = relay_v1_unregister(app->v1, &u, &removed);
 	if (rc == V1_E_FORBIDDEN) {
-		relay_response_error(resp, 403, 403, TP_V1_MSG_BAD_CREDENTIAL);
-		resp->error_kind = "bad_credential";
+		refuse(resp, 403, TP_V1_MSG_BAD_CREDENTIAL, "bad_credential");
 		return;
 	}
 	if (rc != V1_OK) {
@@ -418,7 +422,8 @@ query_get(const char *q, const char *name, char *out, size_t outlen)
 
 			while (p < end) {
 				char c = *p;
-				int v = end - p >= 3 ? relay_percent_byte(p) : -1;
+				int v = end - p >= 3 ?
+				    relay_percent_byte(p) : -1;
 
 				if (v >= 0) {
 					c = (char)v;
@@ -580,8 +585,7 @@ relay_handle_v1_requests(struct relay_app *app, struct relay_request *req,
 	case V1_OK:
 		break;
 	case V1_E_UNKNOWN_NODE:
-		relay_response_error(resp, 404, 404, TP_V1_MSG_UNKNOWN_SERVER);
-		resp->error_kind = "unknown_server";
+		refuse(resp, 404, TP_V1_MSG_UNKNOWN_SERVER, "unknown_server");
 		return;
 	case V1_E_NO_CAPACITY:
 		relay_app_count_limit(app, relay_v1_rc_limit(rc));
@@ -633,8 +637,7 @@ relay_handle_v1_cancel(struct relay_app *app, struct relay_request *req,
 	}
 	rc = relay_v1_cancel(app->v1, &c, &removed);
 	if (rc == V1_E_FORBIDDEN) {
-		relay_response_error(resp, 403, 403, TP_V1_MSG_BAD_CANCEL);
-		resp->error_kind = "bad_cancel_proof";
+		refuse(resp, 403, TP_V1_MSG_BAD_CANCEL, "bad_cancel_proof");
 		return;
 	}
 	if (rc != V1_OK) {
@@ -672,8 +675,7 @@ relay_handle_v1_responses(struct relay_app *app, struct relay_request *req,
 	}
 	rc = relay_v1_respond(app->v1, &e, &dup, &gone);
 	if (rc == V1_E_FORBIDDEN) {
-		relay_response_error(resp, 403, 403, TP_V1_MSG_BAD_CREDENTIAL);
-		resp->error_kind = "bad_credential";
+		refuse(resp, 403, TP_V1_MSG_BAD_CREDENTIAL, "bad_credential");
 		return;
 	}
 	if (rc == V1_E_GONE) {
@@ -723,16 +725,13 @@ relay_handle_v1_progress(struct relay_app *app, struct relay_request *req,
 		    "{\"message\":\"" TP_V1_MSG_PROGRESS_ACCEPTED "\"}");
 		return;
 	case V1_E_FORBIDDEN:
-		relay_response_error(resp, 403, 403, TP_V1_MSG_BAD_CREDENTIAL);
-		resp->error_kind = "bad_credential";
+		refuse(resp, 403, TP_V1_MSG_BAD_CREDENTIAL, "bad_credential");
 		return;
 	case V1_E_NOT_ACTIVE:
-		relay_response_error(resp, 410, 410, TP_V1_MSG_PROGRESS_INACTIVE);
-		resp->error_kind = "gone";
+		refuse(resp, 410, TP_V1_MSG_PROGRESS_INACTIVE, "gone");
 		return;
 	case V1_E_EXPIRED:
-		relay_response_error(resp, 410, 410, TP_V1_MSG_PROGRESS_EXPIRED);
-		resp->error_kind = "gone";
+		refuse(resp, 410, TP_V1_MSG_PROGRESS_EXPIRED, "gone");
 		return;
 	default:
 		internal(resp, rc);
