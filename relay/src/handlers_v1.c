@@ -23,13 +23,6 @@
 #include "tokenplace/proto_v1.h"
 #include "v1_broker.h"
 
-#ifndef TP_VERSION
-#define TP_VERSION "0.0.0"
-#endif
-#ifndef TP_REVISION
-#define TP_REVISION "unknown"
-#endif
-
 #define QUERY_VALUE_MAX 256
 
 /* ---- helpers -------------------------------------------------------------- */

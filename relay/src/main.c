@@ -24,14 +24,6 @@
 #include "v1_broker.h"
 #include "upstream.h"
 
-#ifndef TP_VERSION
-#define TP_VERSION "0.0.0"
-#endif
-#ifndef TP_REVISION
-#define TP_REVISION "unknown"
-#endif
-
-
 static void
 usage(FILE *fp)
 {
