@@ -17,12 +17,22 @@ in_flight_value(void *arg)
 	return (double)atomic_load(&app->in_flight);
 }
 
+static double
+open_connections_value(void *arg)
+{
+	struct relay_app *app = arg;
+
+	return (double)atomic_load(&app->open_connections);
+}
+
 int
 relay_app_init_metrics(struct relay_app *app, const char *version,
     const char *revision)
 {
 	static const char *const req_labels[] = { "method", "endpoint", "status" };
 	static const char *const limit_labels[] = { "limit" };
+	static const char *const kind_labels[] = { "kind" };
+	static const char *const reason_labels[] = { "reason" };
 	static const char *const build_labels[] = { "version", "revision" };
 	const char *build_values[] = { version, revision };
 	struct tp_gauge *build;
@@ -42,10 +52,18 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 	    "tokenplace_relay_limit_rejections_total",
 	    "Requests refused because a named limit was reached", 1,
 	    limit_labels);
+	app->m.bad_requests = tp_counter_new(app->metrics,
+	    "tokenplace_relay_bad_requests_total",
+	    "Requests refused as malformed, by kind", 1, kind_labels);
+	app->m.conn_refusals = tp_counter_new(app->metrics,
+	    "tokenplace_relay_connections_refused_total",
+	    "Client connections refused or cut before a request was read, "
+	    "by reason", 1, reason_labels);
 	build = tp_gauge_new(app->metrics, "tokenplace_build_info",
 	    "Build of the running relay", 2, build_labels);
 	if (app->m.requests == NULL || app->m.duration == NULL ||
-	    app->m.limit_rejections == NULL || build == NULL)
+	    app->m.limit_rejections == NULL || app->m.bad_requests == NULL ||
+	    app->m.conn_refusals == NULL || build == NULL)
 		return -1;
 	if (app->settings != NULL) {
 		size_t cap = (size_t)app->settings->metrics_max_series;
@@ -53,10 +71,15 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 		tp_counter_set_max_children(app->m.requests, cap);
 		tp_histogram_set_max_children(app->m.duration, cap);
 		tp_counter_set_max_children(app->m.limit_rejections, cap);
+		tp_counter_set_max_children(app->m.bad_requests, cap);
+		tp_counter_set_max_children(app->m.conn_refusals, cap);
 	}
 	tp_gauge_set(build, build_values, 1);
 	if (tp_gauge_fn_new(app->metrics, "tokenplace_relay_http_in_flight_requests",
-	    "Requests being handled right now", in_flight_value, app) != 0)
+	    "Requests being handled right now", in_flight_value, app) != 0 ||
+	    tp_gauge_fn_new(app->metrics, "tokenplace_relay_http_open_connections",
+	    "Client connections open right now (accepted, not yet closed)",
+	    open_connections_value, app) != 0)
 		return -1;
 	return tp_metrics_register_process(app->metrics);
 }
@@ -67,4 +90,20 @@ relay_app_count_limit(struct relay_app *app, const char *limit)
 	const char *labels[] = { limit };
 
 	tp_counter_inc(app->m.limit_rejections, labels);
+}
+
+void
+relay_app_count_bad_request(struct relay_app *app, const char *kind)
+{
+	const char *labels[] = { kind };
+
+	tp_counter_inc(app->m.bad_requests, labels);
+}
+
+void
+relay_app_count_conn_refusal(struct relay_app *app, const char *reason)
+{
+	const char *labels[] = { reason };
+
+	tp_counter_inc(app->m.conn_refusals, labels);
 }

@@ -24,6 +24,8 @@ struct relay_app_metrics {
 	struct tp_counter *requests;		/* tokenplace_relay_requests_total */
 	struct tp_histogram *duration;		/* tokenplace_relay_request_duration_seconds */
 	struct tp_counter *limit_rejections;	/* tokenplace_relay_limit_rejections_total{limit} */
+	struct tp_counter *bad_requests;	/* tokenplace_relay_bad_requests_total{kind} */
+	struct tp_counter *conn_refusals;	/* tokenplace_relay_connections_refused_total{reason} */
 };
 
 struct relay_app {
@@ -42,6 +44,7 @@ struct relay_app {
 	struct relay_http_server *http;
 
 	_Atomic long in_flight;		/* requests being handled now */
+	_Atomic long open_connections;	/* accepted client connections now open */
 
 	/*
 	 * Adds state counts to a /healthz body (knownServers, ...) and
@@ -67,5 +70,17 @@ int relay_app_init_metrics(struct relay_app *app, const char *version,
 
 /* Counts one request refused by the named limit (a fixed label set). */
 void relay_app_count_limit(struct relay_app *app, const char *limit);
+
+/*
+ * Counts one request refused as malformed by the named kind (a fixed
+ * label set: framing_cl_with_te, http_malformed, ...).
+ */
+void relay_app_count_bad_request(struct relay_app *app, const char *kind);
+
+/*
+ * Counts one client connection refused or cut before a request was read
+ * (per_client_limit, head_timeout, close_timeout). Any thread.
+ */
+void relay_app_count_conn_refusal(struct relay_app *app, const char *reason);
 
 #endif /* RELAY_APP_H */

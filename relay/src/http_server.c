@@ -26,6 +26,8 @@
 
 #include "app.h"
 #include "clock.h"
+#include "conn_gate.h"
+#include "framing.h"
 #include "http.h"
 #include "routes.h"
 #include "tokenplace/log.h"
@@ -36,14 +38,21 @@
 struct relay_http_server {
 	struct mg_context *ctx;
 	struct relay_app *app;
+	struct relay_gate *gate;	/* per-client limit, head deadline */
 	int port;
+	_Atomic int64_t last_refusal_log_ms;
 };
+
+/* civetweb's queue of accepted sockets waiting for a worker. */
+#define CONNECTION_QUEUE 32
 
 struct relay_conn {
 	struct mg_connection *mc;
 	const struct mg_request_info *ri;
 	bool head;		/* HEAD request: headers only */
 	bool body_consumed;	/* the request body was read to its end */
+	bool framing_bad;	/* refused by the RFC 9112 framing rules: the
+				   body is never read, the connection closes */
 };
 
 /* ---- request accessors (http.h) ----------------------------------------- */
@@ -382,7 +391,7 @@ discard_small_body(struct relay_conn *c, const struct relay_app *app)
 	long long declared = c->ri->content_length;
 	char sink[BODY_CHUNK];
 
-	if (c->body_consumed || declared <= 0 ||
+	if (c->body_consumed || c->framing_bad || declared <= 0 ||
 	    declared > (long long)app->settings->max_discard_bytes)
 		return;
 	for (;;) {
@@ -462,6 +471,34 @@ cors_headers(struct relay_response *resp)
 }
 
 /*
+ * RFC 9112 framing (framing.h), before anything else reads or answers:
+ * a request whose body boundary a front proxy could place elsewhere is
+ * refused with 400 and its connection closed without reading the body.
+ */
+static bool
+framing_acceptable(struct relay_app *app, struct relay_conn *c,
+    struct relay_response *resp, enum relay_error_shape shape)
+{
+	struct relay_framing f;
+	enum relay_framing_verdict v;
+
+	memset(&f, 0, sizeof(f));
+	for (int i = 0; i < c->ri->num_headers; i++)
+		relay_framing_add(&f, c->ri->http_headers[i].name,
+		    c->ri->http_headers[i].value);
+	v = relay_framing_verdict(&f);
+	if (v == RELAY_FRAMING_OK)
+		return true;
+	c->framing_bad = true;
+	relay_response_error_shaped(resp, shape, 400, "bad_framing",
+	    relay_framing_message(v));
+	resp->close = true;
+	resp->error_kind = relay_framing_kind(v);
+	relay_app_count_bad_request(app, resp->error_kind);
+	return false;
+}
+
+/*
  * Everything between routing and the handler: lifecycle gates, OPTIONS,
  * body limits, content type and JSON parsing. Returns true when the
  * handler should run; otherwise resp holds the refusal.
@@ -480,6 +517,9 @@ admit(struct relay_app *app, struct relay_conn *c, struct relay_request *req,
 	req->route = route;
 	if (route != NULL && (route->flags & RELAY_ROUTE_CORS))
 		cors_headers(resp);
+	if (!framing_acceptable(app, c, resp,
+	    route != NULL ? route->error_shape : RELAY_ERR_OBJECT))
+		return false;
 
 	if (strcmp(req->method, "OPTIONS") == 0 && route != NULL) {
 		relay_route_allow_header(route, allow, sizeof(allow));
@@ -577,11 +617,129 @@ admit(struct relay_app *app, struct relay_conn *c, struct relay_request *req,
 	return true;
 }
 
+/* ---- connection gate (conn_gate.h) -------------------------------------- */
+
+/*
+ * The server whose listening thread this is: set by init_thread for
+ * civetweb's master thread, the only thread of this process that accepts
+ * on the relay's port. Other threads' accept() calls pass through.
+ */
+static _Thread_local struct relay_http_server *accepting_server;
+
+static bool
+peer_of(const struct mg_request_info *ri, uint32_t *addr, uint16_t *port)
+{
+	struct in_addr a;
+
+	if (ri == NULL || inet_pton(AF_INET, ri->remote_addr, &a) != 1 ||
+	    ri->remote_port < 0 || ri->remote_port > 65535)
+		return false;
+	*addr = a.s_addr;
+	*port = htons((uint16_t)ri->remote_port);
+	return true;
+}
+
+/* A head arrived (or civetweb refused one); false when the gate cut it. */
+static bool
+gate_head_seen(struct relay_http_server *srv, const struct mg_request_info *ri)
+{
+	uint32_t addr;
+	uint16_t port;
+
+	if (srv->gate == NULL || !peer_of(ri, &addr, &port))
+		return true;
+	return relay_gate_head_done(srv->gate, addr, port);
+}
+
+static void
+gate_closing(struct relay_http_server *srv, const struct mg_request_info *ri)
+{
+	uint32_t addr;
+	uint16_t port;
+
+	if (srv->gate != NULL && peer_of(ri, &addr, &port))
+		relay_gate_closing(srv->gate, addr, port);
+}
+
+static void
+connection_close(const struct mg_connection *mc)
+{
+	const struct mg_request_info *ri = mg_get_request_info(mc);
+	struct relay_http_server *srv = ri ? ri->user_data : NULL;
+	uint32_t addr;
+	uint16_t port;
+
+	if (srv != NULL && srv->gate != NULL && peer_of(ri, &addr, &port))
+		relay_gate_closed(srv->gate, addr, port);
+}
+
+static void *
+init_thread(const struct mg_context *ctx, int thread_type)
+{
+	if (thread_type == 0)
+		accepting_server = mg_get_user_data(ctx);
+	return NULL;
+}
+
+/* Counts every refusal; logs at most one line a second (floods are likely). */
+static void
+gate_cut(void *arg, enum relay_gate_cut why, uint32_t addr)
+{
+	struct relay_http_server *srv = arg;
+	const char *reason = relay_gate_cut_reason(why);
+	int64_t now = relay_mono_ms();
+	int64_t last = atomic_load(&srv->last_refusal_log_ms);
+	char ip[INET_ADDRSTRLEN];
+	struct in_addr a = { .s_addr = addr };
+
+	relay_app_count_conn_refusal(srv->app, reason);
+	if (now - last < 1000 ||
+	    !atomic_compare_exchange_strong(&srv->last_refusal_log_ms, &last,
+	    now))
+		return;
+	if (inet_ntop(AF_INET, &a, ip, sizeof(ip)) == NULL)
+		snprintf(ip, sizeof(ip), "-");
+	TP_LOG(TP_LOG_WARNING, "http.connection_refused",
+	    TP_LSTR("reason", reason), TP_LSTR("remote_addr", ip));
+}
+
+/*
+ * civetweb 1.15 calls accept() on its master thread and hands the socket
+ * to a worker, which reads the request head before any callback learns
+ * who the peer is. Defining accept() here (the executable's symbol comes
+ * before libc's for libcivetweb's call) is the one place the relay can
+ * count a connection against its address and refuse it before it takes a
+ * worker: a refused socket gets a best-effort 503 and is closed, and
+ * civetweb sees a failed accept (ECONNABORTED), which it ignores. Every
+ * other caller of accept() in the process is passed straight through.
+ */
+int
+accept(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict addrlen)
+{
+	struct relay_http_server *srv = accepting_server;
+	struct sockaddr_in peer;
+	socklen_t plen = sizeof(peer);
+	int s = accept4(fd, addr, addrlen, 0);
+
+	if (s < 0 || srv == NULL || srv->gate == NULL)
+		return s;
+	if (getpeername(s, (struct sockaddr *)&peer, &plen) != 0 ||
+	    peer.sin_family != AF_INET)
+		return s;
+	if (relay_gate_admit(srv->gate, s, peer.sin_addr.s_addr,
+	    peer.sin_port))
+		return s;
+	close(s);
+	errno = ECONNABORTED;
+	return -1;
+}
+
 static int
 begin_request(struct mg_connection *mc)
 {
 	const struct mg_request_info *ri = mg_get_request_info(mc);
-	struct relay_app *app = ri->user_data;
+	struct relay_http_server *srv = ri->user_data;
+	struct relay_app *app = srv->app;
 	struct relay_conn c = { .mc = mc, .ri = ri, .head = false };
 	struct relay_request req;
 	struct relay_response resp;
@@ -591,6 +749,7 @@ begin_request(struct mg_connection *mc)
 	size_t body_len = 0;
 	int status;
 
+	(void)gate_head_seen(srv, ri);
 	atomic_fetch_add(&app->in_flight, 1);
 	memset(&req, 0, sizeof(req));
 	relay_response_init(&resp);
@@ -625,6 +784,8 @@ begin_request(struct mg_connection *mc)
 	}
 	else if (resp.close)
 		mg_disable_connection_keep_alive(mc);
+	if (!keep_alive(&c, &resp))
+		gate_closing(srv, ri);
 	account(app, &req, &resp, ri);
 
 	status = resp.status;
@@ -636,33 +797,88 @@ begin_request(struct mg_connection *mc)
 }
 
 /*
- * civetweb's own errors (malformed request line, headers too large,
- * request timeout) get the same JSON shape as ours.
+ * civetweb's own errors (malformed request line or header, headers too
+ * large, a bad Content-Length, a Transfer-Encoding it cannot read, a
+ * request timeout) get the same JSON shape as ours, a request id, one log
+ * line and a count, and always close the connection. civetweb answers a
+ * negative or empty Content-Length with 411; RFC 9112 section 6.3 asks for
+ * 400, which is what the client gets here.
  */
 static int
 http_error(struct mg_connection *mc, int status, const char *errmsg)
 {
 	const struct mg_request_info *ri = mg_get_request_info(mc);
-	struct relay_app *app = ri ? ri->user_data : NULL;
-	char body[256];
+	struct relay_http_server *srv = ri ? ri->user_data : NULL;
+	struct relay_app *app = srv ? srv->app : NULL;
+	const struct relay_route *route = NULL;
+	enum relay_error_shape shape = RELAY_ERR_OBJECT;
+	struct relay_response resp;
+	const char *kind, *path = NULL;
+	char allow[96];
 	char len[32];
-	int n;
+	char rid[17];
 
-	(void)errmsg;
-	n = snprintf(body, sizeof(body),
-	    "{\"error\":{\"code\":%d,\"message\":\"%s\"}}", status,
+	/* A connection the gate already cut gets nothing more. */
+	if (srv != NULL && !gate_head_seen(srv, ri))
+		return 0;
+	if (status == 411)
+		status = 400;
+	switch (status) {
+	case 400:
+		kind = errmsg != NULL && strcmp(errmsg, "Bad request") == 0 ?
+		    "framing_rejected" : "http_malformed";
+		break;
+	case 408:
+		kind = "head_timeout";
+		break;
+	case 413:
+	case 431:
+		kind = "header_too_large";
+		break;
+	default:
+		kind = "http_error";
+		break;
+	}
+	/* The route's error shape, when the request line named one. */
+	if (ri != NULL && ri->request_method != NULL) {
+		path = ri->local_uri_raw ? ri->local_uri_raw : ri->local_uri;
+		if (path != NULL)
+			(void)relay_route_match(ri->request_method, path, &route,
+			    allow, sizeof(allow));
+		if (route != NULL)
+			shape = route->error_shape;
+	}
+	generate_request_id(rid);
+	relay_response_init(&resp);
+	relay_response_error_shaped(&resp, shape, status,
+	    status == 400 ? "bad_request" : kind,
+	    strcmp(kind, "framing_rejected") == 0 ?
+	    "Request Content-Length or Transfer-Encoding is invalid" :
 	    mg_get_response_code_text(mc, status));
-	if (n < 0 || (size_t)n >= sizeof(body))
-		return 1;
-	if (app != NULL && (status == 413 || status == 431))
-		relay_app_count_limit(app, "header_bytes");
+	if (app != NULL) {
+		if (status == 413 || status == 431)
+			relay_app_count_limit(app, "header_bytes");
+		relay_app_count_bad_request(app, kind);
+	}
+	TP_LOG(TP_LOG_INFO, "http.request",
+	    TP_LSTR("http_method", ri && ri->request_method ?
+	    ri->request_method : "-"),
+	    TP_LSTR("http_path", path ? path : "-"),
+	    TP_LINT("http_status", status),
+	    TP_LSTR("request_id", rid),
+	    TP_LSTR("remote_addr", ri ? ri->remote_addr : "-"),
+	    TP_LSTR("error", kind),
+	    TP_LSTR("detail", errmsg ? errmsg : ""));
 	mg_response_header_start(mc, status);
 	mg_response_header_add(mc, "Content-Type", json_type, -1);
-	snprintf(len, sizeof(len), "%d", n);
+	snprintf(len, sizeof(len), "%zu", resp.body_len);
 	mg_response_header_add(mc, "Content-Length", len, -1);
+	mg_response_header_add(mc, "X-Request-Id", rid, -1);
 	mg_disable_connection_keep_alive(mc);
 	mg_response_header_send(mc);
-	mg_write(mc, body, (size_t)n);
+	if (resp.body != NULL)
+		mg_write(mc, resp.body, resp.body_len);
+	free(resp.body);
 	return 0;
 }
 
@@ -681,10 +897,12 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	struct relay_http_server *srv;
 	struct mg_callbacks cb;
 	struct mg_server_port ports[4];
-	char listen[64], threads[16], timeout[24], header_max[24];
+	char listen[64], threads[16], timeout[24], header_max[24], queue[16];
+	struct relay_gate_config gc;
 	const char *options[] = {
 		"listening_ports", listen,
 		"num_threads", threads,
+		"connection_queue", queue,
 		"request_timeout_ms", timeout,
 		"enable_keep_alive", "yes",
 		"keep_alive_timeout_ms", "5000",
@@ -703,6 +921,7 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	snprintf(timeout, sizeof(timeout), "%lld", (long long)s->timeout_s * 1000);
 	snprintf(header_max, sizeof(header_max), "%lld",
 	    (long long)s->max_header_bytes);
+	snprintf(queue, sizeof(queue), "%d", CONNECTION_QUEUE);
 
 	srv = calloc(1, sizeof(*srv));
 	if (srv == NULL) {
@@ -710,20 +929,42 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 		return NULL;
 	}
 	srv->app = app;
+	/*
+	 * civetweb holds at most num_threads sockets on workers plus
+	 * CONNECTION_QUEUE waiting for one (its master thread blocks while
+	 * the queue is full), so this many slots never run out in use.
+	 */
+	memset(&gc, 0, sizeof(gc));
+	gc.slots = (size_t)s->threads + CONNECTION_QUEUE + 8;
+	gc.per_client_max = (size_t)s->max_connections_per_client;
+	gc.head_timeout_ms = s->head_timeout_ms;
+	gc.close_timeout_ms = s->head_timeout_ms;
+	gc.on_cut = gate_cut;
+	gc.arg = srv;
+	gc.open_gauge = &app->open_connections;
+	srv->gate = relay_gate_new(&gc);
+	if (srv->gate == NULL) {
+		snprintf(err, errlen, "cannot start the connection gate");
+		free(srv);
+		return NULL;
+	}
 	memset(&cb, 0, sizeof(cb));
 	cb.begin_request = begin_request;
 	cb.http_error = http_error;
 	cb.log_message = log_message;
+	cb.init_thread = init_thread;
+	cb.connection_close = connection_close;
 	/*
 	 * No log_access callback: with one registered civetweb formats an
 	 * access line (localtime(), getnameinfo()) for every request only to
 	 * hand it over; we write our own lines in account().
 	 */
 
-	srv->ctx = mg_start(&cb, app, options);
+	srv->ctx = mg_start(&cb, srv, options);
 	if (srv->ctx == NULL) {
 		snprintf(err, errlen, "cannot listen on %s (address in use or not local?)",
 		    listen);
+		relay_gate_free(srv->gate);
 		free(srv);
 		return NULL;
 	}
@@ -786,6 +1027,7 @@ relay_http_stop(struct relay_http_server *srv)
 	atomic_init(&st.done, false);
 	if (pthread_create(&th, NULL, stop_thread, &st) != 0) {
 		mg_stop(srv->ctx);
+		relay_gate_free(srv->gate);
 		free(srv);
 		return;
 	}
@@ -801,5 +1043,7 @@ relay_http_stop(struct relay_http_server *srv)
 		nanosleep(&tick, NULL);
 	}
 	pthread_join(th, NULL);
+	/* Only now: civetweb's callbacks into the gate have all returned. */
+	relay_gate_free(srv->gate);
 	free(srv);
 }

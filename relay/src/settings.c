@@ -151,7 +151,16 @@ const struct tp_setting relay_setting_table[] = {
 	  "accepted for the Python image's tuning; the relay is always one process" },
 	{ "timeout", "RELAY_TIMEOUT", NULL, TP_SETTING_INT, "60", 1, 3600,
 	  OFF(timeout_s), NULL, 0,
-	  "seconds a client may stay silent while sending a request" },
+	  "seconds a client may stay silent while sending a request body, or "
+	  "stop reading a response, before it is disconnected" },
+	{ "head_timeout_ms", "RELAY_HEAD_TIMEOUT_MS", NULL, TP_SETTING_INT,
+	  "10000", 100, 600000, OFF(head_timeout_ms), NULL, 0,
+	  "milliseconds from accepting a connection to its complete first "
+	  "request head (then 408 and closed)" },
+	{ "max_connections_per_client", "RELAY_MAX_CONNECTIONS_PER_CLIENT", NULL,
+	  TP_SETTING_INT, "16", 0, 100000, OFF(max_connections_per_client), NULL,
+	  0, "open connections one client IPv4 address may hold (0 = no limit; "
+	  "behind an ingress see docs/hardening.md)" },
 	{ "graceful_timeout", "RELAY_GRACEFUL_TIMEOUT", NULL, TP_SETTING_INT, "30",
 	  0, 3600, OFF(graceful_timeout_s), NULL, 0,
 	  "seconds in-flight requests get to finish after SIGTERM" },
