@@ -1,0 +1,281 @@
+"""HTTP framing (RFC 9112) and slow or numerous clients, over raw sockets.
+
+Framing: each request shape that civetweb 1.15 would frame differently from
+a front proxy is sent byte for byte; the relay must answer one JSON 400 in
+the route's error shape, log it once with its request id and kind, count
+it, and close the connection (recv() then returns EOF), so bytes after the
+head are never served as a second request.
+
+Slow clients: the per-address connection cap (RELAY_MAX_CONNECTIONS_PER_CLIENT)
+refuses the next connection from one loopback address while another
+address is served, and a head that never completes is cut at
+RELAY_HEAD_TIMEOUT_MS with a JSON 408. Client addresses are 127.0.0.x,
+chosen with the client socket's source address. Every wait polls with a
+deadline; nothing depends on how fast the machine is.
+"""
+
+import json
+import socket
+import unittest
+
+from relaytest import Relay, metric_value, scaled, wait_for, main
+
+LEGACY = "/sink"                                # legacy string error shape
+V1 = "/api/v1/relay/servers/poll"               # API v1 object error shape
+
+
+def connect(port, source="127.0.0.1"):
+    return socket.create_connection(("127.0.0.1", port), timeout=scaled(30),
+                                    source_address=(source, 0))
+
+
+def read_until_eof(s):
+    """Everything the relay sends until it closes the connection."""
+    data = b""
+    while True:
+        try:
+            b = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not b:
+            break
+        data += b
+    return data
+
+
+def split_response(data):
+    """(status, headers dict, body bytes, rest after the body)."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    assert sep, data
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    return status, headers, rest[:n], rest[n:]
+
+
+def exchange(port, raw, source="127.0.0.1"):
+    s = connect(port, source)
+    try:
+        s.sendall(raw)
+        return read_until_eof(s)
+    finally:
+        s.close()
+
+
+def post_head(path, *headers):
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: relay.test\r\n"
+            b"Content-Type: application/json\r\n"
+            + b"".join(h + b"\r\n" for h in headers) + b"\r\n")
+
+
+BODY = b'{"server_public_key":"K"}'
+SMUGGLED = b"GET /livez HTTP/1.1\r\nHost: relay.test\r\n\r\n"
+
+# (name, headers, body that follows the head, kind in log and metrics)
+CASES = [
+    ("cl_with_chunked",
+     [b"Content-Length: %d" % len(b"0\r\n\r\n" + SMUGGLED),
+      b"Transfer-Encoding: chunked"], b"0\r\n\r\n" + SMUGGLED,
+     "framing_cl_with_te"),
+    ("chunked_then_cl",
+     [b"Transfer-Encoding: chunked", b"Content-Length: 3"],
+     b"0\r\n\r\n" + SMUGGLED, "framing_cl_with_te"),
+    ("cl_with_identity",
+     [b"Transfer-Encoding: identity", b"Content-Length: %d" % len(BODY)],
+     BODY, "framing_cl_with_te"),
+    ("two_cl_different",
+     [b"Content-Length: %d" % len(BODY), b"Content-Length: 2"], BODY,
+     "framing_cl_repeated"),
+    ("two_cl_same",
+     [b"Content-Length: %d" % len(BODY)] * 2, BODY, "framing_cl_repeated"),
+    ("cl_plus_sign", [b"Content-Length: +%d" % len(BODY)], BODY,
+     "framing_cl_invalid"),
+    ("cl_trailing_garbage", [b"Content-Length: %dabc" % len(BODY)], BODY,
+     "framing_cl_invalid"),
+    ("cl_hex", [b"Content-Length: 0x19"], BODY, "framing_cl_invalid"),
+    ("cl_overflow", [b"Content-Length: 99999999999999999999999"], BODY,
+     "framing_cl_invalid"),
+    ("cl_negative", [b"Content-Length: -1"], BODY, "framing_rejected"),
+    ("cl_empty", [b"Content-Length: "], BODY, "framing_rejected"),
+    ("te_gzip", [b"Transfer-Encoding: gzip"], b"", "framing_rejected"),
+    ("te_list", [b"Transfer-Encoding: gzip, chunked"], b"0\r\n\r\n",
+     "framing_rejected"),
+    ("te_twice", [b"Transfer-Encoding: chunked"] * 2, b"0\r\n\r\n",
+     "framing_te_unsupported"),
+]
+
+
+class Framing(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.relay = Relay().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.relay.stop()
+
+    def check_refused(self, path, name, headers, body, kind, shape):
+        r = self.relay
+        data = exchange(r.port, post_head(path, *headers) + body)
+        status, hdrs, payload, rest = split_response(data)
+        self.assertEqual(status, 400, (name, data))
+        self.assertEqual(hdrs["content-type"], "application/json")
+        self.assertEqual(hdrs["connection"], "close")
+        # one answer, then EOF: nothing after the head became a request
+        self.assertEqual(rest, b"", (name, data))
+        obj = json.loads(payload)
+        if shape == "string":
+            self.assertIsInstance(obj["error"], str, name)
+        else:
+            self.assertEqual(obj["error"]["code"], 400, name)
+            self.assertIsInstance(obj["error"]["message"], str, name)
+        rid = hdrs["x-request-id"]
+        line = r.wait_log("http.request", request_id=rid)
+        self.assertEqual(line["error"], kind, name)
+        self.assertEqual(line["http_status"], 400)
+
+    def test_every_ambiguous_framing_is_refused_and_closed(self):
+        before = self.relay.metrics()
+        counts = {}
+        for path, shape in ((LEGACY, "string"), (V1, "object")):
+            for name, headers, body, kind in CASES:
+                # civetweb refuses some before the route is known: object
+                routed = not kind == "framing_rejected"
+                with self.subTest(case=name, path=path):
+                    self.check_refused(path, name, headers, body, kind,
+                                       shape if routed else "object")
+                counts[kind] = counts.get(kind, 0) + 1
+        after = self.relay.metrics()
+        for kind, n in counts.items():
+            old = metric_value(before, "tokenplace_relay_bad_requests_total",
+                               kind=kind) or 0
+            self.assertEqual(metric_value(
+                after, "tokenplace_relay_bad_requests_total", kind=kind),
+                old + n, kind)
+
+    def test_smuggled_request_is_never_served(self):
+        r = self.relay
+        before = metric_value(r.metrics(), "tokenplace_relay_requests_total",
+                              method="GET", endpoint="livez", status="200")
+        data = exchange(r.port, post_head(
+            LEGACY, b"Content-Length: 5", b"Transfer-Encoding: chunked")
+            + b"0\r\n\r\n" + SMUGGLED)
+        self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)
+        after = metric_value(r.metrics(), "tokenplace_relay_requests_total",
+                             method="GET", endpoint="livez", status="200")
+        self.assertEqual(before, after)
+
+    def test_plain_chunked_body_still_served_and_kept_alive(self):
+        r = self.relay
+        s = connect(r.port)
+        try:
+            chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY)
+            s.sendall(post_head(LEGACY, b"Transfer-Encoding: chunked")
+                      + chunked)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += s.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            status, hdrs, _, _ = split_response(data + b"")
+            self.assertNotEqual(status, 400, data)
+            n = int(hdrs["content-length"])
+            while len(rest) < n:
+                rest += s.recv(65536)
+            self.assertEqual(hdrs["connection"], "keep-alive")
+            # the same connection serves the next request
+            s.sendall(b"GET /livez HTTP/1.1\r\nHost: relay.test\r\n"
+                      b"Connection: close\r\n\r\n")
+            status, _, body, _ = split_response(read_until_eof(s))
+            self.assertEqual(status, 200)
+            self.assertEqual(json.loads(body)["status"], "alive")
+        finally:
+            s.close()
+
+
+def open_connections(r):
+    return metric_value(r.metrics(), "tokenplace_relay_http_open_connections")
+
+
+class SlowClients(unittest.TestCase):
+    def test_per_client_cap_refuses_next_connection_only_for_that_address(self):
+        cap = 3
+        with Relay(env={"RELAY_MAX_CONNECTIONS_PER_CLIENT": str(cap)}) as r:
+            held = [connect(r.port, "127.0.0.2") for _ in range(cap)]
+            try:
+                # all three accepted (the scrape's own connection is one more)
+                wait_for(lambda: open_connections(r) >= cap + 1, 10,
+                         what="held connections accepted")
+                extra = connect(r.port, "127.0.0.2")
+                try:
+                    extra.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+                    data = read_until_eof(extra)
+                finally:
+                    extra.close()
+                if data:  # the 503 may be lost to a reset; EOF is the rule
+                    status, hdrs, body, _ = split_response(data)
+                    self.assertEqual(status, 503)
+                    self.assertEqual(json.loads(body)["error"]["code"], 503)
+                # another address is served while 127.0.0.2 is at its cap
+                status, _, body, _ = split_response(exchange(
+                    r.port, b"GET /livez HTTP/1.1\r\nHost: x\r\n"
+                    b"Connection: close\r\n\r\n", source="127.0.0.3"))
+                self.assertEqual(status, 200)
+                self.assertEqual(metric_value(
+                    r.metrics(), "tokenplace_relay_connections_refused_total",
+                    reason="per_client_limit"), 1)
+                self.assertIsNotNone(r.find_log(
+                    "http.connection_refused", reason="per_client_limit",
+                    remote_addr="127.0.0.2"))
+                # one closed: 127.0.0.2 is served again
+                held.pop().close()
+
+                def served_again():
+                    data = exchange(r.port, b"GET /livez HTTP/1.1\r\nHost: x"
+                                    b"\r\nConnection: close\r\n\r\n",
+                                    source="127.0.0.2")
+                    return data.startswith(b"HTTP/1.1 200 ")
+                wait_for(served_again, 10, what="127.0.0.2 served again")
+            finally:
+                for s in held:
+                    s.close()
+
+    def test_slow_head_is_cut_at_head_deadline(self):
+        head_ms = int(scaled(0.4) * 1000)
+        with Relay(env={"RELAY_HEAD_TIMEOUT_MS": str(head_ms),
+                        "RELAY_TIMEOUT": "600"}) as r:
+            s = connect(r.port, "127.0.0.4")
+            try:
+                s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+                data = read_until_eof(s)  # EOF comes from the relay
+            finally:
+                s.close()
+            status, hdrs, body, _ = split_response(data)
+            self.assertEqual(status, 408)
+            self.assertEqual(hdrs["connection"], "close")
+            self.assertEqual(json.loads(body)["error"]["code"], 408)
+            wait_for(lambda: metric_value(
+                r.metrics(), "tokenplace_relay_connections_refused_total",
+                reason="head_timeout") == 1, 10, what="head_timeout counted")
+            # a complete head on a fresh connection is served normally
+            self.assertEqual(r.request("GET", "/livez")[0], 200)
+
+    def test_silent_body_is_cut_at_relay_timeout(self):
+        with Relay(env={"RELAY_TIMEOUT": "1"}) as r:
+            s = connect(r.port)
+            try:
+                s.sendall(post_head(LEGACY, b"Content-Length: %d" % len(BODY))
+                          + BODY[:-3])
+                data = read_until_eof(s)
+            finally:
+                s.close()
+            if data:
+                self.assertEqual(split_response(data)[0], 400, data)
+            self.assertEqual(r.request("GET", "/livez")[0], 200)
+
+
+if __name__ == "__main__":
+    main()
