@@ -4,6 +4,8 @@
  */
 #include "upstream_rules.h"
 
+#include "auth.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -229,6 +231,18 @@ relay_fwd_header_is_hop(const char *name, const char *connection)
 	return connection != NULL && token_listed(name, connection);
 }
 
+/*
+ * The relay's own credentials never leave it: the compute nodes'
+ * registration token (RELAY_AUTH_HEADER, X-Relay-Server-Token) and any
+ * other X-Relay-* header, a prefix the relay keeps for itself.
+ */
+bool
+relay_fwd_header_is_relay_credential(const char *name)
+{
+	return strcasecmp(name, RELAY_AUTH_HEADER) == 0 ||
+	    strncasecmp(name, "X-Relay-", 8) == 0;
+}
+
 bool
 relay_fwd_header_passes(enum relay_fwd_dir dir, const char *name,
     const char *connection)
@@ -236,6 +250,8 @@ relay_fwd_header_passes(enum relay_fwd_dir dir, const char *name,
 	if (name == NULL || name[0] == '\0')
 		return false;
 	if (relay_fwd_header_is_hop(name, connection))
+		return false;
+	if (dir == RELAY_FWD_REQUEST && relay_fwd_header_is_relay_credential(name))
 		return false;
 	if (dir == RELAY_FWD_REQUEST)
 		return !in_list(name, request_own,

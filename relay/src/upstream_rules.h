@@ -66,11 +66,19 @@ enum relay_fwd_dir {
 bool relay_fwd_header_is_hop(const char *name, const char *connection);
 
 /*
+ * True when `name` is one of the relay's own credentials
+ * (X-Relay-Server-Token, or any X-Relay-* header): never forwarded.
+ */
+bool relay_fwd_header_is_relay_credential(const char *name);
+
+/*
  * True when a header of the given direction is copied as is. Besides the
  * hop-by-hop headers, the proxy drops what it sets itself: on requests
  * Host, Content-Length, Expect, X-Forwarded-For/-Proto/-Host and
- * X-Request-Id; on responses Content-Length and Content-Type (sent by the
- * relay's own framing), X-Request-Id, Date and Server.
+ * X-Request-Id, and the relay's own credentials (X-Relay-*); on responses
+ * Content-Length and Content-Type (sent by the relay's own framing),
+ * X-Request-Id, Date and Server. Authorization passes: the upstream's
+ * OpenAI-style API authenticates with it (docs/forwarding.md).
  */
 bool relay_fwd_header_passes(enum relay_fwd_dir dir, const char *name,
     const char *connection);

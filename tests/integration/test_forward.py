@@ -773,6 +773,48 @@ class HopByHop(unittest.TestCase):
                                 "keep-alive, X-Client-Hop")
             self.assertEqual(header_value(echo, "X-End-To-End"), "yes")
 
+    def test_exact_request_header_set_received(self):
+        """What the upstream receives is exactly the end-to-end headers
+        plus the relay's own: no credential of the relay, nothing
+        hop-by-hop, nothing libcurl would add by itself."""
+        rid = new_rid("exact")
+        with Upstream() as up, Relay(env=relay_env(up)) as r:
+            s, f, status, hdrs = raw_request(
+                r.port, "POST", "/v1/chat/completions", headers=[
+                    ("X-Request-Id", rid),
+                    ("Content-Type", "application/json"),
+                    ("Authorization", "Bearer sk-upstream"),
+                    ("X-Relay-Server-Token", "node-registration-secret"),
+                    ("X-Relay-Other", "relay-only"),
+                    ("Connection", "keep-alive, X-Named-Hop"),
+                    ("X-Named-Hop", "hop"),
+                    ("Keep-Alive", "timeout=5"),
+                    ("TE", "trailers"),
+                    ("Trailer", "X-T"),
+                    ("Upgrade", "h2c"),
+                    ("Proxy-Authorization", "Basic eDp5"),
+                    ("Proxy-Connection", "keep-alive"),
+                    ("X-End-To-End", "yes"),
+                ], body=b'{"model":"m","messages":[]}')
+            try:
+                self.assertEqual(status, 200)
+                echo = json.loads(read_body(f, hdrs))
+            finally:
+                f.close()
+                s.close()
+            got = sorted(header_names(echo))
+            self.assertEqual(got, sorted([
+                "host", "content-type", "authorization", "x-end-to-end",
+                "content-length", "x-forwarded-for", "x-forwarded-proto",
+                "x-forwarded-host", "x-request-id"]), echo["headers"])
+            self.assertEqual(header_value(echo, "Authorization"),
+                             "Bearer sk-upstream")
+            self.assertEqual(header_value(echo, "X-Request-Id"), rid)
+            self.assertEqual(header_value(echo, "X-Forwarded-For"),
+                             "127.0.0.1")
+            for k, v in echo["headers"]:
+                self.assertNotIn("secret", v)
+
     def test_response_hop_headers_dropped(self):
         with Upstream() as up, Relay(env=relay_env(up)) as r:
             status, headers, data = r.request("GET", "/v1/models", headers={

@@ -218,6 +218,25 @@ test_hop_by_hop_headers_dropped(void **state)
 }
 
 static void
+test_relay_credentials_never_forwarded(void **state)
+{
+	static const char *const own[] = { "X-Relay-Server-Token",
+	    "x-relay-server-token", "X-RELAY-SERVER-TOKEN", "X-Relay-Anything" };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+		assert_true(relay_fwd_header_is_relay_credential(own[i]));
+		assert_false(relay_fwd_header_passes(RELAY_FWD_REQUEST, own[i],
+		    NULL));
+	}
+	/* end-to-end credentials of the upstream's own API pass */
+	assert_true(relay_fwd_header_passes(RELAY_FWD_REQUEST, "Authorization",
+	    NULL));
+	assert_false(relay_fwd_header_is_relay_credential("X-Relayed"));
+	assert_false(relay_fwd_header_is_relay_credential("Authorization"));
+}
+
+static void
 test_headers_named_in_connection_dropped(void **state)
 {
 	(void)state;
@@ -501,6 +520,7 @@ main(void)
 		cmocka_unit_test(test_path_safe_rejects_dot_segments),
 		cmocka_unit_test(test_router_sends_unclaimed_prefixed_paths_to_forward),
 		cmocka_unit_test(test_hop_by_hop_headers_dropped),
+		cmocka_unit_test(test_relay_credentials_never_forwarded),
 		cmocka_unit_test(test_headers_named_in_connection_dropped),
 		cmocka_unit_test(test_proxy_owned_headers_by_direction),
 		cmocka_unit_test(test_route_label_is_bounded),
