@@ -815,8 +815,9 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 	struct relay_response resp;
 	const char *kind, *path = NULL;
 	char allow[96];
-	char len[32];
+	char head[512];
 	char rid[17];
+	int n;
 
 	/* A connection the gate already cut gets nothing more. */
 	if (srv != NULL && !gate_head_seen(srv, ri))
@@ -869,15 +870,30 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 	    TP_LSTR("remote_addr", ri ? ri->remote_addr : "-"),
 	    TP_LSTR("error", kind),
 	    TP_LSTR("detail", errmsg ? errmsg : ""));
-	mg_response_header_start(mc, status);
-	mg_response_header_add(mc, "Content-Type", json_type, -1);
-	snprintf(len, sizeof(len), "%zu", resp.body_len);
-	mg_response_header_add(mc, "Content-Length", len, -1);
-	mg_response_header_add(mc, "X-Request-Id", rid, -1);
+	/*
+	 * Written whole here: civetweb's mg_response_header_start() would
+	 * echo the request's protocol version, which is whatever the client
+	 * sent when the request line is what civetweb refused ("HTTP/xyz"
+	 * gave a status line of "HTTP/xyz 400").
+	 */
 	mg_disable_connection_keep_alive(mc);
-	mg_response_header_send(mc);
-	if (resp.body != NULL)
-		mg_write(mc, resp.body, resp.body_len);
+	n = snprintf(head, sizeof(head),
+	    "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: %s\r\n"
+	    "Content-Length: %zu\r\n"
+	    "X-Request-Id: %s\r\n"
+	    "Connection: close\r\n"
+	    "Date: %s\r\n\r\n",
+	    status, mg_get_response_code_text(mc, status), json_type,
+	    resp.body_len, rid, http_date());
+	if (n > 0 && (size_t)n < sizeof(head)) {
+		(void)mg_write(mc, head, (size_t)n);
+		/* an answer to HEAD has no body, whatever its length says */
+		if (resp.body != NULL && !(ri != NULL &&
+		    ri->request_method != NULL &&
+		    strcmp(ri->request_method, "HEAD") == 0))
+			(void)mg_write(mc, resp.body, resp.body_len);
+	}
 	free(resp.body);
 	return 0;
 }
