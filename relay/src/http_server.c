@@ -749,7 +749,15 @@ begin_request(struct mg_connection *mc)
 	size_t body_len = 0;
 	int status;
 
-	(void)gate_head_seen(srv, ri);
+	/*
+	 * Only the first head of a connection is under the gate's deadline;
+	 * the connection's user data marks that it was disarmed (civetweb
+	 * clears it when the connection closes).
+	 */
+	if (mg_get_user_connection_data(mc) == NULL) {
+		(void)gate_head_seen(srv, ri);
+		mg_set_user_connection_data(mc, srv);
+	}
 	atomic_fetch_add(&app->in_flight, 1);
 	memset(&req, 0, sizeof(req));
 	relay_response_init(&resp);
@@ -958,6 +966,17 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	gc.on_cut = gate_cut;
 	gc.arg = srv;
 	gc.open_gauge = &app->open_connections;
+	/*
+	 * The limit only protects the pool when one address cannot take
+	 * most of it; behind an ingress (one address) it must be off.
+	 */
+	if (s->max_connections_per_client > s->threads / 2)
+		TP_LOG(TP_LOG_WARNING, "http.per_client_limit_high",
+		    TP_LINT("max_connections_per_client",
+		    s->max_connections_per_client),
+		    TP_LINT("threads", s->threads),
+		    TP_LSTR("detail", "one client address may hold more than "
+		    "half of the worker threads; see docs/hardening.md"));
 	srv->gate = relay_gate_new(&gc);
 	if (srv->gate == NULL) {
 		snprintf(err, errlen, "cannot start the connection gate");

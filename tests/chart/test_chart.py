@@ -287,7 +287,13 @@ def check_minimal(objs):
     # The chart's env defaults are the relay's own defaults.
     table = relay_settings()
     R.check(f"{n}: settings.c table parsed", len(table) >= 20, str(len(table)))
-    chart_specific = {"RELAY_HOST", "TOKENPLACE_RELAY_UPSTREAM_URL"}
+    # Behind the ingress every connection comes from the ingress pods, so
+    # the chart turns the relay's per-address limit off (docs/hardening.md).
+    chart_specific = {"RELAY_HOST", "TOKENPLACE_RELAY_UPSTREAM_URL",
+                      "RELAY_MAX_CONNECTIONS_PER_CLIENT"}
+    R.check(f"{n}: per-address connection limit off behind the ingress",
+            env.get("RELAY_MAX_CONNECTIONS_PER_CLIENT") == "0",
+            str(env.get("RELAY_MAX_CONNECTIONS_PER_CLIENT")))
     for var, value in sorted(env.items()):
         if not isinstance(value, str) or var in chart_specific:
             continue
