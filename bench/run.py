@@ -143,8 +143,11 @@ class RelayProc:
     logs discarded."""
 
     def __init__(self, binary, env=None):
+        # wrk opens every connection from 127.0.0.1, as an ingress would:
+        # the per-address limit is off unless a section sets it.
         e = {"PATH": "/usr/bin:/bin", "RELAY_HOST": "127.0.0.1",
-             "RELAY_PORT": "0", "TOKENPLACE_LOG_LEVEL": "WARNING"}
+             "RELAY_PORT": "0", "TOKENPLACE_LOG_LEVEL": "WARNING",
+             "RELAY_MAX_CONNECTIONS_PER_CLIENT": "0"}
         e.update(env or {})
         self.proc = subprocess.Popen([binary], env=e,
                                      stdout=subprocess.DEVNULL,

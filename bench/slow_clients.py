@@ -273,7 +273,8 @@ def part_pool_memory(relay_bin):
 
 
 def run(relay_bin, duration, report, env=None, measure_s=15, hold_s=15):
-    env = dict(env or {})
+    # the relay's own default limit (bench.RelayProc turns it off for wrk)
+    env = dict({"RELAY_MAX_CONNECTIONS_PER_CLIENT": "16"}, **(env or {}))
     res = {"env": env}
     res["one_address"] = part_one_address(relay_bin, env, measure_s)
     res["many_addresses"] = part_many_addresses(relay_bin, env, hold_s)

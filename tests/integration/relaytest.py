@@ -83,6 +83,10 @@ class Relay:
             env = dict(os.environ)
         env.setdefault("RELAY_HOST", "127.0.0.1")
         env.setdefault("RELAY_PORT", "0")
+        # Every simulated peer connects from 127.0.0.1, as all would from
+        # an ingress: the per-address limit is off, as the chart sets it;
+        # the tests of that limit set it themselves.
+        env.setdefault("RELAY_MAX_CONNECTIONS_PER_CLIENT", "0")
         env.update(self.env_overrides)
         return env
 
