@@ -127,16 +127,20 @@ report(struct relay_gate *g, enum relay_gate_cut why, uint32_t addr)
 		g->cfg.on_cut(g->cfg.arg, why, addr);
 }
 
-/*
- * Cuts every connection past its deadline; returns the earliest deadline
- * still armed (INT64_MAX when none). Called with the lock held; the
- * reports are collected and made by the caller after unlocking.
- */
+/* A cut to report once the lock is released. */
 struct cut_note {
 	enum relay_gate_cut why;
 	uint32_t addr;
 };
 
+/*
+ * Cuts every connection past its deadline; returns the earliest deadline
+ * still armed (INT64_MAX when none). Called with the lock held; the
+ * reports are collected and made by the caller after unlocking. A cut
+ * connection keeps its slot until civetweb closes it; should that close
+ * never be reported, the slot is freed once its descriptor no longer
+ * names the peer.
+ */
 static int64_t
 sweep(struct relay_gate *g, int64_t now, struct cut_note *notes,
     size_t max_notes, size_t *nnotes)
