@@ -31,6 +31,7 @@
 #include "http.h"
 #include "routes.h"
 #include "tokenplace/log.h"
+#include "v1_broker.h"
 
 #define REQUEST_ID_MAX 128
 #define BODY_CHUNK 16384
@@ -967,16 +968,25 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	gc.arg = srv;
 	gc.open_gauge = &app->open_connections;
 	/*
-	 * The limit only protects the pool when one address cannot take
-	 * most of it; behind an ingress (one address) it must be off.
+	 * The limit only protects the pool when one address plus the API v1
+	 * long polls cannot take all of it.
 	 */
-	if (s->max_connections_per_client > s->threads / 2)
-		TP_LOG(TP_LOG_WARNING, "http.per_client_limit_high",
-		    TP_LINT("max_connections_per_client",
-		    s->max_connections_per_client),
-		    TP_LINT("threads", s->threads),
-		    TP_LSTR("detail", "one client address may hold more than "
-		    "half of the worker threads; see docs/hardening.md"));
+	{
+		struct relay_v1_config v1;
+
+		relay_v1_config_from_settings(s, &v1);
+		if (s->max_connections_per_client > 0 &&
+		    s->max_connections_per_client + (int64_t)v1.max_long_polls >=
+		    s->threads)
+			TP_LOG(TP_LOG_WARNING, "http.per_client_limit_high",
+			    TP_LINT("max_connections_per_client",
+			    s->max_connections_per_client),
+			    TP_LINT("max_long_polls", (int64_t)v1.max_long_polls),
+			    TP_LINT("threads", s->threads),
+			    TP_LSTR("detail", "one client address and the waiting "
+			    "long polls can hold every worker thread; raise "
+			    "RELAY_THREADS (docs/hardening.md)"));
+	}
 	srv->gate = relay_gate_new(&gc);
 	if (srv->gate == NULL) {
 		snprintf(err, errlen, "cannot start the connection gate");

@@ -158,7 +158,7 @@ const struct tp_setting relay_setting_table[] = {
 	  "milliseconds from accepting a connection to its complete first "
 	  "request head (then 408 and closed)" },
 	{ "max_connections_per_client", "RELAY_MAX_CONNECTIONS_PER_CLIENT", NULL,
-	  TP_SETTING_INT, "16", 0, 100000, OFF(max_connections_per_client), NULL,
+	  TP_SETTING_INT, "8", 0, 100000, OFF(max_connections_per_client), NULL,
 	  0, "open connections one client IPv4 address may hold (0 = no limit; "
 	  "behind an ingress see docs/hardening.md)" },
 	{ "graceful_timeout", "RELAY_GRACEFUL_TIMEOUT", NULL, TP_SETTING_INT, "30",

@@ -113,7 +113,7 @@ class Framing(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         # the relay's own default limit, not the harness's 0
-        cls.relay = Relay(env={"RELAY_MAX_CONNECTIONS_PER_CLIENT": "16"}).start()
+        cls.relay = Relay(env={"RELAY_MAX_CONNECTIONS_PER_CLIENT": "8"}).start()
 
     @classmethod
     def tearDownClass(cls):
