@@ -44,8 +44,6 @@ struct relay_http_server {
 	_Atomic int64_t last_refusal_log_ms;
 };
 
-/* civetweb's queue of accepted sockets waiting for a worker. */
-#define CONNECTION_QUEUE 32
 
 struct relay_conn {
 	struct mg_connection *mc;
@@ -946,7 +944,7 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	snprintf(timeout, sizeof(timeout), "%lld", (long long)s->timeout_s * 1000);
 	snprintf(header_max, sizeof(header_max), "%lld",
 	    (long long)s->max_header_bytes);
-	snprintf(queue, sizeof(queue), "%d", CONNECTION_QUEUE);
+	snprintf(queue, sizeof(queue), "%lld", (long long)s->connection_queue);
 
 	srv = calloc(1, sizeof(*srv));
 	if (srv == NULL) {
@@ -956,11 +954,11 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	srv->app = app;
 	/*
 	 * civetweb holds at most num_threads sockets on workers plus
-	 * CONNECTION_QUEUE waiting for one (its master thread blocks while
+	 * connection_queue waiting for one (its master thread blocks while
 	 * the queue is full), so this many slots never run out in use.
 	 */
 	memset(&gc, 0, sizeof(gc));
-	gc.slots = (size_t)s->threads + CONNECTION_QUEUE + 8;
+	gc.slots = (size_t)(s->threads + s->connection_queue) + 8;
 	gc.per_client_max = (size_t)s->max_connections_per_client;
 	gc.head_timeout_ms = s->head_timeout_ms;
 	gc.close_timeout_ms = s->head_timeout_ms;

@@ -157,6 +157,10 @@ const struct tp_setting relay_setting_table[] = {
 	  "10000", 100, 600000, OFF(head_timeout_ms), NULL, 0,
 	  "milliseconds from accepting a connection to its complete first "
 	  "request head (then 408 and closed)" },
+	{ "connection_queue", "RELAY_CONNECTION_QUEUE", NULL, TP_SETTING_INT,
+	  "32", 1, 4096, OFF(connection_queue), NULL, 0,
+	  "accepted connections waiting for a free worker thread (beyond them, "
+	  "new connections wait in the kernel's listen backlog)" },
 	{ "max_connections_per_client", "RELAY_MAX_CONNECTIONS_PER_CLIENT", NULL,
 	  TP_SETTING_INT, "8", 0, 100000, OFF(max_connections_per_client), NULL,
 	  0, "open connections one client IPv4 address may hold (0 = no limit; "

@@ -27,6 +27,7 @@ struct relay_settings {
 	int64_t metrics_max_series;
 	int64_t max_discard_bytes;
 	int64_t head_timeout_ms;
+	int64_t connection_queue;
 	int64_t max_connections_per_client;
 
 	/* GPU host and upstream */
