@@ -79,7 +79,7 @@ void relay_app_count_bad_request(struct relay_app *app, const char *kind);
 
 /*
  * Counts one client connection refused or cut before a request was read
- * (per_client_limit, head_timeout, close_timeout). Any thread.
+ * (per_client_limit, head_timeout, connection_table_full). Any thread.
  */
 void relay_app_count_conn_refusal(struct relay_app *app, const char *reason);
 

@@ -19,7 +19,6 @@ enum slot_state {
 	SLOT_FREE = 0,
 	SLOT_HEAD,		/* first head awaited, deadline armed */
 	SLOT_OPEN,		/* serving; no deadline */
-	SLOT_CLOSING,		/* last response closes; deadline armed */
 	SLOT_CUT,		/* shut down by the watchdog, not yet closed */
 };
 
@@ -28,7 +27,7 @@ struct slot {
 	int fd;
 	uint32_t addr;		/* network byte order */
 	uint16_t port;		/* network byte order */
-	int64_t deadline_ms;	/* relay_mono_ms(); HEAD and CLOSING only */
+	int64_t deadline_ms;	/* relay_mono_ms(); HEAD (and CUT: look again) */
 };
 
 struct relay_gate {
@@ -66,8 +65,6 @@ relay_gate_cut_reason(enum relay_gate_cut why)
 		return "connection_table_full";
 	case RELAY_GATE_HEAD_TIMEOUT:
 		return "head_timeout";
-	case RELAY_GATE_CLOSE_TIMEOUT:
-		return "close_timeout";
 	}
 	return "unknown";
 }
@@ -152,8 +149,7 @@ sweep(struct relay_gate *g, int64_t now, struct cut_note *notes,
 		struct slot *s = &g->slots[i];
 		enum relay_gate_cut why;
 
-		if (s->state != SLOT_HEAD && s->state != SLOT_CLOSING &&
-		    s->state != SLOT_CUT)
+		if (s->state != SLOT_HEAD && s->state != SLOT_CUT)
 			continue;
 		if (s->deadline_ms > now) {
 			if (s->deadline_ms < next)
@@ -168,7 +164,7 @@ sweep(struct relay_gate *g, int64_t now, struct cut_note *notes,
 				continue;
 			}
 			(void)shutdown(s->fd, SHUT_RDWR);
-			s->deadline_ms = now + g->cfg.close_timeout_ms;
+			s->deadline_ms = now + g->cfg.head_timeout_ms;
 			if (s->deadline_ms < next)
 				next = s->deadline_ms;
 			continue;
@@ -177,20 +173,17 @@ sweep(struct relay_gate *g, int64_t now, struct cut_note *notes,
 			next = now;	/* the rest on the next round */
 			break;
 		}
-		why = s->state == SLOT_HEAD ? RELAY_GATE_HEAD_TIMEOUT :
-		    RELAY_GATE_CLOSE_TIMEOUT;
+		why = RELAY_GATE_HEAD_TIMEOUT;
 		/*
 		 * civetweb forgets a connection (relay_gate_closed) before it
 		 * closes the descriptor, so fd is still this connection's;
 		 * the peer check guards against a close the gate missed.
 		 */
 		if (fd_is_peer(s->fd, s->addr, s->port)) {
-			if (why == RELAY_GATE_HEAD_TIMEOUT)
-				write_best_effort(s->fd, cut_408,
-				    sizeof(cut_408) - 1);
+			write_best_effort(s->fd, cut_408, sizeof(cut_408) - 1);
 			(void)shutdown(s->fd, SHUT_RDWR);
 			s->state = SLOT_CUT;
-			s->deadline_ms = now + g->cfg.close_timeout_ms;
+			s->deadline_ms = now + g->cfg.head_timeout_ms;
 			if (s->deadline_ms < next)
 				next = s->deadline_ms;
 		} else {
@@ -242,8 +235,7 @@ relay_gate_new(const struct relay_gate_config *cfg)
 	struct relay_gate *g;
 	pthread_condattr_t ca;
 
-	if (cfg->slots == 0 || cfg->head_timeout_ms <= 0 ||
-	    cfg->close_timeout_ms <= 0)
+	if (cfg->slots == 0 || cfg->head_timeout_ms <= 0)
 		return NULL;
 	g = calloc(1, sizeof(*g));
 	if (g == NULL)
@@ -386,21 +378,6 @@ relay_gate_head_done(struct relay_gate *g, uint32_t addr, uint16_t port)
 		s->state = SLOT_OPEN;
 	pthread_mutex_unlock(&g->mu);
 	return !cut;
-}
-
-void
-relay_gate_closing(struct relay_gate *g, uint32_t addr, uint16_t port)
-{
-	struct slot *s;
-
-	pthread_mutex_lock(&g->mu);
-	s = find(g, addr, port);
-	if (s != NULL && s->state != SLOT_CUT) {
-		s->state = SLOT_CLOSING;
-		s->deadline_ms = relay_mono_ms() + g->cfg.close_timeout_ms;
-		pthread_cond_signal(&g->cv);
-	}
-	pthread_mutex_unlock(&g->mu);
 }
 
 void

@@ -14,15 +14,14 @@
  *    counts the connection against its peer address and refuses it when
  *    that address already holds per_client_max connections;
  *  - a watchdog thread: a connection whose first request head has not
- *    arrived head_timeout_ms after accept, or that is still being drained
- *    by civetweb close_timeout_ms after its last response chose to close
- *    it, is shut down (shutdown(2) both ways: civetweb's blocked read
- *    returns at once and its worker is free again).
+ *    arrived head_timeout_ms after accept is answered 408 and shut down
+ *    (shutdown(2) both ways: civetweb's blocked read returns at once and
+ *    its worker is free again).
  *
  * States of one connection: HEAD (accepted, first head awaited; deadline
  * armed) -> OPEN (a head arrived: no deadline; keep-alive heads after the
- * first are bounded by civetweb's keep_alive_timeout_ms) -> CLOSING
- * (deadline armed again) -> gone (relay_gate_closed(), called by
+ * first are bounded by civetweb's keep_alive_timeout_ms) -> gone
+ * (relay_gate_closed(), called by
  * civetweb's connection_close callback before it closes the socket, so the
  * watchdog never touches a descriptor number that was reused). A
  * descriptor whose peer is no longer the recorded one is never shut down.
@@ -47,14 +46,12 @@ enum relay_gate_cut {
 	RELAY_GATE_PER_CLIENT,		/* refused: address over its limit */
 	RELAY_GATE_TABLE_FULL,		/* refused: no free slot */
 	RELAY_GATE_HEAD_TIMEOUT,	/* cut: first head not complete in time */
-	RELAY_GATE_CLOSE_TIMEOUT,	/* cut: closing connection kept sending */
 };
 
 struct relay_gate_config {
 	size_t slots;			/* connections tracked at once */
 	size_t per_client_max;		/* 0 = no per-address limit */
 	int64_t head_timeout_ms;	/* > 0 */
-	int64_t close_timeout_ms;	/* > 0 */
 	/*
 	 * Told about every refusal and cut, from the accepting thread or
 	 * the watchdog (never with the gate's lock held). May be NULL.
@@ -87,12 +84,6 @@ bool relay_gate_admit(struct relay_gate *g, int fd, uint32_t addr,
  * the connection (nothing more should be written to it).
  */
 bool relay_gate_head_done(struct relay_gate *g, uint32_t addr, uint16_t port);
-
-/*
- * The response just sent closes the connection: civetweb now drains what
- * the client still sends; bound that by close_timeout_ms.
- */
-void relay_gate_closing(struct relay_gate *g, uint32_t addr, uint16_t port);
 
 /*
  * The connection is being closed: forget it (before its fd is closed).

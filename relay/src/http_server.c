@@ -651,16 +651,6 @@ gate_head_seen(struct relay_http_server *srv, const struct mg_request_info *ri)
 }
 
 static void
-gate_closing(struct relay_http_server *srv, const struct mg_request_info *ri)
-{
-	uint32_t addr;
-	uint16_t port;
-
-	if (srv->gate != NULL && peer_of(ri, &addr, &port))
-		relay_gate_closing(srv->gate, addr, port);
-}
-
-static void
 connection_close(const struct mg_connection *mc)
 {
 	const struct mg_request_info *ri = mg_get_request_info(mc);
@@ -791,8 +781,6 @@ begin_request(struct mg_connection *mc)
 	}
 	else if (resp.close)
 		mg_disable_connection_keep_alive(mc);
-	if (!keep_alive(&c, &resp))
-		gate_closing(srv, ri);
 	account(app, &req, &resp, ri);
 
 	status = resp.status;
@@ -961,7 +949,6 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	gc.slots = (size_t)(s->threads + s->connection_queue) + 8;
 	gc.per_client_max = (size_t)s->max_connections_per_client;
 	gc.head_timeout_ms = s->head_timeout_ms;
-	gc.close_timeout_ms = s->head_timeout_ms;
 	gc.on_cut = gate_cut;
 	gc.arg = srv;
 	gc.open_gauge = &app->open_connections;

@@ -170,6 +170,28 @@ class Framing(unittest.TestCase):
                              method="GET", endpoint="livez", status="200")
         self.assertEqual(before, after)
 
+    def test_refused_job_is_not_queued(self):
+        """A /faucet whose framing is refused stores nothing: the node's
+        next poll finds no job, and a correctly framed one is queued."""
+        r = self.relay
+        node, client = "framing-node-key", "framing-client-key"
+        self.assertEqual(r.post_json("/sink", {"server_public_key": node})[0],
+                         200)
+        job = json.dumps({"server_public_key": node,
+                          "client_public_key": client, "chat_history": "C",
+                          "cipherkey": "K", "iv": "I"}).encode()
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(job), job)
+        data = exchange(r.port, post_head(
+            "/faucet", b"Content-Length: %d" % len(chunked),
+            b"Transfer-Encoding: chunked") + chunked)
+        self.assertEqual(split_response(data)[0], 400)
+        st, obj = r.post_json("/sink", {"server_public_key": node})
+        self.assertEqual(st, 200)
+        self.assertNotIn("chat_history", obj)
+        self.assertEqual(r.post_json("/faucet", json.loads(job))[0], 200)
+        st, obj = r.post_json("/sink", {"server_public_key": node})
+        self.assertEqual(obj.get("chat_history"), "C", obj)
+
     def test_plain_chunked_body_still_served_and_kept_alive(self):
         r = self.relay
         s = connect(r.port)
@@ -263,6 +285,41 @@ class SlowClients(unittest.TestCase):
                 reason="head_timeout") == 1, 10, what="head_timeout counted")
             # a complete head on a fresh connection is served normally
             self.assertEqual(r.request("GET", "/livez")[0], 200)
+
+    def test_refused_body_closes_although_client_keeps_sending(self):
+        """After a 413 the connection closes at once: a client that keeps
+        sending the announced body cannot hold the worker."""
+        with Relay(env={"RELAY_TIMEOUT": "600",
+                        "RELAY_HEAD_TIMEOUT_MS": "600000"}) as r:
+            s = connect(r.port)
+            try:
+                s.sendall(post_head(LEGACY, b"Content-Length: 100000000")
+                          + b"{")
+                s.settimeout(0.2)
+                data, eof = b"", False
+
+                def closed():
+                    nonlocal data, eof
+                    try:
+                        b = s.recv(65536)
+                        if not b:
+                            eof = True
+                        data += b
+                    except socket.timeout:
+                        pass
+                    except ConnectionResetError:
+                        eof = True
+                    if not eof:
+                        try:
+                            s.send(b"x" * 100)
+                        except OSError:
+                            eof = True
+                    return eof
+                wait_for(closed, 20, interval=0.05, what="EOF after 413")
+            finally:
+                s.close()
+            if data:
+                self.assertEqual(split_response(data)[0], 413, data)
 
     def test_silent_body_is_cut_at_relay_timeout(self):
         with Relay(env={"RELAY_TIMEOUT": "1"}) as r:

@@ -1,7 +1,7 @@
 /*
  * test_relay_conn_gate.c -- the connection gate (relay/src/conn_gate.c)
  * on real loopback TCP connections: the per-address limit, the table
- * bound, the head and close deadlines cut by the watchdog, and stale
+ * bound, the head deadline cut by the watchdog, and stale
  * entries forgotten. Deadlines are tens of milliseconds; every wait polls
  * with a generous deadline, nothing sleeps a fixed time.
  */
@@ -119,7 +119,7 @@ read_to_eof(int fd, char *buf, size_t cap)
 }
 
 struct cuts {
-	_Atomic int n[4];
+	_Atomic int n[3];
 	_Atomic uint32_t last_addr;
 };
 
@@ -143,7 +143,6 @@ gate(struct cuts *c, size_t slots, size_t per_client, int64_t head_ms,
 	cfg.slots = slots;
 	cfg.per_client_max = per_client;
 	cfg.head_timeout_ms = head_ms;
-	cfg.close_timeout_ms = head_ms;
 	cfg.on_cut = on_cut;
 	cfg.arg = c;
 	cfg.open_gauge = gauge;
@@ -263,28 +262,6 @@ test_slow_head_is_cut_with_408(void **state)
 }
 
 static void
-test_closing_connection_is_cut_after_deadline(void **state)
-{
-	struct cuts c;
-	struct relay_gate *g;
-	struct pair p;
-	char buf[256];
-
-	(void)state;
-	memset(&c, 0, sizeof(c));
-	g = gate(&c, 8, 0, 50, NULL);
-	p = connect_from(10);
-	assert_true(relay_gate_admit(g, p.server, p.addr, p.port));
-	assert_true(relay_gate_head_done(g, p.addr, p.port));
-	relay_gate_closing(g, p.addr, p.port);
-	/* no 408 here: a response was already sent; just the cut */
-	assert_int_equal(read_to_eof(p.client, buf, sizeof(buf)), 0);
-	assert_int_equal(atomic_load(&c.n[RELAY_GATE_CLOSE_TIMEOUT]), 1);
-	relay_gate_free(g);
-	close_pair(&p);
-}
-
-static void
 test_connection_closed_unseen_is_forgotten(void **state)
 {
 	struct cuts c;
@@ -313,7 +290,6 @@ main(void)
 		cmocka_unit_test(test_per_client_limit_refuses_one_more),
 		cmocka_unit_test(test_full_table_refuses),
 		cmocka_unit_test(test_slow_head_is_cut_with_408),
-		cmocka_unit_test(test_closing_connection_is_cut_after_deadline),
 		cmocka_unit_test(test_connection_closed_unseen_is_forgotten),
 	};
 
