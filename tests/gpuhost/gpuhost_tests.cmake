@@ -17,6 +17,7 @@ if(TP_NSS_WRAPPER)
 endif()
 
 tp_unit_test(test_gpuhost_config LIBS gpuhost_core)
+tp_unit_test(test_gpuhost_args LIBS gpuhost_core)
 tp_unit_test(test_gpuhost_fwrules LIBS gpuhost_core)
 tp_unit_test(test_gpuhost_runtime LIBS gpuhost_core)
 tp_unit_test(test_gpuhost_netcheck LIBS tokenplace_core)
