@@ -159,6 +159,11 @@ test_faucet_plaintext_and_length_limits(void **state)
 	assert_int_equal(r.server_public_key.len, 64);
 }
 
+/*
+ * Request bodies with duplicate members never reach a parser (the strict
+ * reader refuses them, tests/unit/test_tp_json.c); a tree built another
+ * way still reads the last one, as a Python dict would.
+ */
 static void
 test_faucet_duplicate_key_last_wins(void **state)
 {
