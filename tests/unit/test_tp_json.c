@@ -104,6 +104,41 @@ kind_s(const char *text)
 
 /* ---- the worker stack --------------------------------------------------- */
 
+/*
+ * Stack high-water mark: cJSON allocates and frees at every level of its
+ * recursion, so allocator hooks that note their own stack address see
+ * (nearly) the deepest point parsing, printing and deleting reach.
+ */
+static pthread_t probe_thread;
+static uintptr_t probe_deepest = UINTPTR_MAX;
+
+static void
+probe_note(void)
+{
+	volatile char here = 0;
+
+	if (pthread_equal(pthread_self(), probe_thread) &&
+	    (uintptr_t)&here < probe_deepest)
+		probe_deepest = (uintptr_t)&here;
+	(void)here;
+}
+
+static void *
+probe_malloc(size_t n)
+{
+	probe_note();
+	return malloc(n);
+}
+
+static void
+probe_free(void *p)
+{
+	probe_note();
+	free(p);
+}
+
+static uintptr_t worker_top;	/* highest address of the worker's stack */
+
 /* What one body did on the worker thread, checked on the main thread. */
 struct deep_case {
 	const char *text;
@@ -113,6 +148,7 @@ struct deep_case {
 	size_t printed_len;		/* cJSON_PrintUnformatted() of the tree */
 	int stream_rc;			/* tp_stream_source_parse(), -2 = not run */
 	size_t chunk_len;		/* tp_chunk_encode() of its chunk */
+	size_t stack_used;		/* deepest point below the thread's top */
 };
 
 static void
@@ -125,6 +161,7 @@ run_case(struct deep_case *c)
 	cJSON *t;
 	char *text;
 
+	probe_deepest = UINTPTR_MAX;
 	t = tp_json_read(c->text, c->len, 0, tp_stream_source_key_fields, &err);
 	c->kind = t != NULL ? TP_JSON_OK : err.kind;
 	c->offset = t != NULL ? 0 : err.offset;
@@ -145,6 +182,8 @@ run_case(struct deep_case *c)
 		}
 	}
 	cJSON_Delete(t);
+	if (probe_deepest != UINTPTR_MAX)
+		c->stack_used = (size_t)(worker_top - probe_deepest);
 }
 
 struct worker_job {
@@ -169,6 +208,16 @@ below_reserve(struct worker_job *job)
 static void *
 worker(void *arg)
 {
+	pthread_attr_t attr;
+	void *lo = NULL;
+	size_t size = 0;
+
+	probe_thread = pthread_self();
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		if (pthread_attr_getstack(&attr, &lo, &size) == 0)
+			worker_top = (uintptr_t)lo + size;
+		pthread_attr_destroy(&attr);
+	}
 	below_reserve(arg);
 	return NULL;
 }
@@ -178,6 +227,7 @@ static void
 on_worker_stack(struct deep_case *cases, size_t n)
 {
 	struct worker_job job = { cases, n };
+	cJSON_Hooks hooks;
 	pthread_attr_t attr;
 	pthread_t th;
 	size_t got = 0;
@@ -187,8 +237,12 @@ on_worker_stack(struct deep_case *cases, size_t n)
 	    RELAY_WORKER_STACK_BYTES), 0);
 	assert_int_equal(pthread_attr_getstacksize(&attr, &got), 0);
 	assert_int_equal(got, RELAY_WORKER_STACK_BYTES);
+	hooks.malloc_fn = probe_malloc;
+	hooks.free_fn = probe_free;
+	cJSON_InitHooks(&hooks);
 	assert_int_equal(pthread_create(&th, &attr, worker, &job), 0);
 	assert_int_equal(pthread_join(th, NULL), 0);
+	cJSON_InitHooks(NULL);
 	pthread_attr_destroy(&attr);
 }
 
@@ -228,6 +282,15 @@ test_depth_on_worker_stack(void **state)
 	}
 	assert_int_equal(c[2].stream_rc, 0);
 	assert_int_equal(c[2].chunk_len, strlen(chunk63));
+	/* the figure behind the limit: how deep cJSON went on this stack */
+	for (i = 0; i < 4; i++) {
+		assert_true(c[i].stack_used > ADAPTER_RESERVE);
+		assert_true(c[i].stack_used < RELAY_WORKER_STACK_BYTES);
+		print_message("64 levels (case %zu): %zu bytes of the %d-byte "
+		    "worker stack used, %zu below the adapter reserve\n", i,
+		    c[i].stack_used, RELAY_WORKER_STACK_BYTES,
+		    c[i].stack_used - ADAPTER_RESERVE);
+	}
 	/* refused at the 65th opening bracket, before any parse */
 	for (i = 4; i < sizeof(c) / sizeof(c[0]); i++)
 		assert_int_equal(c[i].kind, TP_JSON_DEPTH);
