@@ -316,14 +316,14 @@ has_plaintext(const cJSON *obj)
 /*
  * Checks that every string (and key) inside v is valid UTF-8. Recursive,
  * so bounded: a tree from tp_json_read() is never deeper than
- * TP_JSON_MAX_DEPTH, and a deeper one is refused here too.
+ * TP_JSON_MAX_DEPTH levels, and a deeper one is refused here too.
  */
 static bool
 json_utf8_valid(const cJSON *v, int depth)
 {
 	const cJSON *c;
 
-	if (depth >= TP_JSON_MAX_DEPTH)
+	if (depth > TP_JSON_MAX_DEPTH)
 		return false;
 	if (v->string != NULL && !tp_utf8_valid(v->string, strlen(v->string)))
 		return false;
@@ -614,8 +614,9 @@ cmp_members(const void *a, const void *b)
 }
 
 /*
- * Recursive, so bounded like json_utf8_valid(): a value nested deeper
- * than TP_JSON_MAX_DEPTH fails the whole encoding (b->oom).
+ * Recursive, so bounded like json_utf8_valid(): a value with more than
+ * TP_JSON_MAX_DEPTH levels of arrays and objects fails the whole encoding
+ * (b->oom).
  */
 static void
 jb_value(struct tp_buf *b, const cJSON *v, int depth)

@@ -183,7 +183,7 @@ bool tp_py_truthy(const struct cJSON *v);
  * and a stream chunk as the canonical JSON text of its value (keys sorted,
  * last duplicate wins). Each returns a malloc'd string and sets *len, or
  * NULL when out of memory (tp_chunk_encode() also for a value nested
- * TP_JSON_MAX_DEPTH levels or more: it recurses once per level).
+ * more than TP_JSON_MAX_DEPTH levels: it recurses once per level).
  */
 char *tp_faucet_encode(const struct tp_faucet_request *req, size_t *len);
 char *tp_source_encode(const struct tp_source_request *req, size_t *len);
