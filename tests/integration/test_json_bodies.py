@@ -370,5 +370,38 @@ class StrictRules(unittest.TestCase, Shapes):
                 "message": "Server unregistered", "removed": True}))
 
 
+class ConfiguredDepth(unittest.TestCase):
+
+    def test_lower_limit_applies_to_every_route(self):
+        with Relay(env=dict(ENV, RELAY_JSON_MAX_DEPTH="4")) as r:
+            ok = b'{"session_id":"s","chunk":[[["x"]]]}'        # 4 levels
+            too = b'{"session_id":"s","chunk":[[[["x"]]]]}'     # 5 levels
+            st, _, data = r.request("POST", "/stream/source", body=ok,
+                                    headers=JSON_CT)
+            # passes the reader; the session is unknown to the route
+            self.assertEqual((st, json.loads(data)),
+                             (404, {"error": "Unknown stream session"}))
+            st, _, data = r.request("POST", "/stream/source", body=too,
+                                    headers=JSON_CT)
+            self.assertEqual(st, 400)
+            self.assertEqual(json.loads(data), {"error":
+                             "Request body nests arrays and objects deeper "
+                             "than 4 levels (at byte 29)"})
+            st, _, data = r.request("POST", V1 + "/servers/register",
+                                    body=b'{"server_public_key":"S",'
+                                    b'"capabilities":{"x":[[[1]]]}}',
+                                    headers=JSON_CT)
+            self.assertEqual(st, 400)
+            self.assertEqual(json.loads(data)["error"]["code"],
+                             "json_too_deep")
+
+    def test_limit_cannot_be_raised(self):
+        # 64 is what the worker stack was tested for: 65 is invalid config
+        with Relay(env=dict(ENV, RELAY_JSON_MAX_DEPTH="65")) as r:
+            line = r.wait_log("relay.config_invalid",
+                              source="RELAY_JSON_MAX_DEPTH")
+            self.assertIn("64", line.get("reason", ""))
+
+
 if __name__ == "__main__":
     main()
