@@ -240,6 +240,29 @@ class DeepBodies(unittest.TestCase, Shapes):
             self.queue_v1(r, "V1NODE-after", "V1CLIENT-after", "rid-after")
             self.finish_v1(r, "V1NODE-after", "V1CLIENT-after", "rid-after")
 
+    def test_chunked_deep_bodies(self):
+        # Transfer-Encoding: chunked reaches the same reader.
+        with Relay(env=ENV) as r:
+            for path, shape in (("/sink", "string"),
+                                (V1 + "/servers/poll", "v1")):
+                body = deep("array", 10 ** 5)
+                conn = r.connection(timeout=60)
+                try:
+                    conn.request("POST", path, headers=JSON_CT,
+                                 body=iter([body[i:i + 65536] for i in
+                                            range(0, len(body), 65536)]),
+                                 encode_chunked=True)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                finally:
+                    conn.close()
+                self.assertEqual(resp.status, 400, data[:200])
+                self.assertRefusal(path, shape, 400, data,
+                                   code="json_too_deep",
+                                   message="Request body nests arrays")
+            st, _, _ = r.request("GET", "/livez")
+            self.assertEqual(st, 200)
+
     def test_worst_accepted_depth_is_served(self):
         # A stream chunk 63 levels deep inside its 64-level body is
         # accepted, stored, re-encoded and handed back over HTTP.
