@@ -5,6 +5,8 @@
 
 #include <stdatomic.h>
 
+#include "tokenplace/json.h"
+
 /* The Python relay's exporter buckets, so existing dashboards still fit. */
 static const double duration_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.075,
     0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0 };
@@ -23,6 +25,14 @@ open_connections_value(void *arg)
 	struct relay_app *app = arg;
 
 	return (double)atomic_load(&app->open_connections);
+}
+
+static double
+worker_stack_value(void *arg)
+{
+	struct relay_app *app = arg;
+
+	return (double)atomic_load(&app->worker_stack_bytes);
 }
 
 int
@@ -59,12 +69,23 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 	    "tokenplace_relay_connections_refused_total",
 	    "Client connections refused or cut before a request was read, "
 	    "by reason", 1, reason_labels);
+	app->m.json_refusals = tp_counter_new(app->metrics,
+	    "tokenplace_relay_json_refusals_total",
+	    "Request bodies refused by the strict JSON reader, by rule",
+	    1, kind_labels);
 	build = tp_gauge_new(app->metrics, "tokenplace_build_info",
 	    "Build of the running relay", 2, build_labels);
 	if (app->m.requests == NULL || app->m.duration == NULL ||
 	    app->m.limit_rejections == NULL || app->m.bad_requests == NULL ||
-	    app->m.conn_refusals == NULL || build == NULL)
+	    app->m.conn_refusals == NULL || app->m.json_refusals == NULL ||
+	    build == NULL)
 		return -1;
+	/* Every kind from zero, so rate() works from the first refusal. */
+	for (int k = TP_JSON_SYNTAX; k < TP_JSON_KIND_COUNT; k++) {
+		const char *kind[] = { tp_json_kind_name((enum tp_json_kind)k) };
+
+		tp_counter_add(app->m.json_refusals, kind, 0);
+	}
 	if (app->settings != NULL) {
 		size_t cap = (size_t)app->settings->metrics_max_series;
 
@@ -80,6 +101,10 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 	    tp_gauge_fn_new(app->metrics, "tokenplace_relay_http_open_connections",
 	    "Client connections open right now (accepted, not yet closed)",
 	    open_connections_value, app) != 0)
+		return -1;
+	if (tp_gauge_fn_new(app->metrics, "tokenplace_relay_worker_stack_bytes",
+	    "Stack size of the smallest HTTP worker thread (JSON depth is "
+	    "bounded for it)", worker_stack_value, app) != 0)
 		return -1;
 	return tp_metrics_register_process(app->metrics);
 }
@@ -106,4 +131,12 @@ relay_app_count_conn_refusal(struct relay_app *app, const char *reason)
 	const char *labels[] = { reason };
 
 	tp_counter_inc(app->m.conn_refusals, labels);
+}
+
+void
+relay_app_count_json_refusal(struct relay_app *app, const char *kind)
+{
+	const char *labels[] = { kind };
+
+	tp_counter_inc(app->m.json_refusals, labels);
 }

@@ -26,6 +26,7 @@ struct relay_app_metrics {
 	struct tp_counter *limit_rejections;	/* tokenplace_relay_limit_rejections_total{limit} */
 	struct tp_counter *bad_requests;	/* tokenplace_relay_bad_requests_total{kind} */
 	struct tp_counter *conn_refusals;	/* tokenplace_relay_connections_refused_total{reason} */
+	struct tp_counter *json_refusals;	/* tokenplace_relay_json_refusals_total{kind} */
 };
 
 struct relay_app {
@@ -45,6 +46,11 @@ struct relay_app {
 
 	_Atomic long in_flight;		/* requests being handled now */
 	_Atomic long open_connections;	/* accepted client connections now open */
+	/*
+	 * Smallest stack an HTTP worker thread has (bytes, measured by the
+	 * adapter as each worker starts; 0 = none started yet).
+	 */
+	_Atomic long worker_stack_bytes;
 
 	/*
 	 * Adds state counts to a /healthz body (knownServers, ...) and
@@ -82,5 +88,7 @@ void relay_app_count_bad_request(struct relay_app *app, const char *kind);
  * (per_client_limit, head_timeout, connection_table_full). Any thread.
  */
 void relay_app_count_conn_refusal(struct relay_app *app, const char *reason);
+/* Counts one request body refused by tp_json_read(); kind as tp_json_kind_name(). */
+void relay_app_count_json_refusal(struct relay_app *app, const char *kind);
 
 #endif /* RELAY_APP_H */

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include "framing.h"
 #include "http.h"
 #include "routes.h"
+#include "tokenplace/json.h"
 #include "tokenplace/log.h"
 #include "v1_broker.h"
 
@@ -498,6 +500,40 @@ framing_acceptable(struct relay_app *app, struct relay_conn *c,
 }
 
 /*
+ * A body tp_json_read() refused: the route's error shape, one counter per
+ * kind, one log line. Nothing else happens: the handler never runs.
+ */
+static void
+refuse_json(struct relay_app *app, const struct relay_request *req,
+    struct relay_response *resp, const struct tp_json_error *err)
+{
+	static const char *const access_kinds[TP_JSON_KIND_COUNT] = {
+		[TP_JSON_SYNTAX] = "invalid_json",
+		[TP_JSON_DEPTH] = "json_depth",
+		[TP_JSON_TRAILING] = "json_trailing",
+		[TP_JSON_NUL] = "json_nul",
+		[TP_JSON_DUPLICATE] = "json_duplicate",
+		[TP_JSON_TYPE] = "json_type",
+		[TP_JSON_NOMEM] = "out_of_memory",
+	};
+	const char *kind = tp_json_kind_name(err->kind);
+
+	relay_app_count_json_refusal(app, kind);
+	if (err->kind == TP_JSON_DEPTH)
+		relay_app_count_limit(app, "json_depth");
+	relay_response_body_refusal(resp, req->route->error_shape, err->status,
+	    err->code, err->message);
+	resp->error_kind = (unsigned)err->kind < TP_JSON_KIND_COUNT &&
+	    access_kinds[err->kind] != NULL ? access_kinds[err->kind] :
+	    "invalid_json";
+	TP_LOG(TP_LOG_INFO, "http.json_refused",
+	    TP_LSTR("request_id", req->request_id),
+	    TP_LSTR("endpoint", req->route->endpoint),
+	    TP_LSTR("kind", kind), TP_LUINT("offset", err->offset),
+	    TP_LSTR("field", err->field), TP_LSTR("detail", err->message));
+}
+
+/*
  * Everything between routing and the handler: lifecycle gates, OPTIONS,
  * body limits, content type and JSON parsing. Returns true when the
  * handler should run; otherwise resp holds the refusal.
@@ -606,12 +642,16 @@ admit(struct relay_app *app, struct relay_conn *c, struct relay_request *req,
 	}
 	req->body = *body;
 	req->body_len = *body_len;
-	req->json = cJSON_ParseWithLength(*body, *body_len);
-	if (req->json == NULL) {
-		relay_response_error_shaped(resp, route->error_shape, 400,
-		    "invalid_json", "Request body is not valid JSON");
-		resp->error_kind = "invalid_json";
-		return false;
+	{
+		struct tp_json_error jerr;
+
+		req->json = tp_json_read(*body, *body_len,
+		    (unsigned)app->settings->json_max_depth, route->key_fields,
+		    &jerr);
+		if (req->json == NULL) {
+			refuse_json(app, req, resp, &jerr);
+			return false;
+		}
 	}
 	return true;
 }
@@ -619,7 +659,7 @@ admit(struct relay_app *app, struct relay_conn *c, struct relay_request *req,
 /* ---- connection gate (conn_gate.h) -------------------------------------- */
 
 /*
- * The server whose listening thread this is: set by init_thread for
+ * The server whose listening thread this is: set by init_thread() for
  * civetweb's master thread, the only thread of this process that accepts
  * on the relay's port. Other threads' accept() calls pass through.
  */
@@ -660,14 +700,6 @@ connection_close(const struct mg_connection *mc)
 
 	if (srv != NULL && srv->gate != NULL && peer_of(ri, &addr, &port))
 		relay_gate_closed(srv->gate, addr, port);
-}
-
-static void *
-init_thread(const struct mg_context *ctx, int thread_type)
-{
-	if (thread_type == 0)
-		accepting_server = mg_get_user_data(ctx);
-	return NULL;
 }
 
 /* Counts every refusal; logs at most one line a second (floods are likely). */
@@ -891,6 +923,51 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 	}
 	free(resp.body);
 	return 0;
+}
+
+/*
+ * Runs on every thread civetweb starts. The listening thread (type 0) is
+ * noted for the connection gate's accept() (accepting_server). Workers
+ * (type 1) report their stack size: the smallest is kept for /metrics, and
+ * one smaller than RELAY_WORKER_STACK_BYTES (a civetweb built differently)
+ * is logged, because the JSON depth limit was proven safe for that size
+ * only.
+ */
+static void *
+init_thread(const struct mg_context *ctx, int thread_type)
+{
+	static atomic_bool warned;
+	struct relay_http_server *srv = mg_get_user_data(ctx);
+	struct relay_app *app = srv != NULL ? srv->app : NULL;
+	pthread_attr_t attr;
+	size_t size = 0;
+	long cur;
+
+	if (thread_type == 0) {
+		accepting_server = srv;
+		return NULL;
+	}
+	if (thread_type != 1 || app == NULL ||
+	    pthread_getattr_np(pthread_self(), &attr) != 0)
+		return NULL;
+	if (pthread_attr_getstacksize(&attr, &size) != 0)
+		size = 0;
+	pthread_attr_destroy(&attr);
+	if (size == 0)
+		return NULL;
+	cur = atomic_load(&app->worker_stack_bytes);
+	while ((cur == 0 || (long)size < cur) &&
+	    !atomic_compare_exchange_weak(&app->worker_stack_bytes, &cur,
+	    (long)size))
+		;
+	if (size < RELAY_WORKER_STACK_BYTES && !atomic_exchange(&warned, true))
+		TP_LOG(TP_LOG_ERROR, "http.worker_stack_small",
+		    TP_LUINT("stack_bytes", size),
+		    TP_LUINT("expected_bytes", RELAY_WORKER_STACK_BYTES),
+		    TP_LSTR("detail", "civetweb gives worker threads less stack "
+		    "than the JSON depth limit was tested for; lower "
+		    "RELAY_JSON_MAX_DEPTH"));
+	return NULL;
 }
 
 static int

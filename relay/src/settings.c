@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "tokenplace/json.h"
 #include "tokenplace/log.h"
 #include "upstream_rules.h"
 
@@ -38,7 +39,8 @@ validate_level(const void *value, char *reason, size_t len)
 
 	if (tp_log_level_parse(s, &lvl) != 0) {
 		snprintf(reason, len,
-		    "'%.40s' is not a level (DEBUG, INFO, WARNING, ERROR, CRITICAL)",
+		    "'%.40s' is not a level (DEBUG, INFO, WARNING or WARN, "
+		    "ERROR, CRITICAL; any case)",
 		    s ? s : "");
 		return -1;
 	}
@@ -68,7 +70,20 @@ validate_forward_prefixes(const void *value, char *reason, size_t len)
 {
 	struct relay_fwd_prefixes p;
 
-	return relay_fwd_prefixes_parse(&p, *(char *const *)value, reason, len);
+	if (relay_fwd_prefixes_parse(&p, *(char *const *)value, reason,
+	    len) != 0)
+		return -1;
+	/*
+	 * An empty variable counts as unset (the default list applies), so a
+	 * list that parses to nothing (",") is a mistake, not a way to turn
+	 * forwarding off: RELAY_FORWARD=off says that.
+	 */
+	if (p.n == 0) {
+		snprintf(reason, len, "no prefix in the list; set "
+		    "RELAY_FORWARD=off to turn forwarding off");
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -179,6 +194,10 @@ const struct tp_setting relay_setting_table[] = {
 	{ "max_discard_bytes", "RELAY_MAX_DISCARD_BYTES", NULL, TP_SETTING_INT,
 	  "1048576", 0, 268435456, OFF(max_discard_bytes), NULL, 0,
 	  "refused bodies up to this size are read and dropped, larger ones cut" },
+	{ "json_max_depth", "RELAY_JSON_MAX_DEPTH", NULL, TP_SETTING_INT, "64", 4,
+	  TP_JSON_MAX_DEPTH, OFF(json_max_depth), NULL, 0,
+	  "deepest nesting of arrays and objects in a request body (400 above; "
+	  "at most 64, the depth tested on a worker thread's stack)" },
 	{ "metrics_max_series", "RELAY_METRICS_MAX_SERIES", NULL, TP_SETTING_INT,
 	  "2048", 16, 1000000, OFF(metrics_max_series), NULL, 0,
 	  "label sets kept per metric family (more are dropped and counted)" },
@@ -199,10 +218,14 @@ const struct tp_setting relay_setting_table[] = {
 	  "make /healthz fail while the GPU host is unreachable" },
 
 	/* forwarding to the upstream (docs/forwarding.md) */
+	{ "forward", "RELAY_FORWARD", NULL, TP_SETTING_BOOL, "true", 0, 0,
+	  OFF(forward), NULL, 0,
+	  "forward requests under RELAY_FORWARD_PREFIXES to the upstream "
+	  "(off = nothing is forwarded)" },
 	{ "forward_prefixes", "RELAY_FORWARD_PREFIXES", NULL, TP_SETTING_STRING,
 	  "/api/v1/,/v1/", 0, 1024, OFF(forward_prefixes),
 	  validate_forward_prefixes, 0,
-	  "comma-separated path prefixes forwarded to the upstream (empty = none)" },
+	  "comma-separated path prefixes forwarded to the upstream" },
 	{ "libcurl", "RELAY_LIBCURL", NULL, TP_SETTING_STRING, "libcurl.so.4", 1,
 	  255, OFF(libcurl), validate_header_value, 0,
 	  "libcurl shared library loaded by the first forwarded request" },

@@ -29,6 +29,7 @@ struct relay_settings {
 	int64_t head_timeout_ms;
 	int64_t connection_queue;
 	int64_t max_connections_per_client;
+	int64_t json_max_depth;
 
 	/* GPU host and upstream */
 	char *gpu_host;
@@ -37,6 +38,7 @@ struct relay_settings {
 	bool require_upstream_health;
 
 	/* forwarding to the upstream (upstream.c) */
+	bool forward;			/* false: nothing is forwarded */
 	char *forward_prefixes;
 	char *libcurl;			/* dlopen()ed at the first forward */
 	int64_t upstream_connect_timeout_ms;
