@@ -8,8 +8,9 @@ right, short, long, repeated, malformed; chunked with good and bad chunk
 sizes, extensions and trailers; both at once), and JSON bodies for every
 route of both protocol generations and the forwarded API (valid-looking
 bodies with fields of the wrong type, missing, extra, empty, long,
-non-ASCII, and randomly cut or mutated bytes). Nesting stays shallow here:
-depth bombs belong to the JSON entry point's own test.
+non-ASCII, and randomly cut or mutated bytes), and now and then a body
+nested far past the JSON depth limit (test_json_bodies.py covers those
+one by one).
 
 Checked for every case: the relay answers with well-formed HTTP/1.1
 responses (status line, headers, a body framed by Content-Length or chunked
@@ -212,8 +213,12 @@ class Gen:
         if pick < 0.75:
             data = json.dumps(self.body_obj(path),
                               ensure_ascii=r.random() < 0.5)
-        elif pick < 0.85:
+        elif pick < 0.82:
             data = json.dumps(self.value())
+        elif pick < 0.85:
+            n = r.choice([63, 64, 65, 100, 500, 1000, 5000, 20000])
+            open_, close = r.choice([("[", "]"), ('{"a":', "}")])
+            data = open_ * n + "1" + close * n
         else:
             data = json.dumps(self.body_obj(path))
             data = self.mutate_text(data)
