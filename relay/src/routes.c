@@ -68,6 +68,27 @@ const struct relay_route relay_routes[] = {
 	  TP_V1_PROGRESS_MAX_BYTES, relay_gate_v1_node },
 	{ "/api/v1/relay/responses/retrieve", "POST", "v1_relay_retrieve",
 	  relay_handle_v1_retrieve, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0, NULL },
+	/*
+	 * The browser page and what it reads (docs/web.md). The model paths
+	 * sit in this table, so they are matched before the forwarding
+	 * route below sees them; relay_handle_models forwards them itself
+	 * when RELAY_MODELS_SOURCE=upstream.
+	 */
+	{ "/", "GET", "index", relay_handle_web_index, 0, RELAY_ERR_OBJECT, 0,
+	  NULL },
+	{ "/static/", "GET", "static", relay_handle_web_static,
+	  RELAY_ROUTE_PREFIX, RELAY_ERR_OBJECT, 0, NULL },
+	{ "/relay/diagnostics", "GET", "relay_diagnostics",
+	  relay_handle_diagnostics, 0, RELAY_ERR_OBJECT, 0, NULL },
+	{ "/api/v1/models", "GET", "list_models", relay_handle_models,
+	  RELAY_ROUTE_CORS, RELAY_ERR_OPENAI, 0, NULL },
+	{ "/api/v1/models/", "GET", "get_model", relay_handle_models,
+	  RELAY_ROUTE_PREFIX | RELAY_ROUTE_CORS, RELAY_ERR_OPENAI, 0, NULL },
+	{ "/v1/models", "GET", "list_models", relay_handle_models,
+	  RELAY_ROUTE_CORS, RELAY_ERR_OPENAI, 0, NULL },
+	{ "/v1/models/", "GET", "get_model", relay_handle_models,
+	  RELAY_ROUTE_PREFIX | RELAY_ROUTE_CORS, RELAY_ERR_OPENAI, 0, NULL },
+
 	{ "/api/v1/meta", "GET", "v1_meta", relay_handle_v1_meta, 0,
 	  RELAY_ERR_OBJECT, 0, NULL },
 	{ "/api/v1/version", "GET", "v1_version", relay_handle_v1_meta, 0,
@@ -77,8 +98,8 @@ const struct relay_route relay_routes[] = {
 const size_t relay_route_count = sizeof(relay_routes) / sizeof(relay_routes[0]);
 
 /*
- * Paths no route above claims but RELAY_FORWARD_PREFIXES covers go to the
- * GPU host (upstream_rules.c decides; the relay's own /api/v1/relay/...,
+ * Paths no route above claims (the table always wins, model paths
+ * included) but RELAY_FORWARD_PREFIXES covers go to the GPU host (upstream_rules.c decides; the relay's own /api/v1/relay/...,
  * /api/v1/meta and /api/v1/version never do). Bodies stream: no JSONB.
  */
 const struct relay_route relay_forward_route = {
