@@ -67,7 +67,7 @@ plain_name(const char *name)
 	if (*p == '\0' || *p == '.')
 		return false;
 	for (; *p != '\0'; p++)
-		if (*p < 0x20 || *p == 0x7f || *p == '\\')
+		if (*p < 0x20 || *p == 0x7f || *p == '\\' || *p == '%')
 			return false;
 	return true;
 }

@@ -13,13 +13,17 @@
  *
  * What is loaded: regular files under the directory, at any depth up to
  * RELAY_WEB_MAX_DEPTH, whose every path component is a "plain" name (no
- * leading '.', no '\\', no control byte). A symbolic link is followed
+ * leading '.', no '\\', no '%', no control byte). A symbolic link is followed
  * only when its target's real path is inside the directory's real path;
  * one that leads out, hidden entries and special files are skipped (and
  * counted in relay_web_stats.skipped).
  *
  * What is answered: a request path is percent-decoded strictly and then
- * compared byte for byte with the loaded names. Dot segments ("." and
+ * compared byte for byte with the loaded names. (civetweb hands handlers
+ * a path it has already decoded once, so this is a second decoding: a
+ * name with '%' could never be asked for unambiguously, which is why such
+ * names are not loaded, and whatever the first decoding produced is
+ * checked again here.) Dot segments ("." and
  * "..", also as %2e), encoded slashes (%2f), backslashes (also %5c), NUL
  * and other control bytes, empty segments, hidden names and malformed
  * escapes are refused before any lookup (RELAY_WEB_BAD_PATH), so no

@@ -90,6 +90,7 @@ setup(void **state)
 	write_file(t->web, "icon.ico", "ICO");
 	write_file(t->web, "notes.unknownext", "?");
 	write_file(t->web, ".env", "SECRET=1\n");
+	write_file(t->web, "100%25.txt", "a name no path can spell once\n");
 	make_dir(t->web, "img");
 	write_file(t->web, "img/logo.png", "PNG");
 	make_dir(t->web, ".git");
@@ -210,9 +211,11 @@ test_lookup_serves_only_loaded_plain_names(void **state)
 	    RELAY_WEB_BAD_PATH);
 	assert_int_equal(relay_web_lookup(w, "missing.js", &f),
 	    RELAY_WEB_NOT_FOUND);
-	/* Skipped: .env, .git, leak.txt, leakdir, pipe. */
+	assert_int_equal(relay_web_lookup(w, "100%25.txt", &f),
+	    RELAY_WEB_NOT_FOUND);
+	/* Skipped: .env, 100%25.txt, .git, leak.txt, leakdir, pipe. */
 	relay_web_get_stats(w, &st);
-	assert_int_equal(st.skipped, 5);
+	assert_int_equal(st.skipped, 6);
 	/* index, chat, typing, favicon, icon, notes, logo, alias, pictures/logo */
 	assert_int_equal(st.files, 9);
 	relay_web_free(w);
