@@ -290,8 +290,8 @@ decode_model_id(const char *raw, char *out, size_t outlen)
  * GET /api/v1/models, /v1/models and .../models/<id>. The rule
  * (docs/web.md): with RELAY_MODELS_SOURCE=nodes (the default) the relay
  * answers from the supported_model_ids of the live API v1 nodes, sorted
- * and without duplicates; with "upstream" these paths are forwarded to
- * the GPU host like the rest of the API.
+ * and without duplicates; with "upstream" the router never brings these
+ * paths here (routes.c) and they are forwarded like the rest of the API.
  */
 void
 relay_handle_models(struct relay_app *app, struct relay_request *req,
@@ -304,10 +304,6 @@ relay_handle_models(struct relay_app *app, struct relay_request *req,
 	double created = (double)time(NULL);
 	cJSON *root = NULL, *data;
 
-	if (strcasecmp(app->settings->models_source, "upstream") == 0) {
-		relay_handle_forward(app, req, resp);
-		return;
-	}
 	(void)relay_response_add_header(resp, "Cache-Control", "no-store");
 	one = strstr(req->path, "/models/");
 	if (one != NULL) {

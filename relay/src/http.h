@@ -88,6 +88,7 @@ typedef void (*relay_handler_fn)(struct relay_app *app,
 #define RELAY_ROUTE_PREFIX	0x08u	/* path matches as a prefix */
 #define RELAY_ROUTE_DRAIN_OK	0x10u	/* served while draining (probes) */
 #define RELAY_ROUTE_CORS	0x20u	/* public browser route: CORS headers, OPTIONS preflight */
+#define RELAY_ROUTE_MODELS	0x40u	/* the model list: skipped when RELAY_MODELS_SOURCE=upstream */
 
 struct relay_route {
 	const char *path;

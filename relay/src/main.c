@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "handlers.h"
 #include "http_server.h"
+#include "routes.h"
 #include "settings.h"
 #include "store.h"
 #include "tokenplace/log.h"
@@ -285,6 +286,9 @@ main(int argc, char **argv)
 		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
 		goto out;
 	}
+	/* Who answers the model list; fixed before any thread routes. */
+	relay_routes_set_local_models(
+	    strcasecmp(settings.models_source, "upstream") != 0);
 	/* The page is read before anything listens (docs/web.md). */
 	if (app.config_ok && load_web(&app) != 0) {
 		exit_code = RELAY_EXIT_CONFIG;

@@ -71,8 +71,8 @@ const struct relay_route relay_routes[] = {
 	/*
 	 * The browser page and what it reads (docs/web.md). The model paths
 	 * sit in this table, so they are matched before the forwarding
-	 * route below sees them; relay_handle_models forwards them itself
-	 * when RELAY_MODELS_SOURCE=upstream.
+	 * route below sees them; with RELAY_MODELS_SOURCE=upstream they are
+	 * skipped (relay_routes_set_local_models) and forwarded as before.
 	 */
 	{ "/", "GET", "index", relay_handle_web_index, 0, RELAY_ERR_OBJECT, 0,
 	  NULL },
@@ -81,13 +81,17 @@ const struct relay_route relay_routes[] = {
 	{ "/relay/diagnostics", "GET", "relay_diagnostics",
 	  relay_handle_diagnostics, 0, RELAY_ERR_OBJECT, 0, NULL },
 	{ "/api/v1/models", "GET", "list_models", relay_handle_models,
-	  RELAY_ROUTE_CORS, RELAY_ERR_OPENAI, 0, NULL },
+	  RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
+	  RELAY_ERR_OPENAI, 0, NULL },
 	{ "/api/v1/models/", "GET", "get_model", relay_handle_models,
-	  RELAY_ROUTE_PREFIX | RELAY_ROUTE_CORS, RELAY_ERR_OPENAI, 0, NULL },
+	  RELAY_ROUTE_PREFIX | RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
+	  RELAY_ERR_OPENAI, 0, NULL },
 	{ "/v1/models", "GET", "list_models", relay_handle_models,
-	  RELAY_ROUTE_CORS, RELAY_ERR_OPENAI, 0, NULL },
+	  RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
+	  RELAY_ERR_OPENAI, 0, NULL },
 	{ "/v1/models/", "GET", "get_model", relay_handle_models,
-	  RELAY_ROUTE_PREFIX | RELAY_ROUTE_CORS, RELAY_ERR_OPENAI, 0, NULL },
+	  RELAY_ROUTE_PREFIX | RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
+	  RELAY_ERR_OPENAI, 0, NULL },
 
 	{ "/api/v1/meta", "GET", "v1_meta", relay_handle_v1_meta, 0,
 	  RELAY_ERR_OBJECT, 0, NULL },
@@ -96,6 +100,14 @@ const struct relay_route relay_routes[] = {
 };
 
 const size_t relay_route_count = sizeof(relay_routes) / sizeof(relay_routes[0]);
+
+static bool local_models = true;
+
+void
+relay_routes_set_local_models(bool local)
+{
+	local_models = local;
+}
 
 /*
  * Paths no route above claims (the table always wins, model paths
@@ -172,7 +184,8 @@ relay_route_match(const char *method, const char *path,
 	for (size_t i = 0; i < relay_route_count; i++) {
 		const struct relay_route *r = &relay_routes[i];
 
-		if (!path_matches(r, path))
+		if (!path_matches(r, path) ||
+		    ((r->flags & RELAY_ROUTE_MODELS) && !local_models))
 			continue;
 		*route = r;
 		if (relay_route_allows(r, method))

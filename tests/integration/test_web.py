@@ -397,6 +397,24 @@ class ModelRouting(unittest.TestCase):
                 self.assertEqual(status, 200, path)
                 self.assertEqual(obj["path"], path)
                 self.assertEqual(obj["method"], "GET")
+            # Every method, as before the relay had a model list.
+            status, obj = r.post_json("/api/v1/models/x", {"k": 1})
+            self.assertEqual((status, obj["method"], obj["path"]),
+                             (200, "POST", "/api/v1/models/x"))
+
+    def test_models_source_nodes_owns_the_paths(self):
+        with Upstream() as up, Relay(env=relay_env(up, **BASE_ENV)) as r:
+            before = up.stats()["requests"]
+            status, headers, _ = r.request("POST", "/api/v1/models",
+                                           body=b"{}", headers={
+                                               "Content-Type":
+                                               "application/json"})
+            self.assertEqual(status, 405)
+            self.assertEqual(headers["allow"], "GET, HEAD, OPTIONS")
+            status, headers, _ = r.request("OPTIONS", "/api/v1/models")
+            self.assertEqual(status, 204)
+            self.assertEqual(headers["access-control-allow-origin"], "*")
+            self.assertEqual(up.stats()["requests"], before)
 
 
 if __name__ == "__main__":
