@@ -11,7 +11,9 @@ $TP_ARTIFACT_DIR/browser_chat.png.
 Chromium reaches nothing outside the machine: no proxy, every host name
 but 127.0.0.1 resolves to nothing, background networking, component
 updates, sync and safe-browsing are off, and its profile is a fresh
-temporary directory. Waits poll with deadlines stretched by
+temporary directory. The test reads chromium's net log afterwards and
+fails on any TCP connection to a non-loopback address or any UDP datagram
+sent. Waits poll with deadlines stretched by
 TP_TIMEOUT_SCALE."""
 
 import base64
@@ -133,8 +135,11 @@ class Chromium:
     def __init__(self, url):
         self.url = url
         self.profile = tempfile.mkdtemp(prefix="tp-chromium-")
+        self.netlog = os.path.join(self.profile, "netlog.json")
         self.proc = None
         self.port = None
+        self.remote = None      # filled by __exit__ from the net log
+        self.local = 0
 
     def __enter__(self):
         if not os.path.exists(CHROMIUM):
@@ -156,7 +161,8 @@ class Chromium:
                 "--window-size=900,600",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
-                "--user-data-dir=" + self.profile]
+                "--user-data-dir=" + self.profile,
+                "--log-net-log=" + self.netlog]
         if os.geteuid() == 0:
             args.append("--no-sandbox")     # chromium refuses root otherwise
         args.append(self.url)
@@ -210,8 +216,47 @@ class Chromium:
                 self.proc.wait()
         if getattr(self, "log", None) is not None:
             self.log.close()
+        self.remote, self.local = remote_traffic(self.netlog)
         shutil.rmtree(self.profile, ignore_errors=True)
         return False
+
+
+def remote_traffic(path):
+    """What chromium's net log shows leaving the machine: TCP connections
+    to an address that is not loopback, and UDP datagrams sent anywhere
+    (name lookups included). A UDP connect() alone sends nothing: chromium
+    does one to 2001:4860:4860::8888 to learn its own IPv6 address, which
+    is why connects are not counted but sent bytes are. Returns (list of
+    findings or None when there is no log to read, number of loopback TCP
+    connections: proof that the log saw the page's own traffic)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None, 0
+    if not text.rstrip().endswith("}"):
+        # Cut after the last complete event of an unfinished log.
+        cut = text.rfind("},\n")
+        text = text[:cut + 1] + "]}"
+    try:
+        log = json.loads(text)
+    except ValueError:
+        return None, 0
+    names = {v: k for k, v in log["constants"]["logEventTypes"].items()}
+    found, local = [], 0
+    for e in log.get("events", []):
+        name = names.get(e.get("type"))
+        params = e.get("params") or {}
+        if name in ("TCP_CONNECT", "TCP_CONNECT_ATTEMPT") and \
+                "address" in params:
+            host = params["address"].rsplit(":", 1)[0].strip("[]")
+            if host.startswith("127.") or host == "::1":
+                local += 1
+            else:
+                found.append("%s %s" % (name, params["address"]))
+        elif name == "UDP_BYTES_SENT":
+            found.append("%s %s" % (name, params))
+    return found, local
 
 
 class Browser(unittest.TestCase):
@@ -240,6 +285,11 @@ class Browser(unittest.TestCase):
                         self.check_page(dt, r)
                     finally:
                         dt.close()
+            # Nothing left the machine (read from chromium's own net log).
+            self.assertIsNotNone(browser.remote, "no readable net log")
+            self.assertEqual(browser.remote, [])
+            self.assertGreater(browser.local, 0, "the net log saw no "
+                               "connection to the relay")
             _, errors, violations = node.snapshot()
             self.assertEqual(violations, [])
             self.assertEqual(errors, [])
