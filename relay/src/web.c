@@ -40,6 +40,8 @@ struct relay_web {
 	char asset_version[17];
 	/* load-time only */
 	const struct relay_web_config *cfg;
+	dev_t walk_dev[RELAY_WEB_MAX_DEPTH + 1];	/* directories being walked, */
+	ino_t walk_ino[RELAY_WEB_MAX_DEPTH + 1];	/* root first: loop guard */
 	char root[PATH_MAX];
 	char *err;
 	size_t errlen;
@@ -279,17 +281,32 @@ inside_root(const struct relay_web *w, const char *real)
 	return real[n] == '\0' || real[n] == '/' || strcmp(w->root, "/") == 0;
 }
 
+/* True when (dev, ino) is a directory being walked: a link back up. */
+static bool
+walking(const struct relay_web *w, int depth, const struct stat *st)
+{
+	for (int i = 0; i <= depth; i++)
+		if (w->walk_dev[i] == st->st_dev && w->walk_ino[i] == st->st_ino)
+			return true;
+	return false;
+}
+
 static int
 walk(struct relay_web *w, const char *dir, const char *rel, int depth)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
+	struct stat self;
 	int rc = 0;
 
-	if (d == NULL) {
+	if (d == NULL || fstat(dirfd(d), &self) != 0) {
 		fail(w, "cannot open %s: %s", dir, strerror(errno));
+		if (d != NULL)
+			closedir(d);
 		return -1;
 	}
+	w->walk_dev[depth] = self.st_dev;
+	w->walk_ino[depth] = self.st_ino;
 	while (rc == 0 && (errno = 0, e = readdir(d)) != NULL) {
 		char path[PATH_MAX], sub[RELAY_WEB_MAX_NAME + 2], real[PATH_MAX];
 		struct stat st;
@@ -312,7 +329,8 @@ walk(struct relay_web *w, const char *dir, const char *rel, int depth)
 			continue;
 		}
 		if (S_ISDIR(st.st_mode)) {
-			if (depth + 1 > RELAY_WEB_MAX_DEPTH) {
+			if (depth + 1 > RELAY_WEB_MAX_DEPTH ||
+			    walking(w, depth, &st)) {
 				w->skipped++;
 				continue;
 			}

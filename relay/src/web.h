@@ -15,8 +15,9 @@
  * RELAY_WEB_MAX_DEPTH, whose every path component is a "plain" name (no
  * leading '.', no '\\', no '%', no control byte). A symbolic link is followed
  * only when its target's real path is inside the directory's real path;
- * one that leads out, hidden entries and special files are skipped (and
- * counted in relay_web_stats.skipped).
+ * one that leads out, a directory link back to a directory being walked
+ * (a loop), hidden entries and special files are skipped (and counted in
+ * relay_web_stats.skipped).
  *
  * What is answered: a request path is percent-decoded strictly and then
  * compared byte for byte with the loaded names. (civetweb hands handlers

@@ -101,6 +101,7 @@ setup(void **state)
 	link_to(t->outside, t->web, "leakdir");
 	link_to("chat.js", t->web, "alias.js");
 	link_to("../static/img", t->web, "pictures");
+	link_to("..", t->web, "img/up");	/* a loop back to the top */
 	/* A fifo is neither a file nor a directory. */
 	snprintf(path, sizeof(path), "%s/pipe", t->web);
 	assert_int_equal(mkfifo(path, 0600), 0);
@@ -213,9 +214,14 @@ test_lookup_serves_only_loaded_plain_names(void **state)
 	    RELAY_WEB_NOT_FOUND);
 	assert_int_equal(relay_web_lookup(w, "100%25.txt", &f),
 	    RELAY_WEB_NOT_FOUND);
-	/* Skipped: .env, 100%25.txt, .git, leak.txt, leakdir, pipe. */
+	assert_int_equal(relay_web_lookup(w, "img/up/chat.js", &f),
+	    RELAY_WEB_NOT_FOUND);
+	/*
+	 * Skipped: .env, 100%25.txt, .git, leak.txt, leakdir, pipe, and the
+	 * loop twice (img/up, and pictures/up: pictures is img again).
+	 */
 	relay_web_get_stats(w, &st);
-	assert_int_equal(st.skipped, 6);
+	assert_int_equal(st.skipped, 8);
 	/* index, chat, typing, favicon, icon, notes, logo, alias, pictures/logo */
 	assert_int_equal(st.files, 9);
 	relay_web_free(w);
