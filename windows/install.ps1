@@ -9,12 +9,21 @@
      config\requirements_server.txt (skip with -SkipPip)
   3. confirms .venv\pyvenv.cfg points at a python311.dll
   4. copies tokenplace-gpuhost.exe to -InstallDir and writes gpuhost.ini
-     next to it (kept if present, unless -Force)
-  5. tokenplace-gpuhost.exe install  (service, recovery, Event Log source)
+     next to it (kept if present, unless -Force), with the relay server.py
+     polls (-RelayUrl; asked for when missing) and its registration token
+     (-RelayToken or -RelayTokenFile)
+  5. tokenplace-gpuhost.exe install  (service, recovery, Event Log source),
+     then an ACL on gpuhost.ini: only Administrators, SYSTEM and the
+     service account can read it (it may hold the token)
   6. tokenplace-gpuhost.exe firewall add  (unless -NoFirewall)
   7. tokenplace-gpuhost.exe check, then starts the service
 
-  Run:  powershell -ExecutionPolicy Bypass -File windows\install.ps1 -Checkout C:\token.place -DnsName gpu-box.example.com
+  Run:  powershell -ExecutionPolicy Bypass -File windows\install.ps1 -Checkout C:\token.place `
+          -DnsName gpu-box.example.com -RelayUrl https://relay.mycluster.dev -RelayTokenFile C:\secrets\relay-token.txt
+
+  server.py gets --server_host/--server_port (from [network]) and
+  --relay_url/--relay_port (from -RelayUrl); `check` verifies that the
+  script accepts them (its --help) and that the relay answers /livez.
 #>
 [CmdletBinding()]
 param(
@@ -29,6 +38,14 @@ param(
     [string]$Exe = (Join-Path $PSScriptRoot "tokenplace-gpuhost.exe"),
     [string]$Profiles = "domain,private",
     [string]$PythonVersion = "3.11",
+    # The relay server.py polls: https://relay.example.org or http://10.0.0.5:5010 (no path).
+    [string]$RelayUrl = "",
+    # The relay's registration token (TOKEN_PLACE_RELAY_SERVER_TOKEN there); prefer -RelayTokenFile:
+    # a command-line argument can end up in the PowerShell history.
+    [string]$RelayToken = "",
+    [string]$RelayTokenFile = "",
+    # Never ask (automation): without -RelayUrl only warn.
+    [switch]$NoPrompt,
     [switch]$NoFirewall,
     [switch]$SkipPip,
     [switch]$NoStart,
@@ -82,29 +99,59 @@ New-Item -ItemType Directory -Force -Path $InstallDir | Out-Null
 $target = Join-Path $InstallDir "tokenplace-gpuhost.exe"
 if ((Resolve-Path $Exe).Path -ne $target) { Copy-Item -Force $Exe $target }
 $ini = Join-Path $InstallDir "gpuhost.ini"
+
+# The relay and its token. server.py wants scheme://host and the port apart;
+# gpuhost splits the URL, so only its shape is checked here.
+if ($RelayTokenFile) {
+    if ($RelayToken) { Fail "give -RelayToken or -RelayTokenFile, not both" }
+    if (-not (Test-Path $RelayTokenFile)) { Fail "token file $RelayTokenFile does not exist" }
+    $RelayToken = (Get-Content -Raw $RelayTokenFile).Trim()
+    if (-not $RelayToken) { Fail "token file $RelayTokenFile is empty" }
+}
+if ($RelayToken -match '[\x00-\x1f\x7f]') { Fail "the relay token contains a control character" }
+$writeIni = -not (Test-Path $ini) -or $Force
+if ($writeIni -and -not $RelayUrl -and -not $NoPrompt -and [Environment]::UserInteractive) {
+    $RelayUrl = (Read-Host "Relay URL server.py should poll (e.g. https://relay.mycluster.dev; empty: server.py's own default, token.place's public relay)").Trim()
+}
+if ($RelayUrl -and $RelayUrl -notmatch '^https?://[^/?#@\s]+/?$') {
+    Fail "-RelayUrl must be http(s)://host[:port] without a path (server.py adds /sink itself), not $RelayUrl"
+}
+if ($writeIni -and -not $RelayUrl) {
+    Write-Warning "no -RelayUrl: server.py will poll its own default relay (token.place's public one), not yours"
+}
+if (-not $writeIni -and ($RelayUrl -or $RelayToken)) {
+    Write-Warning "keeping existing $ini: -RelayUrl/-RelayToken not written (edit [relay] in it, or use -Force)"
+}
 switch ($Account) {
     "LocalSystem" { $acct = "LocalSystem" }
     "LocalService" { $acct = "NT AUTHORITY\LocalService" }
     "Virtual" { $acct = "NT SERVICE\$ServiceName" }
     "User" { if (-not $UserName) { Fail "-Account User needs -UserName DOMAIN\name" }; $acct = $UserName }
 }
-if ((Test-Path $ini) -and -not $Force) {
+if (-not $writeIni) {
     Write-Host "keeping existing $ini (use -Force to rewrite it)"
 } else {
     Step "writing $ini"
     $dnsMode = if ($DnsName) { "warn" } else { "off" }
+    # Quoted: the INI strips one pair of surrounding quotes, nothing else.
+    $tokenLine = if ($RelayToken) { "token = `"$RelayToken`"" } else { "; token =" }
     @"
 ; Written by windows\install.ps1. See docs\gpuhost.md for every setting.
 [python]
 checkout = $Checkout
 venv = .venv
 script = server.py
-args = --host {host} --port {port}
+; args unset: token.place's server.py options,
+;   --server_host {host} --server_port {port} --relay_url {relay_url} --relay_port {relay_port}
 
 [network]
 host = 0.0.0.0
 port = $Port
 dns_name = $DnsName
+
+[relay]
+url = $RelayUrl
+$tokenLine
 
 [checks]
 dns = $dnsMode
@@ -141,6 +188,22 @@ if ($Account -eq "User") {
 }
 & $target @installArgs
 if ($LASTEXITCODE -ne 0) { Fail "service registration failed (already installed? run uninstall.ps1 first)" }
+
+# gpuhost.ini may hold the relay token: Administrators and SYSTEM full
+# control, the service account read, nobody else (inheritance cut). After
+# the service exists, so that NT SERVICE\<name> resolves.
+Step "restricting $ini to Administrators, SYSTEM and $acct"
+$acl = New-Object System.Security.AccessControl.FileSecurity
+$acl.SetAccessRuleProtection($true, $false)
+$admins = New-Object System.Security.Principal.SecurityIdentifier("S-1-5-32-544")
+$system = New-Object System.Security.Principal.SecurityIdentifier("S-1-5-18")
+foreach ($sid in @($admins, $system)) {
+    $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule($sid, "FullControl", "Allow")))
+}
+if ($Account -ne "LocalSystem") {
+    $acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule($acct, "Read", "Allow")))
+}
+Set-Acl -Path $ini -AclObject $acl
 
 # 6. Firewall
 if (-not $NoFirewall) {

@@ -7,9 +7,11 @@
 #   IMAGE:X.Y.Z and IMAGE:X.Y  a push of tag vX.Y.Z
 #   IMAGE:X.Y.Z-rc.1           a push of tag vX.Y.Z-rc.1 (pre-releases get
 #                              no X.Y alias)
-#   IMAGE:latest               only with --latest (never by default)
 #
-#   .github/scripts/image-tags.sh [--latest] IMAGE
+#   .github/scripts/image-tags.sh IMAGE
+#
+# There is no `latest` tag (docs/relay-deploy.md): deployments name a sha-
+# tag, a version or a digest, so what runs is always known.
 #
 # The ref and commit come from GITHUB_REF and GITHUB_SHA when set (GitHub
 # Actions), else from git in the current directory. Same scheme as
@@ -18,13 +20,8 @@
 # that both agree.
 set -euo pipefail
 
-latest=0
-if [ "${1:-}" = "--latest" ]; then
-	latest=1
-	shift
-fi
-if [ $# -ne 1 ] || [ -z "$1" ]; then
-	echo "usage: $0 [--latest] IMAGE" >&2
+if [ $# -ne 1 ] || [ -z "$1" ] || [ "${1#-}" != "$1" ]; then
+	echo "usage: $0 IMAGE (there is no latest tag; see docs/relay-deploy.md)" >&2
 	exit 2
 fi
 image=$1
@@ -62,8 +59,4 @@ if [[ $ref == refs/tags/* ]]; then
 	else
 		echo "image-tags: tag '$tag' is not vX.Y.Z; publishing the sha tag only" >&2
 	fi
-fi
-
-if [ "$latest" -eq 1 ]; then
-	echo "$image:latest"
 fi

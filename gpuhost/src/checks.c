@@ -95,11 +95,8 @@ gpuhost_apply_mode(enum gpuhost_check_mode mode, enum gpuhost_outcome raw)
 	return raw;
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void
-msg(struct gpuhost_check *c, const char *fmt, ...)
+void
+gpuhost_check_msg(struct gpuhost_check *c, const char *fmt, ...)
 {
 	size_t off = strlen(c->message);
 	va_list ap;
@@ -137,17 +134,17 @@ check_python(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 	gpuhost_jbuf_raw(&j, ",\"script\":");
 	gpuhost_jbuf_str(&j, cfg->script_path);
 	if (!gpuhost_is_dir(cfg->checkout_path)) {
-		msg(c, "checkout directory %s does not exist\n",
+		gpuhost_check_msg(c, "checkout directory %s does not exist\n",
 		    cfg->checkout_path);
 		raw = GPUHOST_FAIL;
 	}
 	if (!gpuhost_is_file(cfg->script_path)) {
-		msg(c, "script %s does not exist\n", cfg->script_path);
+		gpuhost_check_msg(c, "script %s does not exist\n", cfg->script_path);
 		raw = GPUHOST_FAIL;
 	}
 	if (gpuhost_venv_load(cfg->venv_path, cfg->library, &v, err,
 	    sizeof(err)) != 0) {
-		msg(c, "%s\n", err);
+		gpuhost_check_msg(c, "%s\n", err);
 		raw = GPUHOST_FAIL;
 		goto out;
 	}
@@ -160,7 +157,7 @@ check_python(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 	for (size_t i = 0; i < v.ncandidates; i++)
 		cands[i] = v.candidates[i];
 	if (gpuhost_py_open(cands, v.ncandidates, &py, err, sizeof(err)) != 0) {
-		msg(c, "%s\n", err);
+		gpuhost_check_msg(c, "%s\n", err);
 		raw = GPUHOST_FAIL;
 		goto out;
 	}
@@ -169,7 +166,7 @@ check_python(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 	gpuhost_jbuf_raw(&j, ",\"version\":");
 	gpuhost_jbuf_str(&j, gpuhost_py_version(py));
 	if (raw == GPUHOST_PASS)
-		msg(c, "Python %.*s from %s; venv %s; script %s\n",
+		gpuhost_check_msg(c, "Python %.*s from %s; venv %s; script %s\n",
 		    (int)strcspn(gpuhost_py_version(py), " "),
 		    gpuhost_py_version(py), gpuhost_py_path(py), cfg->venv_path,
 		    cfg->script_path);
@@ -197,11 +194,11 @@ check_port(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 	gpuhost_jbuf_str(&j, st == TP_PORT_FREE ? "free" :
 	    st == TP_PORT_IN_USE ? "in-use" : "error");
 	if (st == TP_PORT_FREE) {
-		msg(c, "TCP %s:%u is free\n", cfg->host, (unsigned)port);
+		gpuhost_check_msg(c, "TCP %s:%u is free\n", cfg->host, (unsigned)port);
 		c->outcome = gpuhost_apply_mode(c->mode, GPUHOST_PASS);
 	} else if (st == TP_PORT_IN_USE) {
 		if (tp_netcheck_port_owner(port, &owner) == 0 && owner.pid > 0) {
-			msg(c, "TCP %s:%u is already in use by pid %ld (%s)\n",
+			gpuhost_check_msg(c, "TCP %s:%u is already in use by pid %ld (%s)\n",
 			    cfg->host, (unsigned)port, owner.pid,
 			    owner.name[0] ? owner.name : "unknown program");
 			snprintf(num, sizeof(num), ",\"owner_pid\":%ld", owner.pid);
@@ -209,11 +206,11 @@ check_port(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 			gpuhost_jbuf_raw(&j, ",\"owner\":");
 			gpuhost_jbuf_str(&j, owner.name);
 		} else
-			msg(c, "TCP %s:%u is already in use (the OS does not say "
+			gpuhost_check_msg(c, "TCP %s:%u is already in use (the OS does not say "
 			    "by whom)\n", cfg->host, (unsigned)port);
 		c->outcome = gpuhost_apply_mode(c->mode, GPUHOST_FAIL);
 	} else {
-		msg(c, "cannot test TCP %s:%u: %s\n", cfg->host, (unsigned)port,
+		gpuhost_check_msg(c, "cannot test TCP %s:%u: %s\n", cfg->host, (unsigned)port,
 		    err);
 		gpuhost_jbuf_raw(&j, ",\"error\":");
 		gpuhost_jbuf_str(&j, err);
@@ -246,16 +243,16 @@ static void
 list_text(struct gpuhost_check *c, const char *title,
     const struct tp_netaddr_list *l, bool ifs)
 {
-	msg(c, "  %s:", title);
+	gpuhost_check_msg(c, "  %s:", title);
 	if (l->n == 0)
-		msg(c, " (none)");
+		gpuhost_check_msg(c, " (none)");
 	for (size_t i = 0; i < l->n; i++) {
 		if (ifs && l->a[i].ifname[0] != '\0')
-			msg(c, " %s (%s)", l->a[i].text, l->a[i].ifname);
+			gpuhost_check_msg(c, " %s (%s)", l->a[i].text, l->a[i].ifname);
 		else
-			msg(c, " %s", l->a[i].text);
+			gpuhost_check_msg(c, " %s", l->a[i].text);
 	}
-	msg(c, "\n");
+	gpuhost_check_msg(c, "\n");
 }
 
 static void
@@ -270,43 +267,43 @@ check_dns(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 	size_t m;
 
 	if (res == NULL || loc == NULL) {
-		msg(c, "out of memory\n");
+		gpuhost_check_msg(c, "out of memory\n");
 		c->outcome = gpuhost_apply_mode(c->mode, GPUHOST_FAIL);
 		goto out;
 	}
 	if (cfg->dns_name[0] == '\0') {
-		msg(c, "no network.dns_name configured\n");
+		gpuhost_check_msg(c, "no network.dns_name configured\n");
 		c->outcome = GPUHOST_SKIP;
 		goto out;
 	}
 	(void)tp_netcheck_resolve(cfg->dns_name, res, rerr, sizeof(rerr));
 	if (tp_netcheck_local_addrs(loc, lerr, sizeof(lerr)) != 0)
-		msg(c, "cannot list local addresses: %s\n", lerr);
+		gpuhost_check_msg(c, "cannot list local addresses: %s\n", lerr);
 	v = tp_netcheck_compare(res, loc, &m);
 	switch (v) {
 	case TP_DNS_MATCH:
-		msg(c, "%s resolves to %s, an address of this host\n",
+		gpuhost_check_msg(c, "%s resolves to %s, an address of this host\n",
 		    cfg->dns_name, res->a[m].text);
 		raw = GPUHOST_PASS;
 		break;
 	case TP_DNS_MATCH_LINKLOCAL:
-		msg(c, "%s resolves only to link-local %s: other machines on "
+		gpuhost_check_msg(c, "%s resolves only to link-local %s: other machines on "
 		    "other links cannot reach it\n", cfg->dns_name,
 		    res->a[m].text);
 		raw = GPUHOST_WARN;
 		break;
 	case TP_DNS_MATCH_LOOPBACK:
-		msg(c, "%s resolves only to loopback %s (a hosts-file entry?): "
+		gpuhost_check_msg(c, "%s resolves only to loopback %s (a hosts-file entry?): "
 		    "useless to remote clients\n", cfg->dns_name, res->a[m].text);
 		raw = GPUHOST_WARN;
 		break;
 	case TP_DNS_NO_MATCH:
-		msg(c, "%s does not resolve to this host\n", cfg->dns_name);
+		gpuhost_check_msg(c, "%s does not resolve to this host\n", cfg->dns_name);
 		raw = GPUHOST_FAIL;
 		break;
 	case TP_DNS_UNRESOLVED:
 	default:
-		msg(c, "%s does not resolve: %s\n", cfg->dns_name, rerr);
+		gpuhost_check_msg(c, "%s does not resolve: %s\n", cfg->dns_name, rerr);
 		raw = GPUHOST_FAIL;
 		break;
 	}
@@ -385,6 +382,18 @@ run_named(const struct gpuhost_config *cfg, const char *name,
 			c->outcome = GPUHOST_SKIP;
 		else
 			check_firewall(cfg, c);
+	} else if (strcmp(name, "args") == 0) {
+		c = add(r, "args", cfg->mode_args);
+		if (c->mode == GPUHOST_CHECK_OFF)
+			c->outcome = GPUHOST_SKIP;
+		else
+			gpuhost_check_args(cfg, c);
+	} else if (strcmp(name, "relay") == 0) {
+		c = add(r, "relay", cfg->mode_relay);
+		if (c->mode == GPUHOST_CHECK_OFF)
+			c->outcome = GPUHOST_SKIP;
+		else
+			gpuhost_check_relay(cfg, c);
 	}
 }
 
@@ -398,6 +407,8 @@ gpuhost_checks_run(const struct gpuhost_config *cfg, unsigned flags,
 		run_named(cfg, "port", r);
 	run_named(cfg, "dns", r);
 	run_named(cfg, "firewall", r);
+	run_named(cfg, "args", r);
+	run_named(cfg, "relay", r);
 	finish(r);
 }
 

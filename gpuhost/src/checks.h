@@ -21,7 +21,7 @@ enum gpuhost_outcome {
 	GPUHOST_FAIL,
 };
 
-#define GPUHOST_MAX_CHECKS 8
+#define GPUHOST_MAX_CHECKS 8	/* python, port, dns, firewall, args, relay */
 #define GPUHOST_CHECK_MSG 2048
 
 struct gpuhost_check {
@@ -45,7 +45,10 @@ struct gpuhost_report {
 void gpuhost_checks_run(const struct gpuhost_config *cfg, unsigned flags,
     struct gpuhost_report *r);
 
-/* As above, only the named check ("python", "port", "dns", "firewall"). */
+/*
+ * As above, only the named check ("python", "port", "dns", "firewall",
+ * "args", "relay"); r->n is 0 for an unknown name.
+ */
 void gpuhost_checks_run_one(const struct gpuhost_config *cfg,
     const char *name, struct gpuhost_report *r);
 
@@ -75,6 +78,35 @@ void gpuhost_jbuf_raw(struct gpuhost_jbuf *b, const char *s);
 void gpuhost_jbuf_str(struct gpuhost_jbuf *b, const char *s);
 /* Returns the string (caller frees) or NULL if memory ran out. */
 char *gpuhost_jbuf_take(struct gpuhost_jbuf *b);
+
+/* Appends printf-style text to c->message (cut when full). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+void gpuhost_check_msg(struct gpuhost_check *c, const char *fmt, ...);
+
+/*
+ * The `args` check (check_args.c): runs the script with --help in the
+ * venv, in a worker process (so with the same Python, options and
+ * [environment] as the service, but without relay.token), bounded by
+ * checks.args_timeout, output captured and never logged, in its own
+ * network namespace where Linux allows it. Every --option in the
+ * expanded python.args must appear in that help: a missing one is FAIL
+ * (mode applied) naming it and listing what the script offers. No usable
+ * help (non-zero exit, timeout, no options printed) is WARN.
+ */
+void gpuhost_check_args(const struct gpuhost_config *cfg,
+    struct gpuhost_check *c);
+
+/*
+ * The `relay` check (check_relay.c): without relay.url, FAIL (mode
+ * applied; warn by default) saying server.py polls its own default
+ * relay; with it, GET <relay>/livez (then /healthz) within
+ * checks.relay_timeout, FAIL when neither answers 200. Also notes a
+ * relay.token in a config file that other users can read.
+ */
+void gpuhost_check_relay(const struct gpuhost_config *cfg,
+    struct gpuhost_check *c);
 
 /*
  * Platform firewall inspection (posix/firewall.c, win/firewall.c): sets

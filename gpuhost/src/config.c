@@ -20,10 +20,15 @@
 	{ name, name, NULL, TP_SETTING_STRING, def, 0, 4096, OFF(field), NULL, TP_SETTING_EMPTY_OK, help }
 #define SV(name, field, def, v, help) \
 	{ name, name, NULL, TP_SETTING_STRING, def, 0, 4096, OFF(field), v, 0, help }
+#define SEV(name, field, v, help) \
+	{ name, name, NULL, TP_SETTING_STRING, "", 0, 4096, OFF(field), v, TP_SETTING_EMPTY_OK, help }
 #define I(name, field, def, lo, hi, help) \
 	{ name, name, NULL, TP_SETTING_INT, def, lo, hi, OFF(field), NULL, 0, help }
 #define D(name, field, def, lo, hi, help) \
 	{ name, name, NULL, TP_SETTING_DOUBLE, def, lo, hi, OFF(field), NULL, 0, help }
+#define SECRET(name, field, v, help) \
+	{ name, name, NULL, TP_SETTING_STRING, "", 0, 4096, OFF(field), v, \
+	  TP_SETTING_SECRET | TP_SETTING_EMPTY_OK, help }
 #define B(name, field, def, help) \
 	{ name, name, NULL, TP_SETTING_BOOL, def, 0, 0, OFF(field), NULL, 0, help }
 
@@ -65,6 +70,33 @@ validate_path(const void *value, char *reason, size_t len)
 	return -1;
 }
 
+static int
+validate_relay_url(const void *value, char *reason, size_t len)
+{
+	const char *const *s = value;
+	struct gpuhost_relay_url u;
+
+	if ((*s)[0] == '\0')
+		return 0;
+	return gpuhost_relay_url_parse(*s, &u, reason, len);
+}
+
+/* It travels in an environment variable and an HTTP header. */
+static int
+validate_token(const void *value, char *reason, size_t len)
+{
+	const char *const *s = value;
+
+	for (const unsigned char *c = (const unsigned char *)*s; *c; c++) {
+		if (*c < 0x20 || *c == 0x7f) {
+			snprintf(reason, len, "contains a control character "
+			    "(value not shown)");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 const struct tp_setting gpuhost_settings[] = {
 	SV("python.checkout", checkout, ".", validate_path,
 	    "directory of the token.place checkout (working directory of server.py)"),
@@ -72,8 +104,10 @@ const struct tp_setting gpuhost_settings[] = {
 	    "virtual environment, relative to the checkout"),
 	SV("python.script", script, "server.py", validate_path,
 	    "script run as __main__, relative to the checkout"),
-	SE("python.args", args, "--host {host} --port {port}",
-	    "script arguments; {host} and {port} expand to [network] values"),
+	SE("python.args", args, GPUHOST_ARGS_NO_RELAY,
+	    "script arguments; {host}, {port}, {relay_url}, {relay_port} expand; "
+	    "default: token.place's server.py options (with the --relay_ ones "
+	    "when relay.url is set)"),
 	SE("python.options", options, "-X utf8 -u",
 	    "interpreter options placed before the script"),
 	SE("python.library", library, "",
@@ -84,6 +118,12 @@ const struct tp_setting gpuhost_settings[] = {
 	    "DNS name that must resolve to this host (empty: no DNS check)"),
 	S("network.health_path", health_path, "/health",
 	    "path probed on 127.0.0.1:port"),
+	SEV("relay.url", relay_url, validate_relay_url,
+	    "relay server.py polls: http(s)://host[:port] (empty: the "
+	    "script's own default relay)"),
+	SECRET("relay.token", relay_token, validate_token,
+	    "registration token, given to server.py as "
+	    GPUHOST_TOKEN_ENV " only (empty: none)"),
 	SV("checks.python", check_python, "fail", validate_mode,
 	    "venv, Python library and script present: fail|warn|off"),
 	SV("checks.port", check_port, "fail", validate_mode,
@@ -92,8 +132,17 @@ const struct tp_setting gpuhost_settings[] = {
 	    "dns_name resolves to this host: fail|warn|off"),
 	SV("checks.firewall", check_firewall, "warn", validate_mode,
 	    "inbound TCP on the port allowed: fail|warn|off"),
+	SV("checks.args", check_args, "fail", validate_mode,
+	    "every --option in python.args is in the script's --help: "
+	    "fail|warn|off"),
+	SV("checks.relay", check_relay, "warn", validate_mode,
+	    "relay.url set and its /livez reachable: fail|warn|off"),
 	D("checks.dns_wait", dns_wait, "0", 0, 600,
 	    "seconds to keep retrying a failing DNS check before start (boot)"),
+	D("checks.args_timeout", args_timeout, "30", 1, 600,
+	    "seconds the script's --help may take (imports included)"),
+	D("checks.relay_timeout", relay_timeout, "5", 0.1, 120,
+	    "timeout of the relay /livez probe, seconds"),
 	S("service.name", service_name, "tokenplace-gpuhost",
 	    "service name (Windows SCM / systemd unit)"),
 	S("service.display_name", display_name, "token.place GPU host",
@@ -214,6 +263,60 @@ known_key(const char *section, const char *key)
 	return false;
 }
 
+static size_t
+setting_index(const char *name)
+{
+	for (size_t i = 0; i < gpuhost_nsettings; i++) {
+		if (strcmp(gpuhost_settings[i].name, name) == 0)
+			return i;
+	}
+	return gpuhost_nsettings;
+}
+
+/*
+ * relay.url -> its parts; the default python.args follows it; relay
+ * placeholders need it; the token has one place only.
+ */
+static int
+derive_relay(struct gpuhost_config *cfg, struct gpuhost_config_errors *errs)
+{
+	char why[200];
+	size_t ai = setting_index("python.args");
+	int rc = 0;
+
+	cfg->relay_set = cfg->relay_url[0] != '\0' &&
+	    gpuhost_relay_url_parse(cfg->relay_url, &cfg->relay, why,
+	    sizeof(why)) == 0;
+	cfg->args_default = ai < gpuhost_nsettings &&
+	    cfg->report.sources[ai] == TP_CONFIG_SRC_DEFAULT;
+	if (cfg->args_default && cfg->relay_set) {
+		char *a = strdup(GPUHOST_ARGS_RELAY);
+
+		if (a == NULL) {
+			add_err(errs, "out of memory");
+			return -1;
+		}
+		free(cfg->args);
+		cfg->args = a;
+	}
+	if (!cfg->relay_set && cfg->relay_url[0] == '\0' &&
+	    (strstr(cfg->args, "{relay_url}") != NULL ||
+	    strstr(cfg->args, "{relay_port}") != NULL)) {
+		add_err(errs, "python.args uses {relay_url}/{relay_port} but "
+		    "[relay] url is not set");
+		rc = -1;
+	}
+	for (size_t i = 0; i < cfg->nenv; i++) {
+		if (strcasecmp(cfg->env[i].name, GPUHOST_TOKEN_ENV) == 0) {
+			add_err(errs, "[environment] %s: set the registration "
+			    "token as [relay] token instead (it is kept out of "
+			    "config output and logs there)", GPUHOST_TOKEN_ENV);
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
 static int
 derive(struct gpuhost_config *cfg, struct gpuhost_config_errors *errs)
 {
@@ -250,6 +353,10 @@ derive(struct gpuhost_config *cfg, struct gpuhost_config_errors *errs)
 	(void)gpuhost_check_mode_parse(cfg->check_port, &cfg->mode_port);
 	(void)gpuhost_check_mode_parse(cfg->check_dns, &cfg->mode_dns);
 	(void)gpuhost_check_mode_parse(cfg->check_firewall, &cfg->mode_firewall);
+	(void)gpuhost_check_mode_parse(cfg->check_args, &cfg->mode_args);
+	(void)gpuhost_check_mode_parse(cfg->check_relay, &cfg->mode_relay);
+	if (derive_relay(cfg, errs) != 0)
+		rc = -1;
 	if (cfg->escalate_after >= cfg->stop_grace) {
 		add_err(errs, "service.escalate_after (%g) must be below "
 		    "service.stop_grace (%g)", cfg->escalate_after,
@@ -427,6 +534,14 @@ gpuhost_config_expand_args(const struct gpuhost_config *cfg, char *buf,
 			snprintf(tmp, sizeof(tmp), "%lld", (long long)cfg->port);
 			ins = tmp;
 			skip = 6;
+		} else if (strncmp(p, "{relay_url}", 11) == 0 && cfg->relay_set) {
+			ins = cfg->relay.base;
+			skip = 11;
+		} else if (strncmp(p, "{relay_port}", 12) == 0 &&
+		    cfg->relay_set) {
+			snprintf(tmp, sizeof(tmp), "%u", cfg->relay.port);
+			ins = tmp;
+			skip = 12;
 		}
 		if (ins == NULL) {
 			if (o + 1 >= len)
@@ -447,6 +562,25 @@ gpuhost_config_expand_args(const struct gpuhost_config *cfg, char *buf,
 	return 0;
 }
 
+/* Names that usually hold credentials (HF_TOKEN, API_KEY, ...). */
+static bool
+secret_name(const char *name)
+{
+	static const char *const words[] = { "TOKEN", "SECRET", "PASSWORD",
+	    "KEY" };
+	char up[256];
+	size_t n = 0;
+
+	for (; name[n] != '\0' && n < sizeof(up) - 1; n++)
+		up[n] = (char)toupper((unsigned char)name[n]);
+	up[n] = '\0';
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (strstr(up, words[i]) != NULL)
+			return true;
+	}
+	return false;
+}
+
 void
 gpuhost_config_print(const struct gpuhost_config *cfg, FILE *fp)
 {
@@ -463,7 +597,12 @@ gpuhost_config_print(const struct gpuhost_config *cfg, FILE *fp)
 	}
 	for (size_t i = 0; i < cfg->nenv; i++)
 		fprintf(fp, "environment.%-20s = %s\n", cfg->env[i].name,
-		    cfg->env[i].value);
+		    secret_name(cfg->env[i].name) ? (cfg->env[i].value[0] ?
+		    "<set>" : "<unset>") : cfg->env[i].value);
+	if (cfg->relay_set)
+		fprintf(fp, "# relay: --relay_url %s --relay_port %u%s\n",
+		    cfg->relay.base, cfg->relay.port,
+		    cfg->relay.port_given ? "" : " (the scheme's default)");
 	fprintf(fp, "# resolved: checkout %s, venv %s, script %s, logs %s\n",
 	    cfg->checkout_path, cfg->venv_path, cfg->script_path, cfg->log_path);
 }

@@ -17,8 +17,22 @@
 
 #include "tokenplace/config.h"
 
+#include "relayurl.h"
+
 #define GPUHOST_PATH_MAX 1024
 #define GPUHOST_MAX_ENV 64
+
+/* The variable token.place's server.py reads the registration token from. */
+#define GPUHOST_TOKEN_ENV "TOKEN_PLACE_RELAY_SERVER_TOKEN"
+
+/*
+ * Default python.args: token.place's server.py options (it has no --host
+ * or --port). Without relay.url the script polls its own default relay.
+ */
+#define GPUHOST_ARGS_RELAY \
+	"--server_host {host} --server_port {port} " \
+	"--relay_url {relay_url} --relay_port {relay_port}"
+#define GPUHOST_ARGS_NO_RELAY "--server_host {host} --server_port {port}"
 
 enum gpuhost_check_mode {
 	GPUHOST_CHECK_OFF = 0,
@@ -44,12 +58,19 @@ struct gpuhost_config {
 	int64_t port;
 	char *dns_name;
 	char *health_path;
+	/* [relay] */
+	char *relay_url;	/* as written; see `relay` below */
+	char *relay_token;	/* secret: never printed or logged */
 	/* [checks] */
 	char *check_python;
 	char *check_port;
 	char *check_dns;
 	char *check_firewall;
+	char *check_args;
+	char *check_relay;
 	double dns_wait;
+	double args_timeout;
+	double relay_timeout;
 	/* [service] */
 	char *service_name;
 	char *display_name;
@@ -81,6 +102,10 @@ struct gpuhost_config {
 	char script_path[GPUHOST_PATH_MAX];
 	char log_path[GPUHOST_PATH_MAX];
 	enum gpuhost_check_mode mode_python, mode_port, mode_dns, mode_firewall;
+	enum gpuhost_check_mode mode_args, mode_relay;
+	bool relay_set;			/* relay.url given (and valid) */
+	struct gpuhost_relay_url relay;	/* its parts, when relay_set */
+	bool args_default;		/* python.args not in the file */
 	size_t nenv;
 	struct gpuhost_env_var env[GPUHOST_MAX_ENV];
 	struct tp_config_report report;	/* where each value came from */
@@ -126,13 +151,18 @@ int gpuhost_check_mode_parse(const char *s, enum gpuhost_check_mode *out);
 const char *gpuhost_check_mode_name(enum gpuhost_check_mode m);
 
 /*
- * Expands {host} and {port} in cfg->args into buf. Returns 0, or -1 when
- * the result does not fit.
+ * Expands {host}, {port}, {relay_url} (scheme://host) and {relay_port} in
+ * cfg->args into buf. Returns 0, or -1 when the result does not fit.
+ * (Loading refuses relay placeholders when relay.url is not set.)
  */
 int gpuhost_config_expand_args(const struct gpuhost_config *cfg, char *buf,
     size_t len);
 
-/* Writes the effective settings (tp_config_print format) to fp. */
+/*
+ * Writes the effective settings to fp: relay.token as <set>/<unset>, and
+ * [environment] values whose names contain TOKEN, SECRET, PASSWORD or KEY
+ * masked the same way.
+ */
 void gpuhost_config_print(const struct gpuhost_config *cfg, FILE *fp);
 
 #endif

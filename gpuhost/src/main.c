@@ -41,14 +41,14 @@ usage(FILE *fp)
 	    "commands:\n"
 	    "  run                    run in the foreground; Ctrl-C stops\n"
 	    "  check [--json] [--only NAME]\n"
-	    "                         pre-flight checks (python, port, dns, firewall);\n"
-	    "                         exit 0 pass, 1 warn, 2 fail\n"
+	    "                         pre-flight checks (python, port, dns, firewall,\n"
+	    "                         args, relay); exit 0 pass, 1 warn, 2 fail\n"
 	    "  install [--print] [--unit-dir DIR] [--account NAME] [--password PW]\n"
 	    "                         register the service (Windows SCM / systemd unit)\n"
 	    "  uninstall              remove it\n"
 	    "  start | stop | status  control the installed service\n"
 	    "  firewall add|remove    Windows Firewall inbound rule for the port\n"
-	    "  config                 print the effective settings\n"
+	    "  config                 print the effective settings (secrets masked)\n"
 	    "  --version, --help\n"
 	    "\n"
 	    "config: %s unless --config is given\n",
@@ -88,7 +88,7 @@ cmd_check(const struct gpuhost_config *cfg, bool json, const char *only)
 		gpuhost_checks_run(cfg, 0, &r);
 	if (r.n == 0) {
 		fprintf(stderr, "tokenplace-gpuhost: unknown check %s (python, "
-		    "port, dns, firewall)\n", only);
+		    "port, dns, firewall, args, relay)\n", only);
 		return EXIT_USAGE;
 	}
 	if (json) {
@@ -113,7 +113,7 @@ main(int argc, char **argv)
 	struct gpuhost_config cfg;
 	char defpath[GPUHOST_PATH_MAX], exe[GPUHOST_PATH_MAX];
 	char abspath[GPUHOST_PATH_MAX];
-	bool json = false;
+	bool json = false, args_help = false;
 	enum tp_log_level lvl;
 	int rc;
 
@@ -137,6 +137,8 @@ main(int argc, char **argv)
 			only = argv[++i];
 		} else if (strcmp(a, "--control") == 0 && has) {
 			control = argv[++i];
+		} else if (strcmp(a, "--args-help") == 0) {
+			args_help = true;
 		} else if (strcmp(a, "--print") == 0) {
 			so.print = true;
 		} else if (strcmp(a, "--unit-dir") == 0 && has) {
@@ -181,7 +183,7 @@ main(int argc, char **argv)
 		config = abspath;
 	}
 	if (strcmp(command, "worker") == 0)
-		return gpuhost_worker_main(config, control);
+		return gpuhost_worker_main(config, control, args_help);
 	if (strcmp(command, "service") == 0)
 		return gpuhost_service_dispatch(config);
 	if (gpuhost_exe_path(exe, sizeof(exe)) != 0) {

@@ -91,6 +91,22 @@ long gpuhost_getpid(void);
 /* True when process `pid` exists. */
 bool gpuhost_pid_alive(long pid);
 
+/*
+ * Moves this process into a network namespace of its own, with nothing
+ * but a loopback interface that is down (Linux, an unprivileged user
+ * namespace when not root). Call before any thread starts. Returns 0, or
+ * -1 with the reason in err (other systems; a kernel that forbids it).
+ */
+int gpuhost_isolate_network(char *err, size_t errlen);
+
+/*
+ * 1 when only the owner (and possibly the owner's group, read-only) can
+ * read path (POSIX mode 0600 or 0640), 0 when others can, -1 unknown
+ * (unreadable; Windows, where install.ps1 sets the ACL and it is not read
+ * back). *mode gets the permission bits (0 when unknown).
+ */
+int gpuhost_file_private(const char *path, unsigned *mode);
+
 /* Text for the last OS error (errno / GetLastError) into buf; returns buf. */
 char *gpuhost_last_error(char *buf, size_t len);
 

@@ -20,4 +20,12 @@ int gpuhost_probe_global_init(void);
 int gpuhost_probe_http(const char *host, uint16_t port, const char *path,
     int timeout_ms, long *status, char *err, size_t errlen);
 
+/*
+ * GETs an http:// or https:// URL (TLS verified, the system's proxy
+ * settings apply) with a total timeout; same results as above. For the
+ * relay, which may be anywhere; the health probe above is loopback only.
+ */
+int gpuhost_probe_url(const char *url, int timeout_ms, long *status,
+    char *err, size_t errlen);
+
 #endif

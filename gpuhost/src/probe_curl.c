@@ -20,6 +20,35 @@ discard(char *ptr, size_t size, size_t nmemb, void *arg)
 }
 
 int
+gpuhost_probe_url(const char *url, int timeout_ms, long *status, char *err,
+    size_t errlen)
+{
+	CURL *c = curl_easy_init();
+	CURLcode rc;
+
+	if (c == NULL) {
+		snprintf(err, errlen, "curl_easy_init failed");
+		return -1;
+	}
+	(void)curl_easy_setopt(c, CURLOPT_URL, url);
+	(void)curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	(void)curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	(void)curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	(void)curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+	(void)curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	rc = curl_easy_perform(c);
+	if (rc != CURLE_OK) {
+		snprintf(err, errlen, "%s", curl_easy_strerror(rc));
+		curl_easy_cleanup(c);
+		return -1;
+	}
+	*status = 0;
+	(void)curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_cleanup(c);
+	return 0;
+}
+
+int
 gpuhost_probe_http(const char *host, uint16_t port, const char *path,
     int timeout_ms, long *status, char *err, size_t errlen)
 {

@@ -29,12 +29,13 @@ struct gpuhost_exit {
 struct gpuhost_proc;
 
 /*
- * Starts the worker. `sink` is called from reader threads (serialise in
+ * Starts the worker. `flag` (NULL or e.g. "--args-help") is appended to
+ * its command line. `sink` is called from reader threads (serialise in
  * it). Returns 0 and *out, or -1 with a reason in err.
  */
 int gpuhost_proc_spawn(const char *exe, const char *config_path,
-    gpuhost_line_fn sink, void *arg, struct gpuhost_proc **out, char *err,
-    size_t errlen);
+    const char *flag, gpuhost_line_fn sink, void *arg,
+    struct gpuhost_proc **out, char *err, size_t errlen);
 
 long gpuhost_proc_pid(const struct gpuhost_proc *p);
 

@@ -20,6 +20,7 @@
 #include "os.h"
 #include "probe.h"
 #include "proc.h"
+#include "redact.h"
 #include "status.h"
 #include "supervisor.h"
 #include "worker.h"
@@ -98,20 +99,23 @@ set_health(struct sup *s, enum health_state h, const char *name,
 	save(s);
 }
 
-/* Output of the worker: one line at a time from the reader threads. */
+/*
+ * Output of the worker: one line at a time from the reader threads. The
+ * relay token never reaches a log, whatever the script prints.
+ */
 static void
 worker_line(void *arg, int stream, const char *line, size_t len)
 {
 	struct sup *s = arg;
-	char *buf = malloc(len + 1);
+	size_t n;
+	char *buf = gpuhost_redact(line, len, s->cfg->relay_token, &n);
 
 	if (buf == NULL)
 		return;
-	memcpy(buf, line, len);
-	buf[len] = '\n';
-	(void)gpuhost_logfile_write(s->slog, buf, len + 1);
+	buf[n] = '\n';
+	(void)gpuhost_logfile_write(s->slog, buf, n + 1);
 	if (s->cfg->log_console) {
-		(void)fwrite(buf, 1, len + 1, stream == 1 ? stdout : stderr);
+		(void)fwrite(buf, 1, n + 1, stream == 1 ? stdout : stderr);
 		(void)fflush(stream == 1 ? stdout : stderr);
 	}
 	free(buf);
@@ -347,8 +351,8 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 			}
 			if (stop_flag)
 				break;
-			if (gpuhost_proc_spawn(exe, cfg->config_path, worker_line, &s,
-			    &p, err, sizeof(err)) != 0) {
+			if (gpuhost_proc_spawn(exe, cfg->config_path, NULL,
+			    worker_line, &s, &p, err, sizeof(err)) != 0) {
 				GLOG(TP_LOG_CRITICAL, "worker_spawn_failed",
 				    TP_LSTR("error", err));
 				set_state(&s, "failed", err);

@@ -88,8 +88,25 @@ control_main(void *arg)
 	_Exit(1);
 }
 
+/* The script's argument vector: python.args, or "--help" for the check. */
+static int
+script_args(const struct gpuhost_config *cfg, bool args_help,
+    struct gpuhost_argv *av, char *err, size_t errlen)
+{
+	char expanded[4096];
+
+	if (args_help)
+		return gpuhost_argv_push(av, "--help");
+	if (gpuhost_config_expand_args(cfg, expanded, sizeof(expanded)) != 0) {
+		snprintf(err, errlen, "python.args too long");
+		return -1;
+	}
+	return gpuhost_argv_split(av, expanded, err, errlen);
+}
+
 int
-gpuhost_worker_main(const char *config_path, const char *control)
+gpuhost_worker_main(const char *config_path, const char *control,
+    bool args_help)
 {
 	struct gpuhost_config cfg;
 	struct gpuhost_config_errors errs;
@@ -99,7 +116,7 @@ gpuhost_worker_main(const char *config_path, const char *control)
 	struct gpuhost_thread *thread = NULL;
 	struct control ctl;
 	const char *cands[GPUHOST_VENV_MAX_CANDIDATES];
-	char err[4096], expanded[4096];
+	char err[4096];
 	int rc;
 
 	if (gpuhost_config_load(config_path, &cfg, &errs) != 0) {
@@ -108,11 +125,26 @@ gpuhost_worker_main(const char *config_path, const char *control)
 		gpuhost_config_free(&cfg);
 		return GPUHOST_WORKER_EXIT_CONFIG;
 	}
+	/* Before any thread exists: Linux refuses new namespaces after. */
+	if (args_help) {
+		if (gpuhost_isolate_network(err, sizeof(err)) == 0)
+			fprintf(stderr, GPUHOST_WORKER_PREFIX "network: isolated\n");
+		else
+			fprintf(stderr, GPUHOST_WORKER_PREFIX "network: not "
+			    "isolated (%s)\n", err);
+	}
 	for (size_t i = 0; i < cfg.nenv; i++) {
 		if (gpuhost_setenv(cfg.env[i].name, cfg.env[i].value) != 0)
 			fprintf(stderr, "gpuhost-worker: cannot set %s\n",
 			    cfg.env[i].name);
 	}
+	/* Only in server.py's environment, never on a command line. */
+	if (!args_help && cfg.relay_token[0] != '\0') {
+		if (gpuhost_setenv(GPUHOST_TOKEN_ENV, cfg.relay_token) != 0)
+			fprintf(stderr, "gpuhost-worker: cannot set %s\n",
+			    GPUHOST_TOKEN_ENV);
+	} else if (args_help)
+		(void)gpuhost_setenv(GPUHOST_TOKEN_ENV, NULL);
 	if (gpuhost_venv_load(cfg.venv_path, cfg.library, &venv, err,
 	    sizeof(err)) != 0) {
 		fprintf(stderr, "gpuhost-worker: %s\n", err);
@@ -142,17 +174,16 @@ gpuhost_worker_main(const char *config_path, const char *control)
 	if (gpuhost_argv_push(&av, venv.interpreter) != 0 ||
 	    gpuhost_argv_split(&av, cfg.options, err, sizeof(err)) != 0 ||
 	    gpuhost_argv_push(&av, cfg.script_path) != 0 ||
-	    gpuhost_config_expand_args(&cfg, expanded, sizeof(expanded)) != 0 ||
-	    gpuhost_argv_split(&av, expanded, err, sizeof(err)) != 0) {
+	    script_args(&cfg, args_help, &av, err, sizeof(err)) != 0) {
 		fprintf(stderr, "gpuhost-worker: bad python.options/args\n");
 		rc = GPUHOST_WORKER_EXIT_ARGS;
 		goto out;
 	}
-	fprintf(stderr, "gpuhost-worker: Python %s from %s, running %s in %s\n",
+	fprintf(stderr, "gpuhost-worker: Python %s from %s, running %s in %s%s\n",
 	    gpuhost_py_version(py), gpuhost_py_path(py), cfg.script_path,
-	    cfg.checkout_path);
+	    cfg.checkout_path, args_help ? " with --help" : "");
 	fflush(stderr);
-	if (control != NULL) {
+	if (control != NULL && !args_help) {
 		ctl.spec = control;
 		ctl.py = py;
 		ctl.escalate_after = cfg.escalate_after;

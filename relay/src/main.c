@@ -38,12 +38,14 @@ usage(FILE *fp)
 {
 	fprintf(fp,
 	    "usage: tokenplace-relay [--host ADDR] [--port PORT] [--check-config]\n"
-	    "                        [--version] [--help]\n"
+	    "                        [--list-settings] [--version] [--help]\n"
 	    "\n"
 	    "Runs the token.place relay. Settings come from the environment\n"
 	    "(see docs/configuration.md); --host and --port override RELAY_HOST\n"
 	    "and RELAY_PORT. --check-config prints the effective settings and\n"
-	    "exits 0 when they are valid, 2 when they are not.\n");
+	    "exits 0 when they are valid, 2 when they are not. --list-settings\n"
+	    "prints the settings table (name, variable, type, default, bounds)\n"
+	    "as JSON lines and exits.\n");
 }
 
 static void
@@ -89,6 +91,7 @@ log_startup(const struct relay_app *app, int port)
 	    TP_LINT("graceful_timeout_s", s->graceful_timeout_s),
 	    TP_LINT("max_body_bytes", s->max_body_bytes),
 	    TP_LSTR("state_url", s->state_url),
+	    TP_LBOOL("forward", s->forward),
 	    TP_LBOOL("legacy_routes", s->legacy_routes),
 	    TP_LBOOL("require_upstream_health", s->require_upstream_health),
 	    TP_LBOOL("config_ok", app->config_ok),
@@ -224,6 +227,10 @@ main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("tokenplace-relay %s (%s)\n", TP_VERSION, TP_REVISION);
 			return 0;
+		} else if (strcmp(argv[i], "--list-settings") == 0) {
+			/* The table, not the environment: for docs checks. */
+			return tp_config_list(relay_setting_table,
+			    relay_setting_count, stdout) == 0 ? 0 : 1;
 		} else if (strcmp(argv[i], "--check-config") == 0) {
 			check_only = true;
 		} else if ((strcmp(argv[i], "--host") == 0 ||

@@ -39,7 +39,8 @@ validate_level(const void *value, char *reason, size_t len)
 
 	if (tp_log_level_parse(s, &lvl) != 0) {
 		snprintf(reason, len,
-		    "'%.40s' is not a level (DEBUG, INFO, WARNING, ERROR, CRITICAL)",
+		    "'%.40s' is not a level (DEBUG, INFO, WARNING or WARN, "
+		    "ERROR, CRITICAL; any case)",
 		    s ? s : "");
 		return -1;
 	}
@@ -69,7 +70,20 @@ validate_forward_prefixes(const void *value, char *reason, size_t len)
 {
 	struct relay_fwd_prefixes p;
 
-	return relay_fwd_prefixes_parse(&p, *(char *const *)value, reason, len);
+	if (relay_fwd_prefixes_parse(&p, *(char *const *)value, reason,
+	    len) != 0)
+		return -1;
+	/*
+	 * An empty variable counts as unset (the default list applies), so a
+	 * list that parses to nothing (",") is a mistake, not a way to turn
+	 * forwarding off: RELAY_FORWARD=off says that.
+	 */
+	if (p.n == 0) {
+		snprintf(reason, len, "no prefix in the list; set "
+		    "RELAY_FORWARD=off to turn forwarding off");
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -228,10 +242,14 @@ const struct tp_setting relay_setting_table[] = {
 	  "make /healthz fail while the GPU host is unreachable" },
 
 	/* forwarding to the upstream (docs/forwarding.md) */
+	{ "forward", "RELAY_FORWARD", NULL, TP_SETTING_BOOL, "true", 0, 0,
+	  OFF(forward), NULL, 0,
+	  "forward requests under RELAY_FORWARD_PREFIXES to the upstream "
+	  "(off = nothing is forwarded)" },
 	{ "forward_prefixes", "RELAY_FORWARD_PREFIXES", NULL, TP_SETTING_STRING,
 	  "/api/v1/,/v1/", 0, 1024, OFF(forward_prefixes),
 	  validate_forward_prefixes, 0,
-	  "comma-separated path prefixes forwarded to the upstream (empty = none)" },
+	  "comma-separated path prefixes forwarded to the upstream" },
 	{ "libcurl", "RELAY_LIBCURL", NULL, TP_SETTING_STRING, "libcurl.so.4", 1,
 	  255, OFF(libcurl), validate_header_value, 0,
 	  "libcurl shared library loaded by the first forwarded request" },

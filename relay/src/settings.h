@@ -34,6 +34,7 @@ struct relay_settings {
 	bool require_upstream_health;
 
 	/* forwarding to the upstream (upstream.c) */
+	bool forward;			/* false: nothing is forwarded */
 	char *forward_prefixes;
 	char *libcurl;			/* dlopen()ed at the first forward */
 	int64_t upstream_connect_timeout_ms;

@@ -1657,6 +1657,9 @@ relay_upstream_new(struct relay_app *app, char *err, size_t errlen)
 	if (relay_fwd_prefixes_parse(&u->prefixes, s->forward_prefixes, err,
 	    errlen) != 0)
 		goto fail;
+	/* RELAY_FORWARD=off: no path routes to the upstream (checks still run). */
+	if (!s->forward)
+		memset(&u->prefixes, 0, sizeof(u->prefixes));
 	snprintf(u->base, sizeof(u->base), "%s", app->upstream_url);
 	snprintf(u->health_url, sizeof(u->health_url), "%s%s", u->base,
 	    s->upstream_health_path);

@@ -9,9 +9,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "tokenplace/log.h"
 
 static const char *
 default_lookup(void *ctx, const char *name)
@@ -333,4 +336,125 @@ tp_config_print(const struct tp_setting *table, size_t n, const void *cfg,
 	if (rep->nerrors > TP_CONFIG_MAX_ERRORS)
 		fprintf(fp, "error: %zu more invalid settings\n",
 		    rep->nerrors - TP_CONFIG_MAX_ERRORS);
+}
+
+static const char *
+type_name(enum tp_setting_type t)
+{
+	switch (t) {
+	case TP_SETTING_INT:
+		return "int";
+	case TP_SETTING_DOUBLE:
+		return "double";
+	case TP_SETTING_BOOL:
+		return "bool";
+	case TP_SETTING_STRING:
+		return "string";
+	}
+	return "unknown";
+}
+
+/*
+ * Appends printf-formatted text to the growing line buffer (the same
+ * buffer tp_json_append_string() grows). Returns 0, or -1.
+ */
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static int
+list_printf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return -1;
+	if (*len + (size_t)n + 1 > *cap) {
+		size_t ncap = *cap ? *cap * 2 : 512;
+		char *nb;
+
+		while (ncap < *len + (size_t)n + 1)
+			ncap *= 2;
+		nb = realloc(*buf, ncap);
+		if (nb == NULL)
+			return -1;
+		*buf = nb;
+		*cap = ncap;
+	}
+	memcpy(*buf + *len, tmp, (size_t)n + 1);
+	*len += (size_t)n;
+	return 0;
+}
+
+/* Appends ,"key": and the JSON string for value, or null. */
+static int
+list_string(char **buf, size_t *len, size_t *cap, const char *key,
+    const char *value)
+{
+	if (list_printf(buf, len, cap, ",\"%s\":", key) != 0)
+		return -1;
+	if (value == NULL)
+		return list_printf(buf, len, cap, "null");
+	return tp_json_append_string(buf, len, cap, value, strlen(value));
+}
+
+/* Appends ,"key": and the bound (integral for int, exact for double). */
+static int
+list_bound(char **buf, size_t *len, size_t *cap, const char *key,
+    const struct tp_setting *s, double v)
+{
+	switch (s->type) {
+	case TP_SETTING_INT:
+	case TP_SETTING_STRING:
+		return list_printf(buf, len, cap, ",\"%s\":%.0f", key, v);
+	case TP_SETTING_DOUBLE:
+		return list_printf(buf, len, cap, ",\"%s\":%.17g", key, v);
+	case TP_SETTING_BOOL:
+		break;
+	}
+	return list_printf(buf, len, cap, ",\"%s\":null", key);
+}
+
+int
+tp_config_list(const struct tp_setting *table, size_t n, FILE *fp)
+{
+	char *line = NULL;
+	size_t len, cap = 0;
+	int rc = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct tp_setting *s = &table[i];
+
+		len = 0;
+		if (list_printf(&line, &len, &cap, "{\"name\":") != 0 ||
+		    tp_json_append_string(&line, &len, &cap, s->name,
+		    strlen(s->name)) != 0 ||
+		    list_string(&line, &len, &cap, "env", s->env) != 0 ||
+		    list_string(&line, &len, &cap, "env_fallback",
+		    s->env_fallback) != 0 ||
+		    list_string(&line, &len, &cap, "type",
+		    type_name(s->type)) != 0 ||
+		    list_string(&line, &len, &cap, "default",
+		    s->default_value ? s->default_value : "") != 0 ||
+		    list_bound(&line, &len, &cap, "min", s, s->min) != 0 ||
+		    list_bound(&line, &len, &cap, "max", s, s->max) != 0 ||
+		    list_printf(&line, &len, &cap,
+		    ",\"secret\":%s,\"empty_ok\":%s,\"validated\":%s",
+		    (s->flags & TP_SETTING_SECRET) ? "true" : "false",
+		    (s->flags & TP_SETTING_EMPTY_OK) ? "true" : "false",
+		    s->validate != NULL ? "true" : "false") != 0 ||
+		    list_string(&line, &len, &cap, "help", s->help) != 0 ||
+		    list_printf(&line, &len, &cap, "}\n") != 0)
+			goto out;
+		if (fwrite(line, 1, len, fp) != len)
+			goto out;
+	}
+	rc = fflush(fp) == 0 ? 0 : -1;
+out:
+	free(line);
+	return rc;
 }

@@ -17,6 +17,7 @@ if(TP_NSS_WRAPPER)
 endif()
 
 tp_unit_test(test_gpuhost_config LIBS gpuhost_core)
+tp_unit_test(test_gpuhost_args LIBS gpuhost_core)
 tp_unit_test(test_gpuhost_fwrules LIBS gpuhost_core)
 tp_unit_test(test_gpuhost_runtime LIBS gpuhost_core)
 tp_unit_test(test_gpuhost_netcheck LIBS tokenplace_core)
@@ -27,6 +28,14 @@ add_test(NAME gpuhost_linux
   COMMAND ${TP_PYTHON} -B ${CMAKE_CURRENT_SOURCE_DIR}/gpuhost/test_gpuhost_linux.py)
 set_tests_properties(gpuhost_linux PROPERTIES LABELS gpuhost TIMEOUT 900
   ENVIRONMENT "GPUHOST_BIN=$<TARGET_FILE:tokenplace-gpuhost>;TP_NSS_WRAPPER=${TP_NSS_WRAPPER};GPUHOST_BUILD_DIR=${CMAKE_BINARY_DIR}")
+
+# token.place's command line against a real relay from the same build.
+if(TARGET tokenplace-relay)
+  add_test(NAME gpuhost_relay
+    COMMAND ${TP_PYTHON} -B ${CMAKE_CURRENT_SOURCE_DIR}/gpuhost/test_gpuhost_relay.py)
+  set_tests_properties(gpuhost_relay PROPERTIES LABELS gpuhost TIMEOUT 900
+    ENVIRONMENT "GPUHOST_BIN=$<TARGET_FILE:tokenplace-gpuhost>;TP_RELAY_BIN=$<TARGET_FILE:tokenplace-relay>;PYTHONPATH=${CMAKE_CURRENT_SOURCE_DIR}/integration")
+endif()
 
 # ---- Windows: mingw-w64 cross-build + wine smoke tests ---------------------
 if(NOT TP_SANITIZE AND NOT TP_TSAN)

@@ -7,12 +7,14 @@ actions are stubs: the firewall check reports "unknown" and recovery
 settings print warnings; both are exercised for real by the windows-latest
 GitHub workflow instead. Output of wine always goes to files, never pipes:
 wine's helper processes inherit pipes and hang readers."""
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -38,6 +40,17 @@ def wine_env(extra=None):
                WINEDLLOVERRIDES="mscoree,mshtml=")
     env.update(extra or {})
     return env
+
+
+class Livez(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 200 if self.path == "/livez" else 404
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, fmt, *args):
+        pass
 
 
 class Wine(unittest.TestCase):
@@ -72,10 +85,16 @@ class Wine(unittest.TestCase):
                   os.path.join(cls.checkout, "server.py")):
             open(p, "w").close()
         cls.venv = venv
+        # A loopback stand-in for the relay's /livez (WinHTTP probe).
+        cls.relay = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Livez)
+        cls.relay_port = cls.relay.server_address[1]
+        threading.Thread(target=cls.relay.serve_forever, daemon=True).start()
         print("setup (prefix, stand-in DLL): %.1fs" % (time.monotonic() - t0))
 
     @classmethod
     def tearDownClass(cls):
+        cls.relay.shutdown()
+        cls.relay.server_close()
         subprocess.run([WINESERVER, "-k"], env=wine_env(), stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         shutil.rmtree(cls.tmp, ignore_errors=True)
@@ -208,6 +227,43 @@ class Wine(unittest.TestCase):
         finally:
             rc, out = self.gpuhost(cfg, "uninstall")
         self.assertEqual(rc, 0, out)
+
+    def test_check_only_args_and_relay(self):
+        # The deployment guide's --host/--port line: the script's --help
+        # (run by a worker through the stand-in DLL) does not offer them.
+        cfg = self.config("args-wrong")
+        with open(cfg) as f:
+            text = f.read()
+        with open(cfg, "w") as f:
+            f.write(text.replace("[python]\n", "[python]\nargs = --host {host} --port {port}\n", 1))
+        rc, out = self.gpuhost(cfg, "check", "--only", "args")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("server.py does not accept --host, --port", out)
+        self.assertIn("it offers: --server_host, --server_port, --relay_url, --relay_port", out)
+        rc, out = self.gpuhost(cfg, "check", "--json", "--only", "args")
+        c = json.loads(out[out.index("{"):])["checks"][0]
+        self.assertEqual((rc, c["outcome"]), (2, "fail"), out)
+        self.assertEqual(c["details"]["missing"], ["--host", "--port"])
+        self.assertIs(c["details"]["network_isolated"], False)
+        # The default args (token.place's options) pass; relay.url splits.
+        cfg = self.config("args-default", "[relay]\nurl = http://127.0.0.1:%d\n"
+                          % self.relay_port)
+        rc, out = self.gpuhost(cfg, "check", "--json", "--only", "args")
+        c = json.loads(out[out.index("{"):])["checks"][0]
+        self.assertEqual((rc, c["outcome"]), (0, "pass"), out)
+        self.assertEqual(c["details"]["args"][-4:], ["--relay_url", "http://127.0.0.1",
+                                                     "--relay_port", str(self.relay_port)])
+        # The relay probe through WinHTTP: a loopback stand-in answers /livez.
+        rc, out = self.gpuhost(cfg, "check", "--json", "--only", "relay")
+        c = json.loads(out[out.index("{"):])["checks"][0]
+        self.assertEqual((rc, c["outcome"]), (0, "pass"), out)
+        self.assertEqual(c["details"]["probe"], "/livez")
+        cfg = self.config("relay-closed", "[relay]\nurl = http://127.0.0.1:%d\n"
+                          % free_port())
+        rc, out = self.gpuhost(cfg, "check", "--json", "--only", "relay")
+        c = json.loads(out[out.index("{"):])["checks"][0]
+        self.assertEqual((rc, c["outcome"]), (1, "warn"), out)
+        self.assertIn("is not reachable from here", c["message"])
 
     @unittest.skip("wine's INetFwRules::Add returns S_OK but keeps no rule; "
                    "`firewall add` is tested on windows-latest")

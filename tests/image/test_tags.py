@@ -2,7 +2,7 @@
 """The image tag scheme, checked against a real registry API.
 
 .github/scripts/image-tags.sh decides what image.yml publishes: sha-<7 hex>
-on every push, X.Y.Z and X.Y on a vX.Y.Z tag, no `latest` unless asked for.
+on every push, X.Y.Z and X.Y on a vX.Y.Z tag, never `latest`.
 This test runs the script for each kind of ref, then pushes a two-arch
 manifest list under the tags it prints to Debian's docker-registry on
 127.0.0.1 (ephemeral port) and reads the registry's tag list and manifests
@@ -56,19 +56,19 @@ def check_script():
          [f"{img}:sha-fedcba9"]),
         ("leading zero is not semver", "refs/tags/v01.2.3", SHA_TAG, [],
          [f"{img}:sha-fedcba9"]),
-        ("--latest is opt-in", "refs/tags/v1.2.3", SHA_TAG, ["--latest"],
-         [f"{img}:sha-fedcba9", f"{img}:1.2.3", f"{img}:1.2",
-          f"{img}:latest"]),
     ]
     for name, ref, sha, args, want in cases:
         rc, out, err = tags(ref, sha, *args)
         R.check(f"image-tags.sh: {name}", rc == 0 and out == want,
                 f"rc={rc} out={out} err={err.strip()}")
     for name, ref, sha, args, want in cases:
-        if "--latest" not in args:
-            rc, out, _ = tags(ref, sha, *args)
-            R.check(f"image-tags.sh: no latest for {name}",
-                    not any(t.endswith(":latest") for t in out), str(out))
+        rc, out, _ = tags(ref, sha, *args)
+        R.check(f"image-tags.sh: no latest for {name}",
+                not any(t.endswith(":latest") for t in out), str(out))
+    # The flag that once added `latest` is gone (docs: there is no latest).
+    rc, out, err = tags("refs/tags/v1.2.3", SHA_TAG, "--latest")
+    R.check("image-tags.sh: --latest is a usage error", rc == 2 and not out
+            and "no latest tag" in err, f"rc={rc} out={out} err={err}")
     rc, out, err = tags("refs/heads/main", "not-a-sha")
     R.check("image-tags.sh: refuses a malformed commit id", rc != 0 and not out,
             f"rc={rc} out={out}")

@@ -421,6 +421,46 @@ class Options(unittest.TestCase):
             st = upstream_state(r)
             self.assertEqual(st["upstream"], "up")
 
+    def test_forward_off_forwards_nothing(self):
+        # RELAY_FORWARD=off through the real environment: /v1/... and
+        # /api/v1/... get the relay's own 404 and never reach the upstream,
+        # while the prefix list itself is left at its default.
+        with Upstream() as up, Relay(env=relay_env(
+                up, RELAY_FORWARD="off")) as r:
+            for path in ("/v1/embeddings", "/api/v1/chat/completions"):
+                rid = new_rid("off")
+                status, _, data = r.request("GET", path,
+                                            headers={"X-Request-Id": rid})
+                self.assertEqual(status, 404, data)
+                self.assertIsNone(up.seen(rid), path)
+            start = r.find_log("relay.startup")
+            self.assertIs(start["forward"], False)
+            self.assertEqual(healthz(r)[0], 200)
+            self.assertIn(metric_value(
+                r.metrics(), "tokenplace_relay_upstream_requests_total",
+                route="/v1/embeddings"), (None, 0.0))
+
+    def test_empty_prefixes_keep_the_default(self):
+        # An empty variable counts as unset, as for every setting: the
+        # default prefixes apply and /v1/... is forwarded.
+        with Upstream() as up, Relay(env=relay_env(
+                up, RELAY_FORWARD_PREFIXES="")) as r:
+            rid = new_rid("empty")
+            status, _, data = r.request("GET", "/v1/embeddings",
+                                        headers={"X-Request-Id": rid})
+            self.assertEqual(status, 200, data)
+            self.assertIsNotNone(up.seen(rid))
+            self.assertIs(r.find_log("relay.startup")["forward"], True)
+
+    def test_prefix_list_without_a_prefix_is_a_config_error(self):
+        with Relay(env={"RELAY_FORWARD_PREFIXES": " , "}) as r:
+            status, obj = r.get_json("/healthz")
+            self.assertEqual(status, 503)
+            self.assertIn("RELAY_FORWARD_PREFIXES",
+                          obj["details"]["invalidSettings"])
+            line = r.wait_log("relay.config_invalid")
+            self.assertIn("RELAY_FORWARD=off", line["reason"])
+
     def test_invalid_prefixes_are_a_config_error(self):
         with Relay(env={"RELAY_FORWARD_PREFIXES": "v1/"}) as r:
             status, obj = r.get_json("/healthz")

@@ -658,6 +658,33 @@ class Tokens(LegacyTestCase):
             "iv": "i"}, headers=tok)[0], 200)
 
 
+class TokensListOnly(LegacyTestCase):
+    """docs/configuration.md: auth is on when either variable holds a token.
+
+    TOKEN_PLACE_RELAY_SERVER_TOKEN is empty (unset) here; the tokens in
+    TOKEN_PLACE_RELAY_SERVER_TOKENS alone turn the check on.
+    """
+    ENV = {"TOKEN_PLACE_RELAY_SERVER_TOKEN": "",
+           "TOKEN_PLACE_RELAY_SERVER_TOKENS": "next-token, ,\n"}
+
+    def test_list_alone_turns_auth_on(self):
+        node = wire_key()
+        self.assertReply(self.post("/sink", {"server_public_key": node}), 401,
+                         Tokens.DENIED)
+        self.assertEqual(self.post("/sink", {"server_public_key": node},
+                                   headers={"X-Relay-Server-Token":
+                                            "next-token"})[0], 200)
+
+
+class TokensBlankOnly(LegacyTestCase):
+    """Blank entries are no tokens: with nothing else, any node is accepted."""
+    ENV = {"TOKEN_PLACE_RELAY_SERVER_TOKENS": " , \n ,"}
+
+    def test_blank_list_means_no_auth(self):
+        self.assertEqual(self.post("/sink", {"server_public_key":
+                                             wire_key()})[0], 200)
+
+
 class LegacyDisabled(LegacyTestCase):
     ENV = {"TOKENPLACE_ENABLE_LEGACY_RELAY_ROUTES": "false"}
 

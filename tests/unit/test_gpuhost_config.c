@@ -99,14 +99,20 @@ test_defaults_and_paths(void **state)
 	assert_int_equal(cfg.mode_python, GPUHOST_CHECK_FAIL);
 	assert_int_equal(cfg.mode_dns, GPUHOST_CHECK_WARN);
 	assert_true(cfg.stop_grace > cfg.escalate_after);
+	/* token.place's server.py options; no relay.url: no --relay_ ones. */
+	assert_false(cfg.relay_set);
+	assert_true(cfg.args_default);
+	assert_int_equal(cfg.mode_args, GPUHOST_CHECK_FAIL);
+	assert_int_equal(cfg.mode_relay, GPUHOST_CHECK_WARN);
 	assert_int_equal(gpuhost_config_expand_args(&cfg, args, sizeof(args)), 0);
-	assert_string_equal(args, "--host 0.0.0.0 --port 8000");
+	assert_string_equal(args, "--server_host 0.0.0.0 --server_port 8000");
 	assert_int_equal(gpuhost_config_expand_args(&cfg, args, 10), -1);
 	gpuhost_config_free(&cfg);
 
 	/* Relative checkout and log dir: against the config file's directory. */
 	assert_int_equal(parse("[python]\ncheckout = tp\nvenv = /opt/venv\n"
-	    "script = app/main.py\n[log]\ndir = logs\n[network]\nport = 9001\n"
+	    "script = app/main.py\nargs = --host {host} --port {port}\n"
+	    "[log]\ndir = logs\n[network]\nport = 9001\n"
 	    "host = 127.0.0.1\n", &cfg, &errs), 0);
 	assert_string_equal(cfg.checkout_path, "/etc/tp/tp");
 	assert_string_equal(cfg.venv_path, "/opt/venv");
@@ -114,6 +120,97 @@ test_defaults_and_paths(void **state)
 	assert_string_equal(cfg.log_path, "/etc/tp/logs");
 	assert_int_equal(gpuhost_config_expand_args(&cfg, args, sizeof(args)), 0);
 	assert_string_equal(args, "--host 127.0.0.1 --port 9001");
+	gpuhost_config_free(&cfg);
+}
+
+static bool
+has_error(const struct gpuhost_config_errors *errs, const char *want)
+{
+	for (size_t i = 0; i < errs->n && i < GPUHOST_CONFIG_MAX_ERRORS; i++) {
+		if (strstr(errs->msg[i], want) != NULL)
+			return true;
+	}
+	return false;
+}
+
+static void
+test_relay_section(void **state)
+{
+	struct gpuhost_config cfg;
+	struct gpuhost_config_errors errs;
+	char args[512];
+
+	(void)state;
+	/* The port comes from the scheme; the default args gain the relay. */
+	assert_int_equal(parse("[relay]\nurl = https://relay.mycluster.dev/\n"
+	    "token = s3cret\n", &cfg, &errs), 0);
+	assert_true(cfg.relay_set);
+	assert_string_equal(cfg.relay.base, "https://relay.mycluster.dev");
+	assert_int_equal(cfg.relay.port, 443);
+	assert_string_equal(cfg.relay_token, "s3cret");
+	assert_int_equal(gpuhost_config_expand_args(&cfg, args, sizeof(args)), 0);
+	assert_string_equal(args, "--server_host 0.0.0.0 --server_port 8000 "
+	    "--relay_url https://relay.mycluster.dev --relay_port 443");
+	gpuhost_config_free(&cfg);
+
+	/* An explicit port; placeholders in the operator's own args. */
+	assert_int_equal(parse("[relay]\nurl = http://10.0.0.5:5010\n"
+	    "[python]\nargs = --relay {relay_url}:{relay_port} --p {port}\n",
+	    &cfg, &errs), 0);
+	assert_false(cfg.args_default);
+	assert_int_equal(gpuhost_config_expand_args(&cfg, args, sizeof(args)), 0);
+	assert_string_equal(args, "--relay http://10.0.0.5:5010 --p 8000");
+	gpuhost_config_free(&cfg);
+
+	/* Relay placeholders without relay.url cannot be expanded. */
+	assert_int_equal(parse("[python]\nargs = --relay_url {relay_url}\n",
+	    &cfg, &errs), -1);
+	assert_true(has_error(&errs, "uses {relay_url}/{relay_port} but [relay] "
+	    "url is not set"));
+	gpuhost_config_free(&cfg);
+
+	/* A bad URL is an error and leaves the relay unset. */
+	assert_int_equal(parse("[relay]\nurl = ftp://relay\n", &cfg, &errs), -1);
+	assert_true(has_error(&errs, "relay.url: must start with http://"));
+	assert_false(cfg.relay_set);
+	gpuhost_config_free(&cfg);
+
+	/* The token has one place, and control characters are refused unseen. */
+	assert_int_equal(parse("[environment]\nTOKEN_PLACE_RELAY_SERVER_TOKEN = x\n",
+	    &cfg, &errs), -1);
+	assert_true(has_error(&errs, "set the registration token as [relay] token"));
+	gpuhost_config_free(&cfg);
+	assert_int_equal(parse("[relay]\ntoken = \"ab\001cd\"\n", &cfg, &errs), -1);
+	assert_true(has_error(&errs, "relay.token: contains a control character"));
+	assert_false(has_error(&errs, "ab\001cd"));
+	gpuhost_config_free(&cfg);
+}
+
+/* `config` shows that a secret is set, never the secret. */
+static void
+test_print_masks_secrets(void **state)
+{
+	struct gpuhost_config cfg;
+	struct gpuhost_config_errors errs;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp;
+
+	(void)state;
+	assert_int_equal(parse("[relay]\nurl = http://127.0.0.1:5010\n"
+	    "token = tok-S3CRET-1\n[environment]\nHF_TOKEN = hf-S3CRET-2\n"
+	    "HF_HOME = /srv/hf\n", &cfg, &errs), 0);
+	fp = open_memstream(&text, &len);
+	assert_non_null(fp);
+	gpuhost_config_print(&cfg, fp);
+	fclose(fp);
+	assert_null(strstr(text, "S3CRET"));
+	assert_non_null(strstr(text, "relay.token                      = <set>"));
+	assert_non_null(strstr(text, "environment.HF_TOKEN"));
+	assert_non_null(strstr(text, "/srv/hf"));
+	assert_non_null(strstr(text, "# relay: --relay_url http://127.0.0.1 "
+	    "--relay_port 5010\n"));
+	free(text);
 	gpuhost_config_free(&cfg);
 }
 
@@ -131,16 +228,6 @@ test_environment_section(void **state)
 	assert_string_equal(cfg.env[0].value, "D:\\hf");
 	assert_string_equal(cfg.env[1].name, "CUDA_VISIBLE_DEVICES");
 	gpuhost_config_free(&cfg);
-}
-
-static bool
-has_error(const struct gpuhost_config_errors *errs, const char *want)
-{
-	for (size_t i = 0; i < errs->n && i < GPUHOST_CONFIG_MAX_ERRORS; i++) {
-		if (strstr(errs->msg[i], want) != NULL)
-			return true;
-	}
-	return false;
 }
 
 static void
@@ -235,6 +322,8 @@ main(void)
 		cmocka_unit_test(test_ini_dialect),
 		cmocka_unit_test(test_ini_errors),
 		cmocka_unit_test(test_defaults_and_paths),
+		cmocka_unit_test(test_relay_section),
+		cmocka_unit_test(test_print_masks_secrets),
 		cmocka_unit_test(test_environment_section),
 		cmocka_unit_test(test_invalid_values_reported),
 		cmocka_unit_test(test_load_missing_file),

@@ -53,8 +53,13 @@ test_prefixes_parse_trims_blanks_and_empty_entries(void **state)
 	assert_string_equal(p.p[1], "/b");
 }
 
+/*
+ * The parser itself accepts an empty list; the RELAY_FORWARD_PREFIXES
+ * setting refuses one (test_tp_config), and RELAY_FORWARD=off is what turns
+ * forwarding off (integration_forward).
+ */
 static void
-test_prefixes_parse_empty_turns_forwarding_off(void **state)
+test_prefixes_parse_empty_gives_none(void **state)
 {
 	struct relay_fwd_prefixes p;
 	char reason[128];
@@ -515,7 +520,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_prefixes_parse_default_list),
 		cmocka_unit_test(test_prefixes_parse_trims_blanks_and_empty_entries),
-		cmocka_unit_test(test_prefixes_parse_empty_turns_forwarding_off),
+		cmocka_unit_test(test_prefixes_parse_empty_gives_none),
 		cmocka_unit_test(test_prefixes_parse_rejects_bad_entries),
 		cmocka_unit_test(test_path_matches_forwarded_prefixes),
 		cmocka_unit_test(test_path_reserved_never_forwarded),

@@ -218,6 +218,7 @@ test_relay_table_defaults_are_valid(void **state)
 	assert_string_equal(s.state_url, "memory://");
 	assert_true(s.legacy_routes);
 	assert_false(s.require_upstream_health);
+	assert_true(s.forward);
 	relay_settings_free(&s);
 }
 
@@ -241,6 +242,110 @@ test_relay_table_rejects_bad_values(void **state)
 	relay_settings_free(&s);
 }
 
+/* Reads what a function wrote to a tmpfile back as one string. */
+static char *
+slurp(FILE *fp)
+{
+	long n;
+	char *text;
+
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	assert_true(n >= 0);
+	rewind(fp);
+	text = calloc(1, (size_t)n + 1);
+	assert_non_null(text);
+	assert_int_equal(fread(text, 1, (size_t)n, fp), (size_t)n);
+	return text;
+}
+
+/* --list-settings' format: one JSON object per row, bounds by type. */
+static void
+test_list(void **state)
+{
+	static const struct tp_setting quoted[] = {
+		{ "q", "Q_VAR", NULL, TP_SETTING_STRING, NULL, 0, 10, 0, NULL,
+		  TP_SETTING_EMPTY_OK, "say \"hi\"\n\\" },
+	};
+	FILE *fp;
+	char *text;
+
+	(void)state;
+	fp = tmpfile();
+	assert_non_null(fp);
+	assert_int_equal(tp_config_list(demo_table, NDEMO, fp), 0);
+	text = slurp(fp);
+	assert_string_equal(text,
+	    "{\"name\":\"port\",\"env\":\"DEMO_PORT\",\"env_fallback\":\"OLD_PORT\","
+	    "\"type\":\"int\",\"default\":\"5010\",\"min\":1,\"max\":65535,"
+	    "\"secret\":false,\"empty_ok\":false,\"validated\":false,"
+	    "\"help\":\"port\"}\n"
+	    "{\"name\":\"ratio\",\"env\":\"DEMO_RATIO\",\"env_fallback\":null,"
+	    "\"type\":\"double\",\"default\":\"0.5\",\"min\":0,\"max\":1,"
+	    "\"secret\":false,\"empty_ok\":false,\"validated\":false,"
+	    "\"help\":\"ratio\"}\n"
+	    "{\"name\":\"flag\",\"env\":\"DEMO_FLAG\",\"env_fallback\":null,"
+	    "\"type\":\"bool\",\"default\":\"false\",\"min\":null,\"max\":null,"
+	    "\"secret\":false,\"empty_ok\":false,\"validated\":false,"
+	    "\"help\":\"flag\"}\n"
+	    "{\"name\":\"name\",\"env\":\"DEMO_NAME\",\"env_fallback\":null,"
+	    "\"type\":\"string\",\"default\":\"relay\",\"min\":1,\"max\":8,"
+	    "\"secret\":false,\"empty_ok\":false,\"validated\":true,"
+	    "\"help\":\"name\"}\n"
+	    "{\"name\":\"secret\",\"env\":\"DEMO_SECRET\",\"env_fallback\":null,"
+	    "\"type\":\"string\",\"default\":\"\",\"min\":0,\"max\":64,"
+	    "\"secret\":true,\"empty_ok\":false,\"validated\":false,"
+	    "\"help\":\"secret\"}\n");
+	free(text);
+	fclose(fp);
+
+	fp = tmpfile();
+	assert_non_null(fp);
+	assert_int_equal(tp_config_list(quoted, 1, fp), 0);
+	text = slurp(fp);
+	assert_string_equal(text,
+	    "{\"name\":\"q\",\"env\":\"Q_VAR\",\"env_fallback\":null,"
+	    "\"type\":\"string\",\"default\":\"\",\"min\":0,\"max\":10,"
+	    "\"secret\":false,\"empty_ok\":true,\"validated\":false,"
+	    "\"help\":\"say \\\"hi\\\"\\n\\\\\"}\n");
+	free(text);
+	fclose(fp);
+}
+
+/*
+ * Forwarding is turned off by RELAY_FORWARD, not by the prefix list: an
+ * empty RELAY_FORWARD_PREFIXES counts as unset, and a list with no prefix
+ * in it is refused.
+ */
+static void
+test_relay_forward_settings(void **state)
+{
+	const char *off[] = { "RELAY_FORWARD", "off", "RELAY_FORWARD_PREFIXES",
+	    "", NULL };
+	const char *commas[] = { "RELAY_FORWARD_PREFIXES", " , ", NULL };
+	struct relay_settings s;
+	struct tp_config_report rep;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(tp_config_load(relay_setting_table,
+	    relay_setting_count, &s, fake_env, (void *)off, NULL, 0, &rep), 0);
+	assert_false(s.forward);
+	assert_string_equal(s.forward_prefixes, "/api/v1/,/v1/");
+	relay_settings_free(&s);
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(tp_config_load(relay_setting_table,
+	    relay_setting_count, &s, fake_env, (void *)commas, NULL, 0, &rep),
+	    -1);
+	assert_int_equal(rep.nerrors, 1);
+	assert_string_equal(rep.errors[0].source, "RELAY_FORWARD_PREFIXES");
+	assert_non_null(strstr(rep.errors[0].reason, "RELAY_FORWARD=off"));
+	assert_true(s.forward);
+	assert_string_equal(s.forward_prefixes, "/api/v1/,/v1/");
+	relay_settings_free(&s);
+}
+
 int
 main(void)
 {
@@ -253,6 +358,8 @@ main(void)
 		cmocka_unit_test(test_bool_spellings),
 		cmocka_unit_test(test_relay_table_defaults_are_valid),
 		cmocka_unit_test(test_relay_table_rejects_bad_values),
+		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_relay_forward_settings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -70,9 +70,27 @@ app.kubernetes.io/component: relay
 {{- end }}
 {{- end }}
 
-{{/* "true" when the broker state lives in a store all replicas share. */}}
+{{/*
+"true" when the broker state lives in a store all replicas share. The chart
+cannot read an existing Secret, so with one only the operator's word
+(state.shared: true) counts; without one the URL decides, and relay.validate
+refuses a state.shared that contradicts it.
+*/}}
 {{- define "relay.sharedState" -}}
-{{- if or .Values.state.existingSecret (hasPrefix "redis://" .Values.state.url) }}true{{ end }}
+{{- $st := .Values.state }}
+{{- if $st.existingSecret }}
+{{- if eq (toString $st.shared) "true" }}true{{ end }}
+{{- else if hasPrefix "redis://" $st.url }}true
+{{- end }}
+{{- end }}
+
+{{/* "true" when the Ingress serves TLS (object form enabled, or a non-empty list). */}}
+{{- define "relay.ingressTLS" -}}
+{{- $tls := .Values.ingress.tls }}
+{{- if kindIs "slice" $tls }}
+{{- if $tls }}true{{ end }}
+{{- else if $tls.enabled }}true
+{{- end }}
 {{- end }}
 
 {{/* Seconds Kubernetes grants between SIGTERM and SIGKILL. */}}
@@ -91,11 +109,12 @@ values). Each failure names the value to change.
 */}}
 {{- define "relay.validate" -}}
 {{- $v := .Values }}
-{{- if not $v.gpuExternalName.host }}
-{{- fail "gpuExternalName.host is required: set it to the DNS name of the GPU workstation (e.g. --set gpuExternalName.host=gpu-box.example.com)" }}
-{{- end }}
-{{- if and $v.gpuExternalName.headless.enabled (not $v.gpuExternalName.headless.ip) }}
+{{- $g := $v.gpuExternalName }}
+{{- if and $g.headless.enabled (not $g.headless.ip) }}
 {{- fail "gpuExternalName.headless.ip is required when gpuExternalName.headless.enabled is true: set it to the GPU workstation's IPv4 address" }}
+{{- end }}
+{{- if and (not $g.host) (not $g.headless.enabled) }}
+{{- fail "gpuExternalName.host is required: set it to the DNS name of the GPU workstation (e.g. --set gpuExternalName.host=gpu-box.example.com), or, for a workstation known by IP only, set gpuExternalName.headless.enabled=true and gpuExternalName.headless.ip" }}
 {{- end }}
 {{- $m := regexFindAll "^https?://gpu-server(:[0-9]+)?(/.*)?$" $v.env.upstream.url 1 }}
 {{- if $m }}
@@ -107,12 +126,23 @@ values). Each failure names the value to change.
 {{- fail (printf "env.upstream.url uses port %s of the gpu-server Service but gpuExternalName.port is %d: make them match" $port ($v.gpuExternalName.port | int)) }}
 {{- end }}
 {{- end }}
+{{- $st := $v.state }}
+{{- if and (not $st.existingSecret) (not (kindIs "invalid" $st.shared)) }}
+{{- $urlShared := hasPrefix "redis://" $st.url }}
+{{- if ne (toString $st.shared) (toString $urlShared) }}
+{{- fail (printf "state.shared is %v but state.url %s is %s: drop state.shared (it is derived from the URL) or make them agree" $st.shared $st.url (ternary "a shared store" "not shared (one process's memory)" $urlShared)) }}
+{{- end }}
+{{- end }}
 {{- $shared := include "relay.sharedState" . }}
+{{- $how := "set state.url to redis://host:port/db, or, with state.existingSecret holding a redis:// URL, set state.shared=true; in-memory state (memory://) cannot be split across replicas" }}
+{{- if and $st.existingSecret (not $shared) }}
+{{- $how = printf "state.existingSecret %s hides the URL from the chart: set state.shared=true if it holds a redis:// URL; in-memory state (memory://) cannot be split across replicas" $st.existingSecret }}
+{{- end }}
 {{- if and $v.autoscaling.enabled (not $shared) }}
-{{- fail "autoscaling.enabled needs a shared state store: set state.url to redis://host:port/db (or state.existingSecret); in-memory state (memory://) cannot be split across replicas" }}
+{{- fail (printf "autoscaling.enabled needs a shared state store: %s" $how) }}
 {{- end }}
 {{- if and (gt ($v.replicaCount | int) 1) (not $shared) }}
-{{- fail (printf "replicaCount %d needs a shared state store: set state.url to redis://host:port/db (or state.existingSecret); in-memory state (memory://) cannot be split across replicas" ($v.replicaCount | int)) }}
+{{- fail (printf "replicaCount %d needs a shared state store: %s" ($v.replicaCount | int) $how) }}
 {{- end }}
 {{- if and $v.autoscaling.enabled (gt ($v.autoscaling.minReplicas | int) ($v.autoscaling.maxReplicas | int)) }}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
@@ -130,8 +160,22 @@ values). Each failure names the value to change.
 {{- if and $v.ingress.enabled (not $v.ingress.hosts) }}
 {{- fail "ingress.enabled needs at least one entry in ingress.hosts (e.g. --set ingress.hosts[0].host=relay.example.com)" }}
 {{- end }}
-{{- if and $v.ingress.enabled $v.ingress.tls.enabled (not (or $v.ingress.tls.clusterIssuer $v.ingress.tls.issuer)) }}
+{{- $tls := $v.ingress.tls }}
+{{- if and $v.ingress.enabled (kindIs "map" $tls) }}
+{{- if and $tls.enabled (not (or $tls.clusterIssuer $tls.issuer)) }}
 {{- fail "ingress.tls.enabled needs a cert-manager issuer: set ingress.tls.clusterIssuer or ingress.tls.issuer" }}
+{{- end }}
+{{- end }}
+{{- if and $v.ingress.enabled (kindIs "slice" $tls) }}
+{{- $names := list }}
+{{- range $v.ingress.hosts }}{{ $names = append $names .host }}{{ end }}
+{{- range $i, $e := $tls }}
+{{- range $e.hosts }}
+{{- if not (has . $names) }}
+{{- fail (printf "ingress.tls[%d].hosts names %s, which is not in ingress.hosts: the Ingress would hold a certificate for a host it does not route" $i .) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if and $v.networkPolicy.enabled (not $v.networkPolicy.gpuServer.cidrs) }}
 {{- fail "networkPolicy.enabled needs networkPolicy.gpuServer.cidrs: the GPU workstation's address as CIDRs (e.g. 203.0.113.10/32), because a NetworkPolicy cannot match DNS names" }}

@@ -3,6 +3,11 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <errno.h>
+#include <fcntl.h>
+#ifdef __linux__
+#include <sched.h>
+#endif
+#include <stdio.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -235,4 +240,62 @@ gpuhost_last_error(char *buf, size_t len)
 {
 	snprintf(buf, len, "%s", strerror(errno));
 	return buf;
+}
+
+#ifdef __linux__
+/* Writes text to a /proc file; 0 or -1. */
+static int
+write_proc(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	size_t n = strlen(text);
+	ssize_t w;
+
+	if (fd < 0)
+		return -1;
+	w = write(fd, text, n);
+	close(fd);
+	return w == (ssize_t)n ? 0 : -1;
+}
+#endif
+
+int
+gpuhost_isolate_network(char *err, size_t errlen)
+{
+#ifdef __linux__
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	char map[64];
+
+	/* A user namespace lets a non-root user own the network namespace. */
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0 &&
+	    unshare(CLONE_NEWNET) != 0) {
+		snprintf(err, errlen, "unshare: %s", strerror(errno));
+		return -1;
+	}
+	/* Same ids inside, so files look as they do outside (best effort). */
+	snprintf(map, sizeof(map), "%lu %lu 1\n", (unsigned long)uid,
+	    (unsigned long)uid);
+	(void)write_proc("/proc/self/setgroups", "deny");
+	(void)write_proc("/proc/self/uid_map", map);
+	snprintf(map, sizeof(map), "%lu %lu 1\n", (unsigned long)gid,
+	    (unsigned long)gid);
+	(void)write_proc("/proc/self/gid_map", map);
+	return 0;
+#else
+	snprintf(err, errlen, "no network namespaces on this system");
+	return -1;
+#endif
+}
+
+int
+gpuhost_file_private(const char *path, unsigned *mode)
+{
+	struct stat st;
+
+	*mode = 0;
+	if (stat(path, &st) != 0)
+		return -1;
+	*mode = (unsigned)(st.st_mode & 07777);
+	return (st.st_mode & 0137) == 0 ? 1 : 0;
 }

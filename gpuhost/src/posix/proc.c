@@ -55,8 +55,8 @@ reader_main(void *p)
 
 int
 gpuhost_proc_spawn(const char *exe, const char *config_path,
-    gpuhost_line_fn sink, void *arg, struct gpuhost_proc **out, char *err,
-    size_t errlen)
+    const char *flag, gpuhost_line_fn sink, void *arg,
+    struct gpuhost_proc **out, char *err, size_t errlen)
 {
 	struct gpuhost_proc *p;
 	int po[2] = { -1, -1 }, pe[2] = { -1, -1 }, pc[2] = { -1, -1 };
@@ -83,7 +83,8 @@ gpuhost_proc_spawn(const char *exe, const char *config_path,
 	argv[3] = (char *)(uintptr_t)config_path;
 	argv[4] = (char *)(uintptr_t)"--control";
 	argv[5] = ctl;
-	argv[6] = NULL;
+	argv[6] = (char *)(uintptr_t)flag;
+	argv[7] = NULL;
 	pid = fork();
 	if (pid < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));

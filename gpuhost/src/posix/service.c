@@ -85,6 +85,44 @@ write_unit(FILE *fp, const struct gpuhost_config *cfg, const char *exe)
 	    (int)cfg->stop_grace + STOP_MARGIN_MS / 1000);
 }
 
+/*
+ * A config holding relay.token must be readable by root (the service)
+ * only: owner root, mode 0600 (0640 is kept). Returns 0, or -1 after
+ * saying what the operator has to do.
+ */
+static int
+protect_config(const struct gpuhost_config *cfg)
+{
+	struct stat st;
+	char e[200];
+
+	if (cfg->relay_token[0] == '\0')
+		return 0;
+	if (stat(cfg->config_path, &st) != 0) {
+		fprintf(stderr, "tokenplace-gpuhost: %s: %s\n", cfg->config_path,
+		    gpuhost_last_error(e, sizeof(e)));
+		return -1;
+	}
+	if (st.st_uid == 0 && (st.st_mode & 0137) == 0)
+		return 0;
+	if (geteuid() != 0) {
+		fprintf(stderr, "tokenplace-gpuhost: %s holds relay.token: "
+		    "make it root's and private: sudo chown root: %s && "
+		    "sudo chmod 600 %s\n", cfg->config_path, cfg->config_path,
+		    cfg->config_path);
+		return -1;
+	}
+	if ((st.st_uid != 0 && chown(cfg->config_path, 0, (gid_t)-1) != 0) ||
+	    ((st.st_mode & 0137) != 0 && chmod(cfg->config_path, 0600) != 0)) {
+		fprintf(stderr, "tokenplace-gpuhost: cannot protect %s: %s\n",
+		    cfg->config_path, gpuhost_last_error(e, sizeof(e)));
+		return -1;
+	}
+	printf("%s holds relay.token: now owned by root, mode %s\n",
+	    cfg->config_path, (st.st_mode & 0137) != 0 ? "0600" : "unchanged");
+	return 0;
+}
+
 int
 gpuhost_service_install(const struct gpuhost_config *cfg, const char *exe,
     const struct gpuhost_svc_opts *o)
@@ -94,8 +132,13 @@ gpuhost_service_install(const struct gpuhost_config *cfg, const char *exe,
 
 	if (o->print) {
 		write_unit(stdout, cfg, exe);
+		if (cfg->relay_token[0] != '\0')
+			fprintf(stderr, "note: %s holds relay.token; keep it "
+			    "owned by root, mode 0600\n", cfg->config_path);
 		return 0;
 	}
+	if (protect_config(cfg) != 0)
+		return 2;
 	if (unit_path(cfg, o, path, sizeof(path)) != 0 ||
 	    (fp = gpuhost_fopen(path, "w")) == NULL) {
 		fprintf(stderr, "tokenplace-gpuhost: cannot write %s: %s\n"

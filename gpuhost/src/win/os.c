@@ -1,6 +1,7 @@
 /* os.c -- Win32 side of os.h. */
 #include <windows.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
@@ -281,4 +282,21 @@ gpuhost_last_error(char *buf, size_t len)
 {
 	gpuhost_win_error(GetLastError(), buf, len);
 	return buf;
+}
+
+int
+gpuhost_isolate_network(char *err, size_t errlen)
+{
+	/* --help parses the command line before a script connects anywhere. */
+	snprintf(err, errlen, "not available on Windows");
+	return -1;
+}
+
+int
+gpuhost_file_private(const char *path, unsigned *mode)
+{
+	/* install.ps1 sets the ACL; the DACL is not read back here. */
+	(void)path;
+	*mode = 0;
+	return -1;
 }

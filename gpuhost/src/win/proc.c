@@ -86,8 +86,8 @@ append_arg(wchar_t *cmd, size_t cap, const char *arg)
 
 int
 gpuhost_proc_spawn(const char *exe, const char *config_path,
-    gpuhost_line_fn sink, void *arg, struct gpuhost_proc **out, char *err,
-    size_t errlen)
+    const char *flag, gpuhost_line_fn sink, void *arg,
+    struct gpuhost_proc **out, char *err, size_t errlen)
 {
 	struct gpuhost_proc *p;
 	SECURITY_ATTRIBUTES sa = { sizeof(sa), NULL, TRUE };
@@ -133,7 +133,8 @@ gpuhost_proc_spawn(const char *exe, const char *config_path,
 	    append_arg(cmd, cap, "--config") != 0 ||
 	    append_arg(cmd, cap, config_path) != 0 ||
 	    append_arg(cmd, cap, "--control") != 0 ||
-	    append_arg(cmd, cap, ctl) != 0) {
+	    append_arg(cmd, cap, ctl) != 0 ||
+	    (flag != NULL && append_arg(cmd, cap, flag) != 0)) {
 		snprintf(err, errlen, "command line too long");
 		goto out;
 	}

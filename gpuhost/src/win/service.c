@@ -483,8 +483,10 @@ service_main(DWORD argc, LPWSTR *argv)
 	if (gpuhost_exe_path(exe, sizeof(exe)) != 0)
 		rc = GPUHOST_EXIT_INTERNAL;
 	else {
+		/* Pre-flight: DNS retries, the script's --help, the relay. */
 		report(SERVICE_START_PENDING, NO_ERROR, 0,
-		    30000 + (DWORD)(cfg.dns_wait * 1000));
+		    30000 + (DWORD)((cfg.dns_wait + cfg.args_timeout +
+		    2 * cfg.relay_timeout) * 1000));
 		rc = gpuhost_supervisor_run(&run, exe, &hooks);
 	}
 	gpuhost_eventlog_close();

@@ -107,6 +107,21 @@ void tp_config_print(const struct tp_setting *table, size_t n,
     const void *cfg, const struct tp_config_report *report, FILE *fp);
 
 /*
+ * Writes the table itself (not loaded values) to fp, one JSON object per
+ * setting and line, for tools that check the documentation against the
+ * binary (`--list-settings`):
+ *   {"name":"port","env":"RELAY_PORT","env_fallback":null,"type":"int",
+ *    "default":"5010","min":0,"max":65535,"secret":false,
+ *    "empty_ok":false,"validated":false,"help":"..."}
+ * type is int, double, bool or string; min/max are value bounds for int
+ * and double, length bounds in bytes for string, null for bool; default is
+ * the textual default ("" for none); validated says a format check runs
+ * after the type and bounds. Returns 0, or -1 when memory ran out or
+ * writing failed.
+ */
+int tp_config_list(const struct tp_setting *table, size_t n, FILE *fp);
+
+/*
  * Renders the value of one setting as text into buf (secrets masked as
  * "<set>" or "<unset>"). Returns buf.
  */

@@ -6,7 +6,9 @@
  * Winsock until PyErr_SetInterrupt() is called, then returns
  * STATUS_CONTROL_C_EXIT as CPython does after an unhandled
  * KeyboardInterrupt. Py_AddPendingCall runs the callback from Py_Main's
- * loop, like the interpreter's main thread would.
+ * loop, like the interpreter's main thread would. With --help it prints
+ * argparse's help for token.place's server.py options and returns 0, and
+ * it takes --server_host/--server_port as well as --host/--port.
  *
  * Build: x86_64-w64-mingw32-gcc -shared -o python311.dll fakepython.c -lws2_32
  */
@@ -69,6 +71,20 @@ PyErr_SetNone(struct fake_object *o)
 	exc_raised = o == &system_exit_object ? 1 : 2;
 }
 
+/* What argparse prints for token.place's server.py. */
+static const wchar_t help_text[] =
+    L"usage: server.py [-h] [--server_host SERVER_HOST] [--server_port SERVER_PORT]\n"
+    L"                 [--relay_url RELAY_URL] [--relay_port RELAY_PORT]\n"
+    L"                 [--use_mock_llm]\n"
+    L"\n"
+    L"options:\n"
+    L"  -h, --help            show this help message and exit\n"
+    L"  --server_host SERVER_HOST\n"
+    L"  --server_port SERVER_PORT\n"
+    L"  --relay_url RELAY_URL\n"
+    L"  --relay_port RELAY_PORT\n"
+    L"  --use_mock_llm\n";
+
 static void
 serve_one(SOCKET c)
 {
@@ -98,10 +114,19 @@ Py_Main(int argc, wchar_t **argv)
 	struct sockaddr_in sin;
 
 	for (int i = 0; i < argc; i++) {
+		if (wcscmp(argv[i], L"--help") == 0) {
+			wprintf(L"%ls", help_text);
+			fflush(stdout);
+			return 0;
+		}
+	}
+	for (int i = 0; i < argc; i++) {
 		wprintf(L"fakepython: argv[%d]=%ls\n", i, argv[i]);
-		if (wcscmp(argv[i], L"--port") == 0 && i + 1 < argc)
+		if ((wcscmp(argv[i], L"--port") == 0 ||
+		    wcscmp(argv[i], L"--server_port") == 0) && i + 1 < argc)
 			port = _wtoi(argv[i + 1]);
-		if (wcscmp(argv[i], L"--host") == 0 && i + 1 < argc)
+		if ((wcscmp(argv[i], L"--host") == 0 ||
+		    wcscmp(argv[i], L"--server_host") == 0) && i + 1 < argc)
 			WideCharToMultiByte(CP_UTF8, 0, argv[i + 1], -1, host,
 			    sizeof(host), NULL, NULL);
 	}
