@@ -107,10 +107,10 @@ static void
 add_node(cJSON *list, const char *key, double age_s, double next_ping,
     uint64_t queued, uint64_t in_flight, int64_t max_conc, cJSON *caps)
 {
-	cJSON *o = cJSON_CreateObject();
+	cJSON *o = list != NULL ? cJSON_CreateObject() : NULL;
 	uint64_t used = queued + in_flight;
 
-	if (o == NULL) {
+	if (o == NULL) {		/* out of memory: the node is left out */
 		cJSON_Delete(caps);
 		return;
 	}
@@ -122,8 +122,10 @@ add_node(cJSON *list, const char *key, double age_s, double next_ping,
 	cJSON_AddNumberToObject(o, "max_concurrency", (double)max_conc);
 	cJSON_AddNumberToObject(o, "load_score",
 	    max_conc > 0 ? (double)used / (double)max_conc : (double)used);
-	cJSON_AddItemToObject(o, "capabilities", caps);
-	cJSON_AddItemToArray(list, o);
+	if (!cJSON_AddItemToObject(o, "capabilities", caps))
+		cJSON_Delete(caps);
+	if (!cJSON_AddItemToArray(list, o))
+		cJSON_Delete(o);
 }
 
 /*
