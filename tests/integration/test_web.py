@@ -350,6 +350,27 @@ class Nodes(unittest.TestCase):
     def test_full_detail_lists_keys_and_capabilities(self):
         self.check_follow("full")
 
+    def test_lapsed_node_leaves_both(self):
+        # A node that stops polling without unregistering leaves when its
+        # lease lapses; nothing else has to happen for both to follow.
+        keys = tp.key_pool(1)
+        env = dict(BASE_ENV, RELAY_DIAGNOSTICS_DETAIL="full",
+                   TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS="2")
+        with Relay(env=env) as r:
+            node = v1.ApiV1Node(url(r), name="gpu-1", keypair=keys[0],
+                                capabilities=v1.default_capabilities(
+                                    models=["tp-lapsing-model"]),
+                                timeout=HTTP_TIMEOUT)
+            with node:
+                wait_for(lambda: model_ids(r) == ["tp-lapsing-model"], 20,
+                         what="the node's model")
+            wait_for(lambda: diagnostics(r)[
+                "total_api_v1_registered_compute_nodes"] == 0, 30,
+                what="the lapsed node to leave /relay/diagnostics")
+            self.assertEqual(diagnostics(r)["api_v1_registered_compute_nodes"],
+                             [])
+            self.assertEqual(model_ids(r), [])
+
     def test_full_detail_listing_is_capped(self):
         env = dict(BASE_ENV, RELAY_DIAGNOSTICS_DETAIL="full",
                    RELAY_DIAGNOSTICS_MAX_NODES="1")
