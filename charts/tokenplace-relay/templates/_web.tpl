@@ -13,6 +13,9 @@ in this file.
 {{- if not $w.image.repository }}
 {{- fail "web.source image needs web.image.repository: the image holding the page (e.g. token.place's own image) and web.image.path, the directory in it" }}
 {{- end }}
+{{- if not (or $w.image.tag $w.image.digest) }}
+{{- fail "web.source image needs web.image.tag or web.image.digest: pin the image the page is copied from" }}
+{{- end }}
 {{- else if not $w.configMap.name }}
 {{- if not (hasKey $w.configMap.files "index.html") }}
 {{- fail "web.source configMap needs web.configMap.name (an existing ConfigMap) or web.configMap.files with an index.html" }}
