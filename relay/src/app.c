@@ -5,6 +5,8 @@
 
 #include <stdatomic.h>
 
+#include "tokenplace/json.h"
+
 /* The Python relay's exporter buckets, so existing dashboards still fit. */
 static const double duration_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.075,
     0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0 };
@@ -17,12 +19,21 @@ in_flight_value(void *arg)
 	return (double)atomic_load(&app->in_flight);
 }
 
+static double
+worker_stack_value(void *arg)
+{
+	struct relay_app *app = arg;
+
+	return (double)atomic_load(&app->worker_stack_bytes);
+}
+
 int
 relay_app_init_metrics(struct relay_app *app, const char *version,
     const char *revision)
 {
 	static const char *const req_labels[] = { "method", "endpoint", "status" };
 	static const char *const limit_labels[] = { "limit" };
+	static const char *const kind_labels[] = { "kind" };
 	static const char *const build_labels[] = { "version", "revision" };
 	const char *build_values[] = { version, revision };
 	struct tp_gauge *build;
@@ -42,11 +53,22 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 	    "tokenplace_relay_limit_rejections_total",
 	    "Requests refused because a named limit was reached", 1,
 	    limit_labels);
+	app->m.json_refusals = tp_counter_new(app->metrics,
+	    "tokenplace_relay_json_refusals_total",
+	    "Request bodies refused by the strict JSON reader, by rule",
+	    1, kind_labels);
 	build = tp_gauge_new(app->metrics, "tokenplace_build_info",
 	    "Build of the running relay", 2, build_labels);
 	if (app->m.requests == NULL || app->m.duration == NULL ||
-	    app->m.limit_rejections == NULL || build == NULL)
+	    app->m.limit_rejections == NULL || app->m.json_refusals == NULL ||
+	    build == NULL)
 		return -1;
+	/* Every kind from zero, so rate() works from the first refusal. */
+	for (int k = TP_JSON_SYNTAX; k < TP_JSON_KIND_COUNT; k++) {
+		const char *kind[] = { tp_json_kind_name((enum tp_json_kind)k) };
+
+		tp_counter_add(app->m.json_refusals, kind, 0);
+	}
 	if (app->settings != NULL) {
 		size_t cap = (size_t)app->settings->metrics_max_series;
 
@@ -58,6 +80,10 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 	if (tp_gauge_fn_new(app->metrics, "tokenplace_relay_http_in_flight_requests",
 	    "Requests being handled right now", in_flight_value, app) != 0)
 		return -1;
+	if (tp_gauge_fn_new(app->metrics, "tokenplace_relay_worker_stack_bytes",
+	    "Stack size of the smallest HTTP worker thread (JSON depth is "
+	    "bounded for it)", worker_stack_value, app) != 0)
+		return -1;
 	return tp_metrics_register_process(app->metrics);
 }
 
@@ -67,4 +93,12 @@ relay_app_count_limit(struct relay_app *app, const char *limit)
 	const char *labels[] = { limit };
 
 	tp_counter_inc(app->m.limit_rejections, labels);
+}
+
+void
+relay_app_count_json_refusal(struct relay_app *app, const char *kind)
+{
+	const char *labels[] = { kind };
+
+	tp_counter_inc(app->m.json_refusals, labels);
 }

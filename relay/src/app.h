@@ -25,6 +25,7 @@ struct relay_app_metrics {
 	struct tp_counter *requests;		/* tokenplace_relay_requests_total */
 	struct tp_histogram *duration;		/* tokenplace_relay_request_duration_seconds */
 	struct tp_counter *limit_rejections;	/* tokenplace_relay_limit_rejections_total{limit} */
+	struct tp_counter *json_refusals;	/* tokenplace_relay_json_refusals_total{kind} */
 };
 
 struct relay_app {
@@ -44,6 +45,11 @@ struct relay_app {
 	struct relay_web *web;		/* the browser page (RELAY_WEB_DIR), or NULL */
 
 	_Atomic long in_flight;		/* requests being handled now */
+	/*
+	 * Smallest stack an HTTP worker thread has (bytes, measured by the
+	 * adapter as each worker starts; 0 = none started yet).
+	 */
+	_Atomic long worker_stack_bytes;
 
 	/*
 	 * Adds state counts to a /healthz body (knownServers, ...) and
@@ -69,5 +75,8 @@ int relay_app_init_metrics(struct relay_app *app, const char *version,
 
 /* Counts one request refused by the named limit (a fixed label set). */
 void relay_app_count_limit(struct relay_app *app, const char *limit);
+
+/* Counts one request body refused by tp_json_read(); kind as tp_json_kind_name(). */
+void relay_app_count_json_refusal(struct relay_app *app, const char *kind);
 
 #endif /* RELAY_APP_H */

@@ -19,6 +19,7 @@
 #include "handlers.h"
 #include "percent.h"
 #include "settings.h"
+#include "tokenplace/json.h"
 #include "tokenplace/log.h"
 #include "tokenplace/proto_v1.h"
 #include "v1_broker.h"
@@ -774,10 +775,12 @@ relay_handle_v1_retrieve(struct relay_app *app, struct relay_request *req,
 		cJSON_AddStringToObject(root, "status", "pending");
 		add_deadline(root, remaining(app, out.deadline_ms));
 		if (out.body.data != NULL) {
+			struct tp_json_error jerr;
 			size_t len = 0;
 			char *text = wrap(out.body.data, out.body.len, "", &len);
 
-			o = text ? cJSON_Parse(text) : NULL;
+			/* Our own flat encoding (tp_v1_progress_encode()). */
+			o = text ? tp_json_read(text, len, 0, NULL, &jerr) : NULL;
 			free(text);
 			if (o != NULL)
 				cJSON_AddItemToObject(root, "encrypted_progress", o);

@@ -27,6 +27,12 @@ enum relay_error_shape {
 	RELAY_ERR_OBJECT = 0,	/* {"error":{"code":<status>,"message":"..."}} */
 	RELAY_ERR_STRING,	/* {"error":"..."} (legacy routes) */
 	RELAY_ERR_OPENAI,	/* {"error":{"message","type","code"}} (forwarded API) */
+	/*
+	 * API v1 relay routes: the object form with the integer status as
+	 * code for the adapter's HTTP errors (405/413/415, as HEAD), and a
+	 * string code for body refusals (relay_response_body_refusal()).
+	 */
+	RELAY_ERR_V1,
 };
 
 struct relay_request {
@@ -104,6 +110,11 @@ struct relay_route {
 	 * body read. NULL = none.
 	 */
 	relay_handler_fn gate;
+	/*
+	 * JSON-body routes: the top-level members that are keys or
+	 * credentials (must be strings), NULL-terminated; NULL = none.
+	 */
+	const char *const *key_fields;
 };
 
 /* Returns the first value of request header `name` (any case), or NULL. */
@@ -170,8 +181,18 @@ void relay_response_error_string(struct relay_response *resp, int status,
 void relay_response_error_code(struct relay_response *resp, int status,
     const char *code, const char *message);
 
-/* The error in the shape `shape` wants; `code` is used by OPENAI/OBJECT. */
+/* The error in the shape `shape` wants; `code` is used by OPENAI only. */
 void relay_response_error_shaped(struct relay_response *resp,
+    enum relay_error_shape shape, int status, const char *code,
+    const char *message);
+
+/*
+ * A refused request body in the route's shape, told apart by `code` on
+ * API v1 routes ({"error":{"code":"<code>","message":...}}) and by the
+ * message on legacy routes (object form with the integer status, or the
+ * string form) -- legacy peers match on messages, not codes.
+ */
+void relay_response_body_refusal(struct relay_response *resp,
     enum relay_error_shape shape, int status, const char *code,
     const char *message);
 

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "clock.h"
 #include "http.h"
 #include "routes.h"
+#include "tokenplace/json.h"
 #include "tokenplace/log.h"
 
 #define REQUEST_ID_MAX 128
@@ -465,6 +467,40 @@ cors_headers(struct relay_response *resp)
 }
 
 /*
+ * A body tp_json_read() refused: the route's error shape, one counter per
+ * kind, one log line. Nothing else happens: the handler never runs.
+ */
+static void
+refuse_json(struct relay_app *app, const struct relay_request *req,
+    struct relay_response *resp, const struct tp_json_error *err)
+{
+	static const char *const access_kinds[TP_JSON_KIND_COUNT] = {
+		[TP_JSON_SYNTAX] = "invalid_json",
+		[TP_JSON_DEPTH] = "json_depth",
+		[TP_JSON_TRAILING] = "json_trailing",
+		[TP_JSON_NUL] = "json_nul",
+		[TP_JSON_DUPLICATE] = "json_duplicate",
+		[TP_JSON_TYPE] = "json_type",
+		[TP_JSON_NOMEM] = "out_of_memory",
+	};
+	const char *kind = tp_json_kind_name(err->kind);
+
+	relay_app_count_json_refusal(app, kind);
+	if (err->kind == TP_JSON_DEPTH)
+		relay_app_count_limit(app, "json_depth");
+	relay_response_body_refusal(resp, req->route->error_shape, err->status,
+	    err->code, err->message);
+	resp->error_kind = (unsigned)err->kind < TP_JSON_KIND_COUNT &&
+	    access_kinds[err->kind] != NULL ? access_kinds[err->kind] :
+	    "invalid_json";
+	TP_LOG(TP_LOG_INFO, "http.json_refused",
+	    TP_LSTR("request_id", req->request_id),
+	    TP_LSTR("endpoint", req->route->endpoint),
+	    TP_LSTR("kind", kind), TP_LUINT("offset", err->offset),
+	    TP_LSTR("field", err->field), TP_LSTR("detail", err->message));
+}
+
+/*
  * Everything between routing and the handler: lifecycle gates, OPTIONS,
  * body limits, content type and JSON parsing. Returns true when the
  * handler should run; otherwise resp holds the refusal.
@@ -570,12 +606,16 @@ admit(struct relay_app *app, struct relay_conn *c, struct relay_request *req,
 	}
 	req->body = *body;
 	req->body_len = *body_len;
-	req->json = cJSON_ParseWithLength(*body, *body_len);
-	if (req->json == NULL) {
-		relay_response_error_shaped(resp, route->error_shape, 400,
-		    "invalid_json", "Request body is not valid JSON");
-		resp->error_kind = "invalid_json";
-		return false;
+	{
+		struct tp_json_error jerr;
+
+		req->json = tp_json_read(*body, *body_len,
+		    (unsigned)app->settings->json_max_depth, route->key_fields,
+		    &jerr);
+		if (req->json == NULL) {
+			refuse_json(app, req, resp, &jerr);
+			return false;
+		}
 	}
 	return true;
 }
@@ -669,6 +709,44 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 	return 0;
 }
 
+/*
+ * Runs on every thread civetweb starts. Workers (type 1) report their
+ * stack size: the smallest is kept for /metrics, and one smaller than
+ * RELAY_WORKER_STACK_BYTES (a civetweb built differently) is logged,
+ * because the JSON depth limit was proven safe for that size only.
+ */
+static void *
+init_thread(const struct mg_context *ctx, int thread_type)
+{
+	static atomic_bool warned;
+	struct relay_app *app = mg_get_user_data(ctx);
+	pthread_attr_t attr;
+	size_t size = 0;
+	long cur;
+
+	if (thread_type != 1 || app == NULL ||
+	    pthread_getattr_np(pthread_self(), &attr) != 0)
+		return NULL;
+	if (pthread_attr_getstacksize(&attr, &size) != 0)
+		size = 0;
+	pthread_attr_destroy(&attr);
+	if (size == 0)
+		return NULL;
+	cur = atomic_load(&app->worker_stack_bytes);
+	while ((cur == 0 || (long)size < cur) &&
+	    !atomic_compare_exchange_weak(&app->worker_stack_bytes, &cur,
+	    (long)size))
+		;
+	if (size < RELAY_WORKER_STACK_BYTES && !atomic_exchange(&warned, true))
+		TP_LOG(TP_LOG_ERROR, "http.worker_stack_small",
+		    TP_LUINT("stack_bytes", size),
+		    TP_LUINT("expected_bytes", RELAY_WORKER_STACK_BYTES),
+		    TP_LSTR("detail", "civetweb gives worker threads less stack "
+		    "than the JSON depth limit was tested for; lower "
+		    "RELAY_JSON_MAX_DEPTH"));
+	return NULL;
+}
+
 static int
 log_message(const struct mg_connection *mc, const char *message)
 {
@@ -717,6 +795,7 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	cb.begin_request = begin_request;
 	cb.http_error = http_error;
 	cb.log_message = log_message;
+	cb.init_thread = init_thread;
 	/*
 	 * No log_access callback: with one registered civetweb formats an
 	 * access line (localtime(), getnameinfo()) for every request only to

@@ -11,6 +11,17 @@ struct relay_app;
 struct relay_http_server;
 
 /*
+ * Stack of each civetweb worker thread, in bytes. civetweb 1.15 has no
+ * run-time option for it: Debian's libcivetweb1 is built with
+ * USE_STACK_SIZE=102400, and every request (parsing its JSON body too)
+ * runs on such a thread. The JSON depth limit (TP_JSON_MAX_DEPTH) is
+ * tested against this size (tests/unit/test_tp_json.c, tests/fuzz), and
+ * the relay measures its workers' real stacks at start-up: a smaller one
+ * is logged as an error and shows in tokenplace_relay_worker_stack_bytes.
+ */
+#define RELAY_WORKER_STACK_BYTES 102400
+
+/*
  * Starts listening on the app's host:port with its thread pool. Returns
  * the server, or NULL with a reason in err (e.g. port in use).
  */

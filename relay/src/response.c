@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "tokenplace/proto.h"
 
 static const char internal_error_body[] =
     "{\"error\":{\"code\":500,\"message\":\"Internal server error\"}}";
@@ -173,8 +174,39 @@ relay_response_error_shaped(struct relay_response *resp,
 		relay_response_json(resp, status, root);
 		return;
 	case RELAY_ERR_OBJECT:
+	case RELAY_ERR_V1:
 	default:
 		relay_response_error(resp, status, status, message);
+		return;
+	}
+}
+
+void
+relay_response_body_refusal(struct relay_response *resp,
+    enum relay_error_shape shape, int status, const char *code,
+    const char *message)
+{
+	size_t len = 0;
+	char *body;
+
+	switch (shape) {
+	case RELAY_ERR_V1:
+		relay_response_error_code(resp, status, code, message);
+		return;
+	case RELAY_ERR_OBJECT:
+	case RELAY_ERR_STRING:
+		/* Legacy routes: the bytes their own errors have (jsonify). */
+		body = tp_error_reply(shape == RELAY_ERR_STRING ? TP_ERR_STRING :
+		    TP_ERR_OBJECT, status, message, &len);
+		if (body == NULL) {
+			set_internal_error(resp);
+			return;
+		}
+		relay_response_set_body(resp, status, NULL, body, len);
+		return;
+	case RELAY_ERR_OPENAI:
+	default:
+		relay_response_error_shaped(resp, shape, status, code, message);
 		return;
 	}
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "tokenplace/proto.h"
 #include "tokenplace/proto_v1.h"
 #include "upstream_rules.h"
 
@@ -17,57 +18,62 @@
 #define PROBE	(RELAY_ROUTE_NO_LOG | RELAY_ROUTE_ALWAYS | RELAY_ROUTE_DRAIN_OK)
 
 const struct relay_route relay_routes[] = {
-	{ "/livez", "GET", "livez", relay_handle_livez, PROBE, RELAY_ERR_OBJECT, 0, NULL },
-	{ "/healthz", "GET", "healthz", relay_handle_healthz, PROBE, RELAY_ERR_OBJECT, 0, NULL },
+	{ "/livez", "GET", "livez", relay_handle_livez, PROBE, RELAY_ERR_OBJECT, 0, NULL, NULL },
+	{ "/healthz", "GET", "healthz", relay_handle_healthz, PROBE, RELAY_ERR_OBJECT, 0, NULL, NULL },
 	{ "/metrics", "GET", "prometheus_metrics", relay_handle_metrics,
 	  RELAY_ROUTE_NO_LOG | RELAY_ROUTE_ALWAYS | RELAY_ROUTE_DRAIN_OK,
-	  RELAY_ERR_OBJECT, 0, NULL },
+	  RELAY_ERR_OBJECT, 0, NULL, NULL },
 
 	/* legacy relay protocol (PROTOCOL.md section 1.4) */
 	{ "/next_server", "GET", "next_server", relay_handle_next_server, 0,
-	  RELAY_ERR_OBJECT, 0, relay_gate_legacy },
+	  RELAY_ERR_OBJECT, 0, relay_gate_legacy, NULL },
 	{ "/faucet", "POST", "faucet", relay_handle_faucet, JSONB,
-	  RELAY_ERR_OBJECT, 0, relay_gate_faucet },
+	  RELAY_ERR_OBJECT, 0, relay_gate_faucet, tp_faucet_key_fields },
 	{ "/sink", "POST", "sink", relay_handle_sink, JSONB, RELAY_ERR_STRING, 0,
-	  relay_gate_legacy_node },
+	  relay_gate_legacy_node, tp_sink_key_fields },
 	{ "/source", "POST", "source", relay_handle_source, JSONB,
-	  RELAY_ERR_STRING, 0, relay_gate_legacy_node },
+	  RELAY_ERR_STRING, 0, relay_gate_legacy_node, tp_source_key_fields },
 	{ "/retrieve", "POST", "retrieve", relay_handle_retrieve, JSONB,
-	  RELAY_ERR_STRING, 0, relay_gate_legacy },
+	  RELAY_ERR_STRING, 0, relay_gate_legacy, tp_retrieve_key_fields },
 	{ "/stream/source", "POST", "stream_source", relay_handle_stream_source,
-	  JSONB, RELAY_ERR_STRING, 0, relay_gate_node },
+	  JSONB, RELAY_ERR_STRING, 0, relay_gate_node, tp_stream_source_key_fields },
 	{ "/stream/retrieve", "POST", "stream_retrieve",
-	  relay_handle_stream_retrieve, JSONB, RELAY_ERR_STRING, 0, NULL },
+	  relay_handle_stream_retrieve, JSONB, RELAY_ERR_STRING, 0, NULL,
+	  tp_retrieve_key_fields },
 	{ "/unregister", "POST", "unregister", relay_handle_unregister_legacy,
-	  JSONB, RELAY_ERR_STRING, 0, relay_gate_node },
+	  JSONB, RELAY_ERR_STRING, 0, relay_gate_node, tp_unregister_key_fields },
 
 	/* API v1 relay-blind E2EE protocol (PROTOCOL.md section 4.3) */
 	{ "/api/v1/relay/servers/register", "POST", "v1_relay_register",
-	  relay_handle_v1_register, JSONB, RELAY_ERR_OBJECT, 0,
-	  relay_gate_v1_node },
+	  relay_handle_v1_register, JSONB, RELAY_ERR_V1, 0,
+	  relay_gate_v1_node, tp_v1_node_key_fields },
 	{ "/api/v1/relay/servers/poll", "POST", "v1_relay_poll",
-	  relay_handle_v1_poll, JSONB, RELAY_ERR_OBJECT, 0,
-	  relay_gate_v1_node },
+	  relay_handle_v1_poll, JSONB, RELAY_ERR_V1, 0,
+	  relay_gate_v1_node, tp_v1_node_key_fields },
 	{ "/api/v1/relay/servers/control", "POST", "v1_relay_control",
-	  relay_handle_v1_control, JSONB, RELAY_ERR_OBJECT, 0,
-	  relay_gate_v1_node },
+	  relay_handle_v1_control, JSONB, RELAY_ERR_V1, 0,
+	  relay_gate_v1_node, tp_v1_control_key_fields },
 	{ "/api/v1/relay/servers/unregister", "POST", "v1_relay_unregister",
-	  relay_handle_v1_unregister, JSONB, RELAY_ERR_OBJECT, 0,
-	  relay_gate_v1_node },
+	  relay_handle_v1_unregister, JSONB, RELAY_ERR_V1, 0,
+	  relay_gate_v1_node, tp_v1_unregister_key_fields },
 	{ "/api/v1/relay/servers/next", "GET", "v1_relay_next_server",
-	  relay_handle_v1_next_server, RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0, NULL },
+	  relay_handle_v1_next_server, RELAY_ROUTE_CORS, RELAY_ERR_V1, 0, NULL,
+	  NULL },
 	{ "/api/v1/relay/requests", "POST", "v1_relay_requests",
-	  relay_handle_v1_requests, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0, NULL },
+	  relay_handle_v1_requests, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_V1, 0, NULL,
+	  tp_v1_request_key_fields },
 	{ "/api/v1/relay/requests/cancel", "POST", "v1_relay_cancel",
-	  relay_handle_v1_cancel, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0, NULL },
+	  relay_handle_v1_cancel, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_V1, 0, NULL,
+	  tp_v1_cancel_key_fields },
 	{ "/api/v1/relay/responses", "POST", "v1_relay_responses",
-	  relay_handle_v1_responses, JSONB, RELAY_ERR_OBJECT, 0,
-	  relay_gate_v1_node },
+	  relay_handle_v1_responses, JSONB, RELAY_ERR_V1, 0,
+	  relay_gate_v1_node, tp_v1_response_key_fields },
 	{ "/api/v1/relay/progress", "POST", "v1_relay_progress",
-	  relay_handle_v1_progress, JSONB, RELAY_ERR_OBJECT,
-	  TP_V1_PROGRESS_MAX_BYTES, relay_gate_v1_node },
+	  relay_handle_v1_progress, JSONB, RELAY_ERR_V1,
+	  TP_V1_PROGRESS_MAX_BYTES, relay_gate_v1_node, tp_v1_progress_key_fields },
 	{ "/api/v1/relay/responses/retrieve", "POST", "v1_relay_retrieve",
-	  relay_handle_v1_retrieve, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_OBJECT, 0, NULL },
+	  relay_handle_v1_retrieve, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_V1, 0, NULL,
+	  tp_v1_retrieve_key_fields },
 	/*
 	 * The browser page and what it reads (docs/web.md). The model paths
 	 * sit in this table, so they are matched before the forwarding
@@ -75,28 +81,28 @@ const struct relay_route relay_routes[] = {
 	 * skipped (relay_routes_set_local_models) and forwarded as before.
 	 */
 	{ "/", "GET", "index", relay_handle_web_index, 0, RELAY_ERR_OBJECT, 0,
-	  NULL },
+	  NULL, NULL },
 	{ "/static/", "GET", "static", relay_handle_web_static,
-	  RELAY_ROUTE_PREFIX, RELAY_ERR_OBJECT, 0, NULL },
+	  RELAY_ROUTE_PREFIX, RELAY_ERR_OBJECT, 0, NULL, NULL },
 	{ "/relay/diagnostics", "GET", "relay_diagnostics",
-	  relay_handle_diagnostics, 0, RELAY_ERR_OBJECT, 0, NULL },
+	  relay_handle_diagnostics, 0, RELAY_ERR_OBJECT, 0, NULL, NULL },
 	{ "/api/v1/models", "GET", "list_models", relay_handle_models,
 	  RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
-	  RELAY_ERR_OPENAI, 0, NULL },
+	  RELAY_ERR_OPENAI, 0, NULL, NULL },
 	{ "/api/v1/models/", "GET", "get_model", relay_handle_models,
 	  RELAY_ROUTE_PREFIX | RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
-	  RELAY_ERR_OPENAI, 0, NULL },
+	  RELAY_ERR_OPENAI, 0, NULL, NULL },
 	{ "/v1/models", "GET", "list_models", relay_handle_models,
 	  RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
-	  RELAY_ERR_OPENAI, 0, NULL },
+	  RELAY_ERR_OPENAI, 0, NULL, NULL },
 	{ "/v1/models/", "GET", "get_model", relay_handle_models,
 	  RELAY_ROUTE_PREFIX | RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
-	  RELAY_ERR_OPENAI, 0, NULL },
+	  RELAY_ERR_OPENAI, 0, NULL, NULL },
 
 	{ "/api/v1/meta", "GET", "v1_meta", relay_handle_v1_meta, 0,
-	  RELAY_ERR_OBJECT, 0, NULL },
+	  RELAY_ERR_V1, 0, NULL, NULL },
 	{ "/api/v1/version", "GET", "v1_version", relay_handle_v1_meta, 0,
-	  RELAY_ERR_OBJECT, 0, NULL },
+	  RELAY_ERR_V1, 0, NULL, NULL },
 };
 
 const size_t relay_route_count = sizeof(relay_routes) / sizeof(relay_routes[0]);
@@ -116,7 +122,7 @@ relay_routes_set_local_models(bool local)
  */
 const struct relay_route relay_forward_route = {
 	"/", "GET,POST,PUT,PATCH,DELETE", "forward", relay_handle_forward,
-	RELAY_ROUTE_PREFIX, RELAY_ERR_OPENAI, 0, NULL
+	RELAY_ROUTE_PREFIX, RELAY_ERR_OPENAI, 0, NULL, NULL
 };
 
 int

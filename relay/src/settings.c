@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "ratelimit.h"
+#include "tokenplace/json.h"
 #include "tokenplace/log.h"
 #include "upstream_rules.h"
 
@@ -222,6 +223,10 @@ const struct tp_setting relay_setting_table[] = {
 	{ "max_discard_bytes", "RELAY_MAX_DISCARD_BYTES", NULL, TP_SETTING_INT,
 	  "1048576", 0, 268435456, OFF(max_discard_bytes), NULL, 0,
 	  "refused bodies up to this size are read and dropped, larger ones cut" },
+	{ "json_max_depth", "RELAY_JSON_MAX_DEPTH", NULL, TP_SETTING_INT, "64", 4,
+	  TP_JSON_MAX_DEPTH, OFF(json_max_depth), NULL, 0,
+	  "deepest nesting of arrays and objects in a request body (400 above; "
+	  "at most 64, the depth tested on a worker thread's stack)" },
 	{ "metrics_max_series", "RELAY_METRICS_MAX_SERIES", NULL, TP_SETTING_INT,
 	  "2048", 16, 1000000, OFF(metrics_max_series), NULL, 0,
 	  "label sets kept per metric family (more are dropped and counted)" },

@@ -26,6 +26,7 @@ struct relay_settings {
 	int64_t max_header_bytes;
 	int64_t metrics_max_series;
 	int64_t max_discard_bytes;
+	int64_t json_max_depth;
 
 	/* GPU host and upstream */
 	char *gpu_host;

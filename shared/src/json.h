@@ -10,9 +10,9 @@
 #include <cjson/cJSON.h>
 
 /*
- * The member `name` of object obj, or NULL. Python dicts keep the last of
- * duplicate keys and the token.place peers are Python, so the last one
- * wins here too (cJSON's own lookup returns the first).
+ * The member `name` of object obj, or NULL. Request bodies never hold
+ * duplicate members (tp_json_read() refuses them); for a tree built some
+ * other way the last one wins, as in a Python dict.
  */
 static inline const cJSON *
 tp_json_member(const cJSON *obj, const char *name)

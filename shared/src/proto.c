@@ -17,12 +17,22 @@
 
 #include "buf.h"
 #include "json.h"
+#include "tokenplace/json.h"
 #include "utf8.h"
 
 /* Fields whose presence means a client sent plaintext (HEAD's guard list). */
 static const char *const plaintext_fields[] = {
 	"messages", "prompt", "input", "content", "response", "text",
 };
+
+const char *const tp_faucet_key_fields[] = {
+	"server_public_key", "client_public_key", NULL,
+};
+const char *const tp_sink_key_fields[] = { "server_public_key", NULL };
+const char *const tp_source_key_fields[] = { "client_public_key", NULL };
+const char *const tp_retrieve_key_fields[] = { "client_public_key", NULL };
+const char *const tp_stream_source_key_fields[] = { "session_id", NULL };
+const char *const tp_unregister_key_fields[] = { "server_public_key", NULL };
 
 /* ---- growing output buffer ------------------------------------------- */
 
@@ -303,13 +313,17 @@ has_plaintext(const cJSON *obj)
 	return false;
 }
 
-/* Checks that every string (and key) inside v is valid UTF-8. */
+/*
+ * Checks that every string (and key) inside v is valid UTF-8. Recursive,
+ * so bounded: a tree from tp_json_read() is never deeper than
+ * TP_JSON_MAX_DEPTH levels, and a deeper one is refused here too.
+ */
 static bool
 json_utf8_valid(const cJSON *v, int depth)
 {
 	const cJSON *c;
 
-	if (depth > 1000)
+	if (depth > TP_JSON_MAX_DEPTH)
 		return false;
 	if (v->string != NULL && !tp_utf8_valid(v->string, strlen(v->string)))
 		return false;
@@ -599,14 +613,23 @@ cmp_members(const void *a, const void *b)
 	return strcmp(x->string, y->string);
 }
 
+/*
+ * Recursive, so bounded like json_utf8_valid(): a value with more than
+ * TP_JSON_MAX_DEPTH levels of arrays and objects fails the whole encoding
+ * (b->oom).
+ */
 static void
-jb_value(struct tp_buf *b, const cJSON *v)
+jb_value(struct tp_buf *b, const cJSON *v, int depth)
 {
 	const cJSON *c;
 	const cJSON **kids;
 	size_t n, i, w;
 	bool first = true;
 
+	if (depth >= TP_JSON_MAX_DEPTH && (cJSON_IsArray(v) || cJSON_IsObject(v))) {
+		b->oom = true;
+		return;
+	}
 	if (cJSON_IsNull(v) || cJSON_IsInvalid(v)) {
 		tp_buf_puts(b, "null");
 	} else if (cJSON_IsTrue(v)) {
@@ -623,7 +646,7 @@ jb_value(struct tp_buf *b, const cJSON *v)
 			if (!first)
 				tp_buf_puts(b, ",");
 			first = false;
-			jb_value(b, c);
+			jb_value(b, c, depth + 1);
 		}
 		tp_buf_puts(b, "]");
 	} else if (cJSON_IsObject(v)) {
@@ -657,7 +680,8 @@ jb_value(struct tp_buf *b, const cJSON *v)
 			first = false;
 			jb_str(b, kids[i]->string, strlen(kids[i]->string));
 			tp_buf_puts(b, ":");
-			jb_value(b, tp_json_member(v, kids[i]->string));
+			jb_value(b, tp_json_member(v, kids[i]->string),
+			    depth + 1);
 		}
 		free(kids);
 		tp_buf_puts(b, "}");
@@ -671,7 +695,7 @@ tp_chunk_encode(const struct cJSON *chunk, size_t *len)
 {
 	struct tp_buf b = { 0 };
 
-	jb_value(&b, chunk);
+	jb_value(&b, chunk, 0);
 	return tp_buf_finish(&b, len);
 }
 

@@ -40,6 +40,32 @@ static const char *const progress_keys[] = {
 	"iv",
 };
 
+const char *const tp_v1_node_key_fields[] = { "server_public_key", NULL };
+const char *const tp_v1_control_key_fields[] = {
+	"server_public_key", "request_id", "control_credential", NULL,
+};
+const char *const tp_v1_unregister_key_fields[] = {
+	"server_public_key", "control_credential", NULL,
+};
+const char *const tp_v1_request_key_fields[] = {
+	"server_public_key", "client_public_key", "request_id", "cancel_token",
+	NULL,
+};
+const char *const tp_v1_response_key_fields[] = {
+	"server_public_key", "client_public_key", "request_id", "cancel_token",
+	"control_credential", NULL,
+};
+const char *const tp_v1_progress_key_fields[] = {
+	"server_public_key", "client_public_key", "request_id",
+	"control_credential", NULL,
+};
+const char *const tp_v1_cancel_key_fields[] = {
+	"client_public_key", "request_id", "cancel_token", NULL,
+};
+const char *const tp_v1_retrieve_key_fields[] = {
+	"client_public_key", "request_id", NULL,
+};
+
 static const char *const reasons[] = {
 	"cancelled", "client_timeout", "expired", "requester_cancelled",
 	"requester_gave_up", "provider_timeout", "pending_request_ttl_exceeded",

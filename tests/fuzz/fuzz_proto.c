@@ -1,19 +1,33 @@
 /*
  * libFuzzer target for everything the relay does with bytes from outside
- * before they reach the broker: JSON parsing, every legacy and API v1
- * message parser, and the two JSON string escapers (replies and logs).
+ * before they reach the broker: the strict JSON entry point
+ * (tp_json_read), every legacy and API v1 message parser, the stream
+ * chunk encoder, and the two JSON string escapers (replies and logs).
+ *
+ * Each input runs on a thread with the stack a relay worker has
+ * (RELAY_WORKER_STACK_BYTES, half of it taken by a stand-in for the
+ * adapter's frames, as in tests/unit/test_tp_json.c): on the fuzzer's
+ * 8 MiB main stack a recursion the depth limit misses would go unseen.
+ *
  * Properties checked beyond "no crash, no sanitizer report": escaped
- * output is always valid JSON that decodes to a string, and a successful
- * parse never returns fields pointing outside the parsed document.
+ * output is always valid JSON that decodes to a string; a successful
+ * parse never returns fields pointing outside the parsed document; what
+ * tp_json_read() accepts, cJSON prints back as a body tp_json_read()
+ * accepts again; and the pre-scan alone agrees with the full read.
  */
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_server.h"	/* RELAY_WORKER_STACK_BYTES */
+#include "tokenplace/json.h"
 #include "tokenplace/log.h"
 #include "tokenplace/proto.h"
 #include "tokenplace/proto_v1.h"
+
+#define ADAPTER_RESERVE (RELAY_WORKER_STACK_BYTES / 2)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -97,17 +111,78 @@ parsers(const cJSON *body)
 	}
 }
 
+/* What the relay does with one body, all of it on the worker stack. */
+static void
+one_body(const char *s, size_t size)
+{
+	struct tp_json_error err, scan_err;
+	int scanned;
+	cJSON *body, *again;
+	char *text;
+	size_t len = 0;
+
+	escapers(s, size);
+	scanned = tp_json_scan(s, size, 0, &scan_err);
+	body = tp_json_read(s, size, 0, tp_v1_response_key_fields, &err);
+	if (body == NULL) {
+		/* Rules 1-4 are the scan's; a scan refusal is the read's. */
+		if (scanned != 0 && (err.kind != scan_err.kind ||
+		    err.offset != scan_err.offset))
+			abort();
+		if (err.kind == TP_JSON_OK || err.code == NULL)
+			abort();
+		return;
+	}
+	if (scanned != 0)
+		abort();
+	parsers(body);
+	free(tp_chunk_encode(body, &len));
+	text = cJSON_PrintUnformatted(body);
+	if (text != NULL) {
+		again = tp_json_read(text, strlen(text), 0, NULL, &err);
+		if (again == NULL)
+			abort();
+		cJSON_Delete(again);
+		cJSON_free(text);
+	}
+	cJSON_Delete(body);
+}
+
+struct input {
+	const char *s;
+	size_t size;
+};
+
+static __attribute__((noinline)) void
+below_reserve(struct input *in)
+{
+	volatile char reserve[ADAPTER_RESERVE];
+
+	reserve[0] = 1;
+	reserve[sizeof(reserve) - 1] = 1;
+	one_body(in->s, in->size);
+	reserve[1] = reserve[0];
+}
+
+static void *
+worker(void *arg)
+{
+	below_reserve(arg);
+	return NULL;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const char *s = (const char *)data;
-	cJSON *body;
+	struct input in = { (const char *)data, size };
+	pthread_attr_t attr;
+	pthread_t th;
 
-	escapers(s, size);
-	body = cJSON_ParseWithLength(s, size);
-	if (body != NULL) {
-		parsers(body);
-		cJSON_Delete(body);
-	}
+	if (pthread_attr_init(&attr) != 0 ||
+	    pthread_attr_setstacksize(&attr, RELAY_WORKER_STACK_BYTES) != 0 ||
+	    pthread_create(&th, &attr, worker, &in) != 0)
+		abort();
+	pthread_join(th, NULL);
+	pthread_attr_destroy(&attr);
 	return 0;
 }

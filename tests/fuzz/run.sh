@@ -14,8 +14,9 @@ mkdir -p "$out"
 for t in fuzz_proto; do
 	"$cc" -g -O1 -std=c11 -D_GNU_SOURCE \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	    -I"$src/shared/include" -I"$src/shared/src" \
-	    "$src/tests/fuzz/$t.c" "$src/shared/src/proto.c" \
+	    -I"$src/shared/include" -I"$src/shared/src" -I"$src/relay/src" \
+	    "$src/tests/fuzz/$t.c" "$src/shared/src/json.c" \
+	    "$src/shared/src/proto.c" \
 	    "$src/shared/src/proto_v1.c" "$src/shared/src/utf8.c" \
 	    "$src/shared/src/buf.c" \
 	    "$src/shared/src/log.c" "$src/shared/src/compat.c" \

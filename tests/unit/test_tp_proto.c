@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
+#include "tokenplace/json.h"
 #include "tokenplace/proto.h"
 
 static const struct tp_proto_limits lim = { .max_key_bytes = 64 };
@@ -159,6 +160,11 @@ test_faucet_plaintext_and_length_limits(void **state)
 	assert_int_equal(r.server_public_key.len, 64);
 }
 
+/*
+ * Request bodies with duplicate members never reach a parser (the strict
+ * reader refuses them, tests/unit/test_tp_json.c); a tree built another
+ * way still reads the last one, as a Python dict would.
+ */
 static void
 test_faucet_duplicate_key_last_wins(void **state)
 {
@@ -505,6 +511,56 @@ test_other_replies(void **state)
 	    "E2EE routes.\"}}\n");
 }
 
+/* A chain of n nested arrays around "x", built without the parser. */
+static cJSON *
+nested_arrays(int n)
+{
+	cJSON *v = cJSON_CreateString("x");
+
+	for (int i = 0; i < n; i++) {
+		cJSON *a = cJSON_CreateArray();
+
+		assert_non_null(a);
+		assert_true(cJSON_AddItemToArray(a, v));
+		v = a;
+	}
+	return v;
+}
+
+/*
+ * The recursive walks of proto.c bound themselves, also for a tree that
+ * did not come through tp_json_read(): a chunk of TP_JSON_MAX_DEPTH
+ * levels works (a body can carry 63), one level more fails.
+ */
+static void
+test_chunk_walks_are_bounded(void **state)
+{
+	struct tp_stream_source_request r;
+	struct tp_error e;
+	cJSON *ok = nested_arrays(TP_JSON_MAX_DEPTH);
+	cJSON *deep = nested_arrays(TP_JSON_MAX_DEPTH + 1);
+	cJSON *body = cJSON_CreateObject();
+	size_t len = 0;
+	char *text;
+
+	(void)state;
+	text = tp_chunk_encode(ok, &len);
+	assert_non_null(text);
+	assert_int_equal(len, 2 * TP_JSON_MAX_DEPTH + 3);
+	free(text);
+	assert_null(tp_chunk_encode(deep, &len));
+
+	cJSON_AddStringToObject(body, "session_id", "s");
+	cJSON_AddItemToObject(body, "chunk", deep);
+	assert_int_equal(tp_stream_source_parse(body, &lim, &r, &e), -1);
+	assert_string_equal(e.message, TP_MSG_INVALID_REQUEST);
+	cJSON_DetachItemFromObject(body, "chunk");
+	cJSON_AddItemToObject(body, "chunk", ok);
+	assert_int_equal(tp_stream_source_parse(body, &lim, &r, &e), 0);
+	cJSON_Delete(body);
+	cJSON_Delete(deep);
+}
+
 int
 main(void)
 {
@@ -522,6 +578,7 @@ main(void)
 		cmocka_unit_test(test_sink_reply_matches_observed_python_bytes),
 		cmocka_unit_test(test_string_escaping_like_python_ensure_ascii),
 		cmocka_unit_test(test_chunk_encode_canonical),
+		cmocka_unit_test(test_chunk_walks_are_bounded),
 		cmocka_unit_test(test_other_replies),
 	};
 

@@ -127,6 +127,18 @@ struct tp_unregister_request {
 };
 
 /*
+ * The members each route uses as keys or credentials, NULL-terminated:
+ * the string_fields its body is read with (tp_json_read(), tokenplace/
+ * json.h), so a wrong JSON type there is a 400 that names the member.
+ */
+extern const char *const tp_faucet_key_fields[];
+extern const char *const tp_sink_key_fields[];
+extern const char *const tp_source_key_fields[];
+extern const char *const tp_retrieve_key_fields[];	/* also /stream/retrieve */
+extern const char *const tp_stream_source_key_fields[];
+extern const char *const tp_unregister_key_fields[];
+
+/*
  * Parsers. Each takes the parsed body (any JSON value), fills *out and
  * returns 0, or returns -1 and fills *err with the status, envelope and
  * text the route answers with. Nothing is allocated.
@@ -170,7 +182,8 @@ bool tp_py_truthy(const struct cJSON *v);
  *   "chat_history":"..","cipherkey":"..","iv":".."
  * and a stream chunk as the canonical JSON text of its value (keys sorted,
  * last duplicate wins). Each returns a malloc'd string and sets *len, or
- * NULL when out of memory.
+ * NULL when out of memory (tp_chunk_encode() also for a value nested
+ * more than TP_JSON_MAX_DEPTH levels: it recurses once per level).
  */
 char *tp_faucet_encode(const struct tp_faucet_request *req, size_t *len);
 char *tp_source_encode(const struct tp_source_request *req, size_t *len);

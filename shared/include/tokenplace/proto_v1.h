@@ -137,6 +137,19 @@ struct tp_v1_limits {
 	size_t max_key_bytes;	/* public keys, request ids, tokens, credentials */
 };
 
+/*
+ * The members each route uses as keys or credentials, NULL-terminated:
+ * the string_fields its body is read with (tp_json_read()).
+ */
+extern const char *const tp_v1_node_key_fields[];	/* register, poll */
+extern const char *const tp_v1_control_key_fields[];
+extern const char *const tp_v1_unregister_key_fields[];
+extern const char *const tp_v1_request_key_fields[];
+extern const char *const tp_v1_response_key_fields[];
+extern const char *const tp_v1_progress_key_fields[];
+extern const char *const tp_v1_cancel_key_fields[];
+extern const char *const tp_v1_retrieve_key_fields[];
+
 /* A parse failure: status, string-or-int code and static text. */
 struct tp_v1_error {
 	int status;
