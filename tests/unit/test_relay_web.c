@@ -507,6 +507,43 @@ test_bad_directories_refuse_to_load(void **state)
 	assert_non_null(strstr(err, "empty"));
 }
 
+/*
+ * A ConfigMap volume as the kubelet writes it: the files live in a
+ * hidden timestamped directory, "..data" links to it, and each visible
+ * name links through "..data". The visible names load; the hidden
+ * entries are skipped.
+ */
+static void
+test_configmap_volume_layout(void **state)
+{
+	struct tree *t = *state;
+	char dir[256], err[512];
+	struct relay_web_config cfg = { .max_bytes = 1 << 20, .max_files = 10 };
+	struct relay_web *w;
+	const struct relay_web_file *f = NULL;
+	struct relay_web_stats st;
+
+	snprintf(dir, sizeof(dir), "%s/cm", t->root);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	make_dir(dir, "..2026_12_03_09_00_00.123456789");
+	write_file(dir, "..2026_12_03_09_00_00.123456789/index.html", PAGE);
+	write_file(dir, "..2026_12_03_09_00_00.123456789/chat.js", "x\n");
+	link_to("..2026_12_03_09_00_00.123456789", dir, "..data");
+	link_to("..data/index.html", dir, "index.html");
+	link_to("..data/chat.js", dir, "chat.js");
+	cfg.dir = dir;
+	w = relay_web_load(&cfg, err, sizeof(err));
+	if (w == NULL)
+		fail_msg("load failed: %s", err);
+	assert_int_equal(relay_web_lookup(w, "chat.js", &f), RELAY_WEB_FOUND);
+	assert_memory_equal(f->body, "x\n", 2);
+	assert_null(strstr(relay_web_index(w)->body, RELAY_WEB_PH_VUE));
+	relay_web_get_stats(w, &st);
+	assert_int_equal(st.files, 2);
+	assert_int_equal(st.skipped, 2);
+	relay_web_free(w);
+}
+
 int
 main(void)
 {
@@ -535,6 +572,8 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_bad_directories_refuse_to_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_configmap_volume_layout,
+		    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
