@@ -206,7 +206,29 @@ class Chromium:
                 return t["webSocketDebuggerUrl"]
         return None
 
+    def close_gracefully(self):
+        """Browser.close over the browser's own DevTools target, so that
+        chromium ends its net log properly; then waits for it to exit."""
+        try:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})) \
+                    .open("http://127.0.0.1:%d/json/version" % self.port,
+                          timeout=HTTP_TIMEOUT) as resp:
+                ws = json.loads(resp.read())["webSocketDebuggerUrl"]
+            dt = DevTools(ws, HTTP_TIMEOUT)
+            try:
+                dt.call("Browser.close")
+            except (AssertionError, OSError):
+                pass                # it may close the socket before answering
+            finally:
+                dt.close()
+            wait_for(lambda: self.proc.poll() is not None, 30,
+                     what="chromium to exit after Browser.close")
+        except (AssertionError, OSError, ValueError, KeyError):
+            pass                    # terminated below instead
+
     def __exit__(self, *exc):
+        if self.proc is not None and self.proc.poll() is None and self.port:
+            self.close_gracefully()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
