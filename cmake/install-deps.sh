@@ -12,7 +12,7 @@ build="build-essential cmake pkg-config git libcivetweb-dev libcjson-dev
 libcurl4-openssl-dev libhiredis-dev"
 test="libcmocka-dev valgrind clang libclang-rt-14-dev python3 python3-cryptography
 python3-prometheus-client redis-server libnss-wrapper libpython3.11
-python3.11-venv curl
+python3.11-venv curl chromium fonts-dejavu-core
 python3-yaml yamllint shellcheck
 podman buildah skopeo runc netavark iptables debootstrap docker-registry"
 bench="wrk nginx-light"

@@ -492,6 +492,19 @@ relay_broker_stats(struct relay_broker *b, struct relay_store_stats *out)
 	return st;
 }
 
+enum relay_status
+relay_broker_list_servers(struct relay_broker *b, size_t max, bool keys,
+    struct relay_server_list *out)
+{
+	struct relay_store_effects fx = { 0 };
+	enum relay_status st;
+
+	st = b->store->ops->list_servers(b->store, &b->lim, now_ms(b), max,
+	    keys, out, &fx);
+	account(b, &fx);
+	return st;
+}
+
 void
 relay_broker_app_stats(struct relay_app *app, struct cJSON *root,
     struct cJSON *details)

@@ -112,6 +112,14 @@ enum relay_status relay_broker_stats(struct relay_broker *b,
     struct relay_store_stats *out);
 
 /*
+ * Lists up to `max` live servers (their keys when `keys`) and counts them
+ * all, after evictions: store.h's list_servers. Free with
+ * relay_server_list_free().
+ */
+enum relay_status relay_broker_list_servers(struct relay_broker *b,
+    size_t max, bool keys, struct relay_server_list *out);
+
+/*
  * For relay_app.stats: adds the Python relay's "knownServers" (live
  * servers) and our queue counts to a /healthz body, and
  * details.knownServers = "empty" when no server is live.

@@ -41,6 +41,19 @@ void relay_handle_v1_progress(struct relay_app *, struct relay_request *, struct
 void relay_handle_v1_retrieve(struct relay_app *, struct relay_request *, struct relay_response *);
 void relay_handle_v1_meta(struct relay_app *, struct relay_request *, struct relay_response *);
 
+/*
+ * The release metadata /api/v1/meta answers (environment, label, version,
+ * ref); also rendered into the page. NULL when out of memory.
+ */
+struct relay_settings;
+struct cJSON *relay_release_metadata(const struct relay_settings *s);
+
+/* handlers_web.c: the browser page and the routes it reads (docs/web.md) */
+void relay_handle_web_index(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_web_static(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_diagnostics(struct relay_app *, struct relay_request *, struct relay_response *);
+void relay_handle_models(struct relay_app *, struct relay_request *, struct relay_response *);
+
 /* handlers_forward.c: the OpenAI-style API, forwarded to the GPU host */
 void relay_handle_forward(struct relay_app *, struct relay_request *, struct relay_response *);
 

@@ -814,22 +814,36 @@ relay_handle_v1_retrieve(struct relay_app *app, struct relay_request *req,
 	}
 }
 
+cJSON *
+relay_release_metadata(const struct relay_settings *s)
+{
+	const char *env = s->environment ? s->environment : "dev";
+	char label[128];
+	cJSON *o = cJSON_CreateObject();
+
+	snprintf(label, sizeof(label), "%s %s", env, TP_VERSION);
+	if (cJSON_AddStringToObject(o, "environment", env) == NULL ||
+	    cJSON_AddStringToObject(o, "label", label) == NULL ||
+	    cJSON_AddStringToObject(o, "version", TP_VERSION) == NULL ||
+	    cJSON_AddStringToObject(o, "ref", TP_REVISION) == NULL) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
 /* GET /api/v1/meta and /api/v1/version: release metadata. */
 void
 relay_handle_v1_meta(struct relay_app *app, struct relay_request *req,
     struct relay_response *resp)
 {
-	const char *env = app->settings->environment ?
-	    app->settings->environment : "dev";
-	char label[128];
-	cJSON *o = cJSON_CreateObject();
+	cJSON *o = relay_release_metadata(app->settings);
 
 	(void)req;
-	snprintf(label, sizeof(label), "%s %s", env, TP_VERSION);
-	cJSON_AddStringToObject(o, "environment", env);
-	cJSON_AddStringToObject(o, "label", label);
-	cJSON_AddStringToObject(o, "version", TP_VERSION);
-	cJSON_AddStringToObject(o, "ref", TP_REVISION);
 	(void)relay_response_add_header(resp, "Cache-Control", "no-store");
+	if (o == NULL) {
+		relay_response_error(resp, 500, 500, "Internal server error");
+		return;
+	}
 	relay_response_json(resp, 200, o);
 }

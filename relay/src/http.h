@@ -59,6 +59,9 @@ struct relay_response {
 	const char *content_type;	/* static string; NULL = application/json */
 	char *body;			/* heap, freed by the adapter; NULL = empty */
 	size_t body_len;
+	const char *body_shared;	/* used when body is NULL: bytes that
+					   outlive the response (the web page
+					   held by relay_web), never freed here */
 	size_t headers_len;
 	bool streamed;			/* the handler sent the response itself */
 	bool close;			/* close the connection after this response
@@ -91,6 +94,7 @@ typedef void (*relay_handler_fn)(struct relay_app *app,
 #define RELAY_ROUTE_PREFIX	0x08u	/* path matches as a prefix */
 #define RELAY_ROUTE_DRAIN_OK	0x10u	/* served while draining (probes) */
 #define RELAY_ROUTE_CORS	0x20u	/* public browser route: CORS headers, OPTIONS preflight */
+#define RELAY_ROUTE_MODELS	0x40u	/* the model list: skipped when RELAY_MODELS_SOURCE=upstream */
 
 struct relay_route {
 	const char *path;
@@ -153,6 +157,13 @@ void relay_response_json(struct relay_response *resp, int status,
  */
 void relay_response_set_body(struct relay_response *resp, int status,
     const char *content_type, char *body, size_t len);
+
+/*
+ * Sets status and a body the response does not own: `body` must stay
+ * valid until the response is sent (files held by relay_web).
+ */
+void relay_response_shared_body(struct relay_response *resp, int status,
+    const char *content_type, const char *body, size_t len);
 
 /* Sets status and the literal body `json` (copied). */
 void relay_response_raw_json(struct relay_response *resp, int status,

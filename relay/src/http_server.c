@@ -160,6 +160,7 @@ send_response(struct relay_conn *c, const struct relay_request *req,
 	char head[RELAY_RESPONSE_HEADERS_MAX + 512];
 	bool keep = keep_alive(c, resp);
 	size_t body_len = c->head ? 0 : resp->body_len;
+	const char *body = resp->body ? resp->body : resp->body_shared;
 	char *buf;
 	int n;
 
@@ -182,13 +183,15 @@ send_response(struct relay_conn *c, const struct relay_request *req,
 	buf = malloc((size_t)n + body_len);
 	if (buf == NULL) {
 		(void)mg_write(c->mc, head, (size_t)n);
-		if (body_len > 0)
-			(void)mg_write(c->mc, resp->body, body_len);
+		if (body_len > 0 && body != NULL)
+			(void)mg_write(c->mc, body, body_len);
 		return;
 	}
 	memcpy(buf, head, (size_t)n);
+	if (body == NULL)
+		body_len = 0;
 	if (body_len > 0)
-		memcpy(buf + n, resp->body, body_len);
+		memcpy(buf + n, body, body_len);
 	(void)mg_write(c->mc, buf, (size_t)n + body_len);
 	free(buf);
 }

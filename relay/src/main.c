@@ -14,15 +14,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+#include <strings.h>
+
 #include "app.h"
 #include "broker.h"
 #include "clock.h"
+#include "handlers.h"
 #include "http_server.h"
+#include "routes.h"
 #include "settings.h"
 #include "store.h"
 #include "tokenplace/log.h"
 #include "v1_broker.h"
 #include "upstream.h"
+#include "web.h"
+
+/* sysexits.h's EX_CONFIG: the exit status of a configuration error. */
+#define RELAY_EXIT_CONFIG 78
 
 static void
 usage(FILE *fp)
@@ -88,6 +97,83 @@ log_startup(const struct relay_app *app, int port)
 	    TP_LBOOL("config_ok", app->config_ok),
 	    TP_LSTR("version", TP_VERSION),
 	    TP_LSTR("revision", TP_REVISION));
+}
+
+static double
+web_files_value(void *arg)
+{
+	struct relay_web_stats st;
+
+	relay_web_get_stats(arg, &st);
+	return (double)st.files;
+}
+
+static double
+web_bytes_value(void *arg)
+{
+	struct relay_web_stats st;
+
+	relay_web_get_stats(arg, &st);
+	return (double)st.bytes;
+}
+
+/*
+ * Reads RELAY_WEB_DIR into memory (unset: no page). Returns 0, or -1 with
+ * the reason logged and printed: the relay then refuses to start, since a
+ * relay that silently serves no page (or half of one) behind an ingress
+ * is worse than one that does not come up.
+ */
+static int
+load_web(struct relay_app *app)
+{
+	const struct relay_settings *s = app->settings;
+	struct relay_web_config cfg;
+	struct relay_web_stats st;
+	cJSON *meta, *label;
+	char *json = NULL, err[512];
+
+	if (s->web_dir == NULL || s->web_dir[0] == '\0')
+		return 0;
+	meta = relay_release_metadata(s);
+	label = meta ? cJSON_GetObjectItemCaseSensitive(meta, "label") : NULL;
+	json = meta ? cJSON_PrintUnformatted(meta) : NULL;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.dir = s->web_dir;
+	cfg.max_bytes = (uint64_t)s->web_max_bytes;
+	cfg.max_files = (uint64_t)s->web_max_files;
+	cfg.development = strcasecmp(s->frontend_mode, "production") != 0;
+	cfg.release_json = json;
+	cfg.release_label = cJSON_IsString(label) ? label->valuestring : "";
+	if (json == NULL)
+		snprintf(err, sizeof(err), "out of memory");
+	else
+		app->web = relay_web_load(&cfg, err, sizeof(err));
+	free(json);
+	cJSON_Delete(meta);
+	if (app->web == NULL) {
+		TP_LOG(TP_LOG_CRITICAL, "relay.web_load_failed",
+		    TP_LSTR("dir", s->web_dir), TP_LSTR("reason", err));
+		fprintf(stderr, "tokenplace-relay: %s\n", err);
+		return -1;
+	}
+	relay_web_get_stats(app->web, &st);
+	TP_LOG(TP_LOG_INFO, "relay.web_loaded", TP_LSTR("dir", s->web_dir),
+	    TP_LINT("files", (long long)st.files),
+	    TP_LINT("bytes", (long long)st.bytes),
+	    TP_LINT("skipped", (long long)st.skipped),
+	    TP_LSTR("asset_version", relay_web_asset_version(app->web)),
+	    TP_LSTR("frontend_mode", cfg.development ? "development" :
+	    "production"));
+	if (tp_gauge_fn_new(app->metrics, "tokenplace_relay_web_files",
+	    "Files of RELAY_WEB_DIR held in memory", web_files_value,
+	    app->web) != 0 ||
+	    tp_gauge_fn_new(app->metrics, "tokenplace_relay_web_bytes",
+	    "Bytes of RELAY_WEB_DIR held in memory (RELAY_WEB_MAX_BYTES caps them)",
+	    web_bytes_value, app->web) != 0) {
+		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -207,6 +293,14 @@ main(int argc, char **argv)
 		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
 		goto out;
 	}
+	/* Who answers the model list; fixed before any thread routes. */
+	relay_routes_set_local_models(
+	    strcasecmp(settings.models_source, "upstream") != 0);
+	/* The page is read before anything listens (docs/web.md). */
+	if (app.config_ok && load_web(&app) != 0) {
+		exit_code = RELAY_EXIT_CONFIG;
+		goto out;
+	}
 	/* Relay protocol state: the embedded store (RELAY_STATE_URL memory://). */
 	store = relay_store_memory_new();
 	app.broker = store ? relay_broker_new(&settings, store, app.metrics) : NULL;
@@ -284,6 +378,7 @@ out:
 	relay_store_free(store);
 	relay_upstream_global_cleanup();
 	tp_metrics_registry_free(app.metrics);
+	relay_web_free(app.web);	/* after the registry: its gauges read it */
 	tp_health_free(app.health);
 	relay_settings_free(&settings);
 	return exit_code;

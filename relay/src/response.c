@@ -21,6 +21,19 @@ relay_response_set_body(struct relay_response *resp, int status,
 	resp->status = status;
 	resp->content_type = content_type;
 	resp->body = body;
+	resp->body_shared = NULL;
+	resp->body_len = len;
+}
+
+void
+relay_response_shared_body(struct relay_response *resp, int status,
+    const char *content_type, const char *body, size_t len)
+{
+	free(resp->body);
+	resp->body = NULL;
+	resp->status = status;
+	resp->content_type = content_type;
+	resp->body_shared = body;
 	resp->body_len = len;
 }
 

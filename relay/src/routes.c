@@ -74,6 +74,31 @@ const struct relay_route relay_routes[] = {
 	{ "/api/v1/relay/responses/retrieve", "POST", "v1_relay_retrieve",
 	  relay_handle_v1_retrieve, JSONB | RELAY_ROUTE_CORS, RELAY_ERR_V1, 0, NULL,
 	  tp_v1_retrieve_key_fields },
+	/*
+	 * The browser page and what it reads (docs/web.md). The model paths
+	 * sit in this table, so they are matched before the forwarding
+	 * route below sees them; with RELAY_MODELS_SOURCE=upstream they are
+	 * skipped (relay_routes_set_local_models) and forwarded as before.
+	 */
+	{ "/", "GET", "index", relay_handle_web_index, 0, RELAY_ERR_OBJECT, 0,
+	  NULL, NULL },
+	{ "/static/", "GET", "static", relay_handle_web_static,
+	  RELAY_ROUTE_PREFIX, RELAY_ERR_OBJECT, 0, NULL, NULL },
+	{ "/relay/diagnostics", "GET", "relay_diagnostics",
+	  relay_handle_diagnostics, 0, RELAY_ERR_OBJECT, 0, NULL, NULL },
+	{ "/api/v1/models", "GET", "list_models", relay_handle_models,
+	  RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
+	  RELAY_ERR_OPENAI, 0, NULL, NULL },
+	{ "/api/v1/models/", "GET", "get_model", relay_handle_models,
+	  RELAY_ROUTE_PREFIX | RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
+	  RELAY_ERR_OPENAI, 0, NULL, NULL },
+	{ "/v1/models", "GET", "list_models", relay_handle_models,
+	  RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
+	  RELAY_ERR_OPENAI, 0, NULL, NULL },
+	{ "/v1/models/", "GET", "get_model", relay_handle_models,
+	  RELAY_ROUTE_PREFIX | RELAY_ROUTE_CORS | RELAY_ROUTE_MODELS,
+	  RELAY_ERR_OPENAI, 0, NULL, NULL },
+
 	{ "/api/v1/meta", "GET", "v1_meta", relay_handle_v1_meta, 0,
 	  RELAY_ERR_V1, 0, NULL, NULL },
 	{ "/api/v1/version", "GET", "v1_version", relay_handle_v1_meta, 0,
@@ -82,9 +107,17 @@ const struct relay_route relay_routes[] = {
 
 const size_t relay_route_count = sizeof(relay_routes) / sizeof(relay_routes[0]);
 
+static bool local_models = true;
+
+void
+relay_routes_set_local_models(bool local)
+{
+	local_models = local;
+}
+
 /*
- * Paths no route above claims but RELAY_FORWARD_PREFIXES covers go to the
- * GPU host (upstream_rules.c decides; the relay's own /api/v1/relay/...,
+ * Paths no route above claims (the table always wins, model paths
+ * included) but RELAY_FORWARD_PREFIXES covers go to the GPU host (upstream_rules.c decides; the relay's own /api/v1/relay/...,
  * /api/v1/meta and /api/v1/version never do). Bodies stream: no JSONB.
  */
 const struct relay_route relay_forward_route = {
@@ -157,7 +190,8 @@ relay_route_match(const char *method, const char *path,
 	for (size_t i = 0; i < relay_route_count; i++) {
 		const struct relay_route *r = &relay_routes[i];
 
-		if (!path_matches(r, path))
+		if (!path_matches(r, path) ||
+		    ((r->flags & RELAY_ROUTE_MODELS) && !local_models))
 			continue;
 		*route = r;
 		if (relay_route_allows(r, method))

@@ -4,6 +4,7 @@
 #ifndef RELAY_ROUTES_H
 #define RELAY_ROUTES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "http.h"
@@ -29,6 +30,15 @@ int relay_route_allows(const struct relay_route *route, const char *method);
 /* Writes the route's Allow header value. */
 void relay_route_allow_header(const struct relay_route *route, char *allow,
     size_t allowlen);
+
+/*
+ * Whether the relay answers the model-list rows (RELAY_ROUTE_MODELS) of
+ * the table itself (true, the default: RELAY_MODELS_SOURCE=nodes) or lets
+ * those paths fall through to the forwarding route exactly as before
+ * (false: upstream). Set once at start-up, before the server threads
+ * exist; read without locks afterwards.
+ */
+void relay_routes_set_local_models(bool local);
 
 /* The route table, for tests. */
 extern const struct relay_route relay_routes[];

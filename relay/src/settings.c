@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ratelimit.h"
 #include "tokenplace/json.h"
@@ -148,6 +149,47 @@ validate_cidrs(const void *value, char *reason, size_t len)
 		return -1;
 	relay_cidr_list_free(&l);
 	return 0;
+}
+
+static int
+validate_one_of(const char *s, const char *const *allowed, char *reason,
+    size_t len)
+{
+	for (size_t i = 0; allowed[i] != NULL; i++)
+		if (s != NULL && strcasecmp(s, allowed[i]) == 0)
+			return 0;
+	snprintf(reason, len, "'%.40s' is not one of:", s ? s : "");
+	for (size_t i = 0; allowed[i] != NULL; i++) {
+		size_t n = strlen(reason);
+
+		snprintf(reason + n, len - n, " %s", allowed[i]);
+	}
+	return -1;
+}
+
+static int
+validate_frontend_mode(const void *value, char *reason, size_t len)
+{
+	static const char *const modes[] = { "production", "development",
+	    "dev", NULL };
+
+	return validate_one_of(*(char *const *)value, modes, reason, len);
+}
+
+static int
+validate_diagnostics_detail(const void *value, char *reason, size_t len)
+{
+	static const char *const levels[] = { "counts", "full", NULL };
+
+	return validate_one_of(*(char *const *)value, levels, reason, len);
+}
+
+static int
+validate_models_source(const void *value, char *reason, size_t len)
+{
+	static const char *const sources[] = { "nodes", "upstream", NULL };
+
+	return validate_one_of(*(char *const *)value, sources, reason, len);
 }
 
 #define OFF(f) offsetof(struct relay_settings, f)
@@ -397,6 +439,34 @@ const struct tp_setting relay_setting_table[] = {
 	{ "state_url", "RELAY_STATE_URL", NULL, TP_SETTING_STRING, "memory://", 1,
 	  2048, OFF(state_url), validate_state_url, 0,
 	  "memory:// (all state in this one process)" },
+
+	/* browser page (docs/web.md) */
+	{ "web_dir", "RELAY_WEB_DIR", NULL, TP_SETTING_STRING, "", 0, 4096,
+	  OFF(web_dir), NULL, 0,
+	  "directory with index.html and the page's files, served at / and "
+	  "/static/ (empty = no page)" },
+	{ "web_max_bytes", "RELAY_WEB_MAX_BYTES", NULL, TP_SETTING_INT,
+	  "16777216", 1024, 1073741824, OFF(web_max_bytes), NULL, 0,
+	  "bytes of RELAY_WEB_DIR read into memory at most (start refused above)" },
+	{ "web_max_files", "RELAY_WEB_MAX_FILES", NULL, TP_SETTING_INT, "1024",
+	  1, 100000, OFF(web_max_files), NULL, 0,
+	  "files of RELAY_WEB_DIR loaded at most (start refused above)" },
+	{ "frontend_mode", "TOKENPLACE_FRONTEND_MODE", NULL, TP_SETTING_STRING,
+	  "production", 1, 16, OFF(frontend_mode), validate_frontend_mode, 0,
+	  "Vue build the page loads: production (vue.min.js) or development" },
+	{ "diagnostics_detail", "RELAY_DIAGNOSTICS_DETAIL", NULL,
+	  TP_SETTING_STRING, "counts", 1, 16, OFF(diagnostics_detail),
+	  validate_diagnostics_detail, 0,
+	  "/relay/diagnostics: counts (empty node lists) or full (keys and "
+	  "capabilities)" },
+	{ "diagnostics_max_nodes", "RELAY_DIAGNOSTICS_MAX_NODES", NULL,
+	  TP_SETTING_INT, "100", 0, 100000, OFF(diagnostics_max_nodes), NULL, 0,
+	  "nodes listed per generation by /relay/diagnostics in full mode "
+	  "(totals stay exact)" },
+	{ "models_source", "RELAY_MODELS_SOURCE", NULL, TP_SETTING_STRING,
+	  "nodes", 1, 16, OFF(models_source), validate_models_source, 0,
+	  "who answers /api/v1/models and /v1/models: nodes (the relay, from "
+	  "live API v1 nodes) or upstream (forwarded)" },
 };
 
 const size_t relay_setting_count =

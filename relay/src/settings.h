@@ -101,6 +101,15 @@ struct relay_settings {
 
 	/* state store */
 	char *state_url;
+
+	/* browser page and the routes it needs (web.c, handlers_web.c) */
+	char *web_dir;
+	int64_t web_max_bytes;
+	int64_t web_max_files;
+	char *frontend_mode;
+	char *diagnostics_detail;
+	int64_t diagnostics_max_nodes;
+	char *models_source;
 };
 
 /* The table behind the struct, for --check-config, docs and tests. */

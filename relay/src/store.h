@@ -86,6 +86,31 @@ struct relay_store_stats {
 	uint64_t chunks;		/* undrained chunks */
 };
 
+/* One live server as list_servers reports it (/relay/diagnostics). */
+struct relay_server_info {
+	char *key;			/* NUL-ended, the caller's */
+	size_t key_len;
+	int64_t age_ms;			/* since its last poll */
+	uint64_t queued;
+};
+
+struct relay_server_list {
+	struct relay_server_info *servers;
+	size_t n;
+	uint64_t total;			/* live servers, listed or not */
+};
+
+static inline void
+relay_server_list_free(struct relay_server_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->servers[i].key);
+	free(l->servers);
+	l->servers = NULL;
+	l->n = 0;
+	l->total = 0;
+}
+
 /* Bytes owned by the caller: data points into mem, free(mem) releases. */
 struct relay_blob {
 	const char *data;
@@ -194,6 +219,16 @@ struct relay_store_ops {
 	/* Removes everything expired; also gives freed memory back to the OS. */
 	enum relay_status (*sweep)(struct relay_store *s,
 	    const struct relay_store_limits *lim, int64_t now_ms,
+	    struct relay_store_effects *fx);
+
+	/*
+	 * Removes the servers that expired, then lists up to `max` of the
+	 * live ones (keys only when `keys`; otherwise key is NULL) and counts
+	 * them all in out->total. Derived from the shared state alone.
+	 */
+	enum relay_status (*list_servers)(struct relay_store *s,
+	    const struct relay_store_limits *lim, int64_t now_ms, size_t max,
+	    bool keys, struct relay_server_list *out,
 	    struct relay_store_effects *fx);
 
 	/* Removes what expired, then counts what is left. */

@@ -815,6 +815,51 @@ mem_sweep(struct relay_store *st, const struct relay_store_limits *lim,
 }
 
 static enum relay_status
+mem_list_servers(struct relay_store *st, const struct relay_store_limits *lim,
+    int64_t now, size_t max, bool keys, struct relay_server_list *out,
+    struct relay_store_effects *fx)
+{
+	struct mem *m = M(st);
+	struct relay_store_effects d = { 0 };
+	enum relay_status rc = RELAY_OK;
+	size_t cap;
+
+	(void)lim;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&m->mu);
+	evict_stale(m, now, &d);
+	out->total = m->npick;
+	cap = m->npick < max ? m->npick : max;
+	if (cap > 0) {
+		out->servers = calloc(cap, sizeof(out->servers[0]));
+		if (out->servers == NULL)
+			rc = RELAY_E_NOMEM;
+	}
+	for (size_t i = 0; rc == RELAY_OK && i < cap; i++) {
+		const struct server *srv = m->pick[i];
+		struct relay_server_info *info = &out->servers[out->n++];
+
+		info->age_ms = now > srv->last_seen ? now - srv->last_seen : 0;
+		info->queued = srv->qlen;
+		if (keys) {
+			info->key = malloc(srv->key_len + 1);
+			if (info->key == NULL) {
+				rc = RELAY_E_NOMEM;
+				break;
+			}
+			memcpy(info->key, srv->key, srv->key_len);
+			info->key[srv->key_len] = '\0';
+			info->key_len = srv->key_len;
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	fx_add(fx, &d);
+	if (rc != RELAY_OK)
+		relay_server_list_free(out);
+	return rc;
+}
+
+static enum relay_status
 mem_stats(struct relay_store *st, const struct relay_store_limits *lim,
     int64_t now, struct relay_store_stats *out, struct relay_store_effects *fx)
 {
@@ -872,6 +917,7 @@ static const struct relay_store_ops mem_ops = {
 	.stream_append = mem_stream_append,
 	.stream_drain = mem_stream_drain,
 	.sweep = mem_sweep,
+	.list_servers = mem_list_servers,
 	.stats = mem_stats,
 	.destroy = mem_destroy,
 };

@@ -916,6 +916,20 @@ relay_v1_stats(struct relay_v1 *b, struct relay_v1_stats *out)
 	return rc;
 }
 
+enum relay_v1_rc
+relay_v1_list_nodes(struct relay_v1 *b, size_t max, bool keys,
+    struct relay_v1_node_list *out)
+{
+	struct relay_v1_effects fx;
+	enum relay_v1_rc rc;
+
+	memset(&fx, 0, sizeof(fx));
+	rc = b->store->ops->list_nodes(b->store, &b->cfg.lim, relay_v1_now(b),
+	    max, keys, out, &fx);
+	apply(b, &fx);
+	return rc;
+}
+
 const char *
 relay_v1_rc_limit(enum relay_v1_rc rc)
 {

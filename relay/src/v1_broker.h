@@ -158,6 +158,13 @@ enum relay_v1_rc relay_v1_unregister(struct relay_v1 *b,
 /* Counts, after applying expiries. */
 enum relay_v1_rc relay_v1_stats(struct relay_v1 *b, struct relay_v1_stats *out);
 
+/*
+ * Up to `max` live nodes (keys when `keys`) and the count of all, after
+ * expiries: v1_store.h's list_nodes. Free with relay_v1_node_list_free().
+ */
+enum relay_v1_rc relay_v1_list_nodes(struct relay_v1 *b, size_t max,
+    bool keys, struct relay_v1_node_list *out);
+
 /* Long polls waiting right now. */
 long relay_v1_long_polls(struct relay_v1 *b);
 

@@ -132,6 +132,31 @@ struct relay_v1_selection {
 	bool spillover;			/* a larger tier than asked for */
 };
 
+/*
+ * One live node as list_nodes reports it (/relay/diagnostics and the
+ * model list). Every pointer is the caller's: relay_v1_node_list_free().
+ */
+struct relay_v1_node_info {
+	char *key;			/* NULL unless keys were asked for */
+	size_t key_len;
+	int64_t age_ms;			/* since its last register/poll */
+	uint64_t queued;
+	uint64_t in_flight;		/* claims with a live lease */
+	uint64_t reserved;		/* live /servers/next reservations */
+	int64_t max_concurrency;
+	enum tp_v1_tier tier;
+	int64_t max_context;
+	size_t nmodels;
+	char *models;			/* nmodels ids, each NUL-ended */
+	size_t models_len;
+};
+
+struct relay_v1_node_list {
+	struct relay_v1_node_info *nodes;	/* registration order */
+	size_t n;
+	uint64_t total;			/* live nodes, listed or not */
+};
+
 struct relay_v1_enqueue_in {
 	const char *node;
 	size_t node_len;
@@ -312,6 +337,18 @@ struct relay_v1_store_ops {
 	bool (*node_exists)(struct relay_v1_store *s, const char *key,
 	    size_t key_len);
 
+	/*
+	 * Lists up to `max` live nodes in registration order after applying
+	 * every expiry due (so a node that left or lapsed is never listed),
+	 * with their public keys only when `keys`; out->total counts every
+	 * live node. The answer is derived from the shared state alone, so
+	 * every replica gives the same one.
+	 */
+	enum relay_v1_rc (*list_nodes)(struct relay_v1_store *s,
+	    const struct relay_v1_limits *lim, int64_t now_ms, size_t max,
+	    bool keys, struct relay_v1_node_list *out,
+	    struct relay_v1_effects *fx);
+
 	/* Applies every expiry due at now_ms. */
 	enum relay_v1_rc (*sweep)(struct relay_v1_store *s,
 	    const struct relay_v1_limits *lim, int64_t now_ms,
@@ -348,6 +385,19 @@ relay_v1_selection_free(struct relay_v1_selection *sel)
 {
 	relay_blob_free(&sel->key);
 	relay_blob_free(&sel->models);
+}
+
+static inline void
+relay_v1_node_list_free(struct relay_v1_node_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->nodes[i].key);
+		free(l->nodes[i].models);
+	}
+	free(l->nodes);
+	l->nodes = NULL;
+	l->n = 0;
+	l->total = 0;
 }
 
 #endif /* RELAY_V1_STORE_H */

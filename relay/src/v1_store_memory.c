@@ -1247,6 +1247,63 @@ mem_node_exists(struct relay_v1_store *s, const char *key, size_t key_len)
 	return found;
 }
 
+static void sweep_locked(struct mem *m, const struct relay_v1_limits *lim,
+    int64_t now, struct relay_v1_effects *fx);
+
+static enum relay_v1_rc
+mem_list_nodes(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, size_t max, bool keys, struct relay_v1_node_list *out,
+    struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	struct dlink *e;
+	size_t cap;
+	enum relay_v1_rc rc = V1_OK;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&m->mu);
+	sweep_locked(m, lim, now, fx);
+	out->total = m->nnodes;
+	cap = m->nnodes < max ? (size_t)m->nnodes : max;
+	if (cap > 0) {
+		out->nodes = calloc(cap, sizeof(out->nodes[0]));
+		if (out->nodes == NULL)
+			rc = V1_E_NOMEM;
+	}
+	for (e = m->node_list.next; rc == V1_OK && e != &m->node_list &&
+	    out->n < cap; e = e->next) {
+		struct node *n = container_of(e, struct node, all);
+		struct relay_v1_node_info *i = &out->nodes[out->n++];
+
+		i->age_ms = now > n->last_seen ? now - n->last_seen : 0;
+		i->queued = n->nqueued;
+		i->in_flight = live_claims(n, now);
+		i->reserved = n->nres;
+		i->max_concurrency = n->caps->max_conc;
+		i->tier = n->caps->tier;
+		i->max_context = n->caps->max_context;
+		i->nmodels = n->caps->nmodels;
+		i->models_len = n->caps->models_len;
+		i->models = malloc(n->caps->models_len + 1);
+		if (i->models != NULL)
+			memcpy(i->models, n->caps->models,
+			    n->caps->models_len + 1);
+		if (keys) {
+			i->key = malloc(n->key_len + 1);
+			if (i->key != NULL) {
+				memcpy(i->key, n->key, n->key_len + 1);
+				i->key_len = n->key_len;
+			}
+		}
+		if (i->models == NULL || (keys && i->key == NULL))
+			rc = V1_E_NOMEM;
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (rc != V1_OK)
+		relay_v1_node_list_free(out);
+	return rc;
+}
+
 /* Everything due at now; called with the lock held. */
 static void
 sweep_locked(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
@@ -1388,6 +1445,7 @@ static const struct relay_v1_store_ops mem_ops = {
 	.retrieve = mem_retrieve,
 	.unregister = mem_unregister,
 	.node_exists = mem_node_exists,
+	.list_nodes = mem_list_nodes,
 	.sweep = mem_sweep,
 	.stats = mem_stats,
 	.destroy = mem_destroy,

@@ -618,6 +618,102 @@ def check_redis_hpa(objs):
             and "maxUnavailable" not in pdb["spec"], str(pdb["spec"]))
 
 
+def web_parts(objs):
+    """(pod spec, relay container, its env, the `web` volume) of a render."""
+    dep = find(objs, "Deployment", RELEASE)
+    spec = dep["spec"]["template"]["spec"]
+    c = relay_container(objs)
+    vol = next((v for v in spec.get("volumes", []) if v["name"] == "web"),
+               None)
+    return dep, spec, c, env_map(c), vol
+
+
+def check_web_mount(n, c, env):
+    mount = next((m for m in c.get("volumeMounts", []) if m["name"] == "web"),
+                 None)
+    R.check(f"{n}: page mounted read-only where RELAY_WEB_DIR points",
+            mount is not None and mount.get("readOnly") is True
+            and env.get("RELAY_WEB_DIR") == mount["mountPath"]
+            == DEFAULTS["web"]["mountPath"], f"{mount} {env.get('RELAY_WEB_DIR')}")
+    table = relay_settings()
+    for var in ("RELAY_WEB_DIR", "RELAY_WEB_MAX_BYTES", "RELAY_WEB_MAX_FILES",
+                "TOKENPLACE_FRONTEND_MODE", "RELAY_DIAGNOSTICS_DETAIL",
+                "RELAY_DIAGNOSTICS_MAX_NODES", "RELAY_MODELS_SOURCE"):
+        R.check(f"{n}: {var} set and a relay setting",
+                var in env and var in table, str(env.get(var)))
+
+
+def check_web_configmap(objs):
+    n = "web-configmap"
+    dep, spec, c, env, vol = web_parts(objs)
+    cm = find(objs, "ConfigMap", f"{RELEASE}-web")
+    R.check(f"{n}: chart-made ConfigMap holds the files",
+            cm is not None and set(cm.get("data", {})) == {"index.html",
+                                                             "chat.js"}
+            and set(cm.get("binaryData", {})) == {"icon.ico"},
+            str(cm and (list(cm.get("data", {})), list(cm.get("binaryData",
+                                                                {})))))
+    R.check(f"{n}: volume web is that ConfigMap",
+            vol is not None and vol.get("configMap", {}).get("name")
+            == f"{RELEASE}-web", str(vol))
+    check_web_mount(n, c, env)
+    ann = dep["spec"]["template"]["metadata"].get("annotations", {})
+    R.check(f"{n}: pods roll when the page changes (checksum/web)",
+            re.fullmatch(r"[0-9a-f]{64}", str(ann.get("checksum/web", ""))),
+            str(ann))
+    R.check(f"{n}: no init container", not spec.get("initContainers"))
+    ing = find(objs, "Ingress", RELEASE)
+    paths = [p["path"] for r in ing["spec"]["rules"] for p in
+             r["http"]["paths"]] if ing else []
+    R.check(f"{n}: one host serves the page and the API (path /)",
+            paths == ["/"], str(paths))
+
+
+def check_web_existing(objs):
+    n = "web-existing-configmap"
+    dep, spec, c, env, vol = web_parts(objs)
+    R.check(f"{n}: no chart-made ConfigMap",
+            find(objs, "ConfigMap", f"{RELEASE}-web") is None)
+    R.check(f"{n}: volume web is the named ConfigMap",
+            vol is not None and vol.get("configMap", {}).get("name")
+            == "tokenplace-web", str(vol))
+    check_web_mount(n, c, env)
+    ann = dep["spec"]["template"]["metadata"].get("annotations", {})
+    R.check(f"{n}: no checksum of a ConfigMap the chart does not own",
+            "checksum/web" not in ann, str(ann))
+
+
+def check_web_image(objs):
+    n = "web-image"
+    dep, spec, c, env, vol = web_parts(objs)
+    R.check(f"{n}: no ConfigMap", find(objs, "ConfigMap") is None)
+    R.check(f"{n}: volume web is an emptyDir with a size cap",
+            vol is not None and vol.get("emptyDir", {}).get("sizeLimit")
+            == "32Mi", str(vol))
+    inits = spec.get("initContainers", [])
+    init = inits[0] if len(inits) == 1 else {}
+    R.check(f"{n}: init container runs the page's image",
+            init.get("image") == "ghcr.io/futuroptimist/token.place:0.1.1",
+            str(init.get("image")))
+    R.check(f"{n}: it copies the image's directory into the volume",
+            init.get("command") == ["cp", "-R", "/app/static/.", "/web/"]
+            and init.get("volumeMounts") == [{"name": "web",
+                                              "mountPath": "/web"}],
+            str(init.get("command")))
+    isc = init.get("securityContext", {})
+    R.check(f"{n}: init container hardened like the relay",
+            isc.get("readOnlyRootFilesystem") is True
+            and isc.get("allowPrivilegeEscalation") is False
+            and isc.get("capabilities", {}).get("drop") == ["ALL"], str(isc))
+    R.check(f"{n}: init container has requests and limits",
+            init.get("resources", {}).get("limits", {}).get("memory")
+            is not None, str(init.get("resources")))
+    check_web_mount(n, c, env)
+    R.check(f"{n}: page settings passed on",
+            env.get("TOKENPLACE_FRONTEND_MODE") == "development"
+            and env.get("RELAY_DIAGNOSTICS_DETAIL") == "full"
+            and env.get("RELAY_DIAGNOSTICS_MAX_NODES") == "10"
+            and env.get("RELAY_MODELS_SOURCE") == "upstream", str(env))
 def check_state_secret_shared(objs):
     n = "state-secret-shared"
     dep = find(objs, "Deployment", RELEASE)
@@ -659,6 +755,11 @@ GOOD = [
     ("token-secret", "token-secret", [], check_token_secret),
     ("token-existing", "token-existing", [], check_token_existing),
     ("redis-hpa", "redis-hpa", [], check_redis_hpa),
+    ("web-configmap", "web-configmap", [], check_web_configmap),
+    ("web-existing-configmap", "minimal",
+     ["--set", "web.enabled=true", "--set", "web.configMap.name=tokenplace-web"],
+     check_web_existing),
+    ("web-image", "web-image", [], check_web_image),
 ]
 
 # (name, helm arguments, message the failure must carry)
@@ -767,6 +868,26 @@ BAD = [
      HOST + ["--set", "registrationToken.value=a",
              "--set", "registrationToken.existingSecret=s"],
      "set either existingSecret or value/additionalValues, not both"),
+    ("web page from an image without one",
+     HOST + ["--set", "web.enabled=true", "--set", "web.source=image"],
+     "web.source image needs web.image.repository"),
+    ("web page from an image without a tag or digest",
+     HOST + ["--set", "web.enabled=true", "--set", "web.source=image",
+             "--set", "web.image.repository=ghcr.io/example/page"],
+     "web.source image needs web.image.tag or web.image.digest"),
+    ("web page without files or a ConfigMap",
+     HOST + ["--set", "web.enabled=true"],
+     "web.source configMap needs web.configMap.name"),
+    ("web files without index.html",
+     HOST + ["--set", "web.enabled=true",
+             "--set", "web.configMap.files.chat\\.js=x"],
+     "web.configMap.files with an index.html"),
+    ("web source unknown", HOST + ["--set", "web.source=git"],
+     "at '/web/source'"),
+    ("web frontend mode unknown", HOST + ["--set", "web.frontendMode=debug"],
+     "at '/web/frontendMode'"),
+    ("web image path relative",
+     HOST + ["--set", "web.image.path=static"], "at '/web/image/path'"),
 ]
 
 

@@ -229,19 +229,19 @@ class PassThrough(unittest.TestCase):
         for method in ("GET", "PUT", "PATCH", "DELETE"):
             body = b'{"k":1}' if method in ("PUT", "PATCH") else None
             status, headers, data = self.relay.request(
-                method, "/api/v1/models/x?y=2", body=body,
+                method, "/api/v1/embeddings/x?y=2", body=body,
                 headers={"Content-Type": "application/json"} if body else {})
             self.assertEqual(status, 200, (method, data))
             echo = json.loads(data)
             self.assertEqual(echo["method"], method)
-            self.assertEqual(echo["path"], "/api/v1/models/x")
+            self.assertEqual(echo["path"], "/api/v1/embeddings/x")
             self.assertEqual(echo["query"], "y=2")
             self.assertEqual(echo["body"], body.decode() if body else "")
             if method == "GET":
                 # libcurl adds nothing the client did not send
                 self.assertNotIn("content-type", header_names(echo))
                 self.assertNotIn("accept", header_names(echo))
-        status, headers, data = self.relay.request("HEAD", "/v1/models")
+        status, headers, data = self.relay.request("HEAD", "/v1/embeddings")
         self.assertEqual(status, 200)
         self.assertEqual(data, b"")
         self.assertEqual(headers["x-echo-method"], "HEAD")
@@ -278,7 +278,7 @@ class PassThrough(unittest.TestCase):
     def test_upstream_status_and_headers_pass_through(self):
         for code in (400, 404, 418, 500, 503):
             status, headers, data = self.relay.request(
-                "GET", "/v1/models", headers={"X-Fixture": "status;code=%d"
+                "GET", "/v1/embeddings", headers={"X-Fixture": "status;code=%d"
                                               % code})
             self.assertEqual(status, code)
             self.assertEqual(headers["x-upstream-status"], str(code))
@@ -413,7 +413,7 @@ class Options(unittest.TestCase):
             self.assertEqual(header_value(echo, "Host"), "gpu.example.test")
             self.assertEqual(r.request("GET", "/v9/x")[0], 200)
             rid = new_rid("notfwd")
-            status, _, _ = r.request("GET", "/v1/models",
+            status, _, _ = r.request("GET", "/v1/embeddings",
                                      headers={"X-Request-Id": rid})
             self.assertEqual(status, 404)
             self.assertIsNone(up.seen(rid))
@@ -427,7 +427,7 @@ class Options(unittest.TestCase):
         # while the prefix list itself is left at its default.
         with Upstream() as up, Relay(env=relay_env(
                 up, RELAY_FORWARD="off")) as r:
-            for path in ("/v1/models", "/api/v1/chat/completions"):
+            for path in ("/v1/embeddings", "/api/v1/chat/completions"):
                 rid = new_rid("off")
                 status, _, data = r.request("GET", path,
                                             headers={"X-Request-Id": rid})
@@ -438,7 +438,7 @@ class Options(unittest.TestCase):
             self.assertEqual(healthz(r)[0], 200)
             self.assertIn(metric_value(
                 r.metrics(), "tokenplace_relay_upstream_requests_total",
-                route="/v1/models"), (None, 0.0))
+                route="/v1/embeddings"), (None, 0.0))
 
     def test_empty_prefixes_keep_the_default(self):
         # An empty variable counts as unset, as for every setting: the
@@ -446,7 +446,7 @@ class Options(unittest.TestCase):
         with Upstream() as up, Relay(env=relay_env(
                 up, RELAY_FORWARD_PREFIXES="")) as r:
             rid = new_rid("empty")
-            status, _, data = r.request("GET", "/v1/models",
+            status, _, data = r.request("GET", "/v1/embeddings",
                                         headers={"X-Request-Id": rid})
             self.assertEqual(status, 200, data)
             self.assertIsNotNone(up.seen(rid))
@@ -528,7 +528,7 @@ class Timeouts(unittest.TestCase):
                    "RELAY_UPSTREAM_CONNECT_TIMEOUT_MS": ms(300)}
             with Relay(env=env) as r:
                 t0 = time.monotonic()
-                status, _, data = r.request("GET", "/v1/models")
+                status, _, data = r.request("GET", "/v1/embeddings")
                 took = time.monotonic() - t0
                 self.assertEqual(status, 504, data)
                 self.assertEqual(error_of(data)["code"], "upstream_timeout")
@@ -545,7 +545,7 @@ class Timeouts(unittest.TestCase):
         with Upstream() as up, Relay(env=relay_env(
                 up, RELAY_UPSTREAM_FIRST_BYTE_TIMEOUT_MS=ms(300))) as r:
             rid = new_rid("fb")
-            status, _, data = r.request("GET", "/v1/models", headers={
+            status, _, data = r.request("GET", "/v1/embeddings", headers={
                 "X-Fixture": "hang", "X-Request-Id": rid})
             self.assertEqual(status, 504, data)
             err = error_of(data)
@@ -558,14 +558,14 @@ class Timeouts(unittest.TestCase):
             wait_for(lambda: up.seen(rid)["aborted"], 10,
                      what="upstream saw the relay leave")
             # a slow but timely answer is fine
-            status, _, _ = r.request("GET", "/v1/models", headers={
+            status, _, _ = r.request("GET", "/v1/embeddings", headers={
                 "X-Fixture": "delay;ms=50"})
             self.assertEqual(status, 200)
 
     def test_idle_timeout_before_body_is_504(self):
         with Upstream() as up, Relay(env=relay_env(
                 up, RELAY_UPSTREAM_IDLE_TIMEOUT_MS=ms(300))) as r:
-            status, _, data = r.request("GET", "/v1/models", headers={
+            status, _, data = r.request("GET", "/v1/embeddings", headers={
                 "X-Fixture": "sse;first=0;gate=never-" + new_rid("i")})
             self.assertEqual(status, 504, data)
             self.assertEqual(metric_value(
@@ -616,7 +616,7 @@ class Timeouts(unittest.TestCase):
                 r.metrics(), "tokenplace_relay_upstream_errors_total",
                 kind="upstream_total_timeout"), 1)
             # and before the first byte it is a clean 504
-            status, _, data = r.request("GET", "/v1/models", headers={
+            status, _, data = r.request("GET", "/v1/embeddings", headers={
                 "X-Fixture": "hang"})
             self.assertEqual(status, 504, data)
 
@@ -651,7 +651,7 @@ class Errors(unittest.TestCase):
                "RELAY_UPSTREAM_HEALTH_INTERVAL_MS": "600000",
                "RELAY_UPSTREAM_CIRCUIT": "false"}
         with Relay(env=env) as r:
-            status, _, data = r.request("GET", "/v1/models")
+            status, _, data = r.request("GET", "/v1/embeddings")
             self.assertEqual(status, 502, data)
             self.assertEqual(error_of(data)["code"], "upstream_unreachable")
             st = wait_for(lambda: (lambda s: s if s["lastError"] else None)(
@@ -662,7 +662,7 @@ class Errors(unittest.TestCase):
     def test_close_before_response_is_502(self):
         with Upstream() as up, Relay(env=relay_env(
                 up, RELAY_UPSTREAM_CIRCUIT="false")) as r:
-            status, _, data = r.request("GET", "/v1/models", headers={
+            status, _, data = r.request("GET", "/v1/embeddings", headers={
                 "X-Fixture": "close;at=start"})
             self.assertEqual(status, 502, data)
             self.assertEqual(error_of(data)["code"], "upstream_bad_response")
@@ -677,7 +677,7 @@ class Errors(unittest.TestCase):
             gate = "cut-" + new_rid("g")
             conn = r.connection()
             try:
-                conn.request("GET", "/v1/models",
+                conn.request("GET", "/v1/embeddings",
                              headers={"X-Fixture": "close;at=body;gate=" + gate})
                 resp = conn.getresponse()
                 self.assertEqual(resp.status, 200)
@@ -736,12 +736,12 @@ class Errors(unittest.TestCase):
     def test_response_headers_too_large(self):
         with Upstream() as up, Relay(env=relay_env(
                 up, RELAY_UPSTREAM_MAX_HEADER_BYTES="2048")) as r:
-            status, _, data = r.request("GET", "/v1/models", headers={
+            status, _, data = r.request("GET", "/v1/embeddings", headers={
                 "X-Fixture": "bigheaders;count=40"})
             self.assertEqual(status, 502, data)
             self.assertEqual(error_of(data)["code"],
                              "upstream_response_too_large")
-            status, _, _ = r.request("GET", "/v1/models", headers={
+            status, _, _ = r.request("GET", "/v1/embeddings", headers={
                 "X-Fixture": "bigheaders;count=5"})
             self.assertEqual(status, 200)
 
@@ -790,7 +790,7 @@ class HopByHop(unittest.TestCase):
     def test_request_hop_headers_dropped(self):
         with Upstream() as up, Relay(env=relay_env(up)) as r:
             s, f, status, _ = raw_request(
-                r.port, "GET", "/v1/models", headers=[
+                r.port, "GET", "/v1/embeddings", headers=[
                     ("Connection", "keep-alive, X-Client-Hop"),
                     ("X-Client-Hop", "secret"),
                     ("Keep-Alive", "timeout=5"),
@@ -857,7 +857,7 @@ class HopByHop(unittest.TestCase):
 
     def test_response_hop_headers_dropped(self):
         with Upstream() as up, Relay(env=relay_env(up)) as r:
-            status, headers, data = r.request("GET", "/v1/models", headers={
+            status, headers, data = r.request("GET", "/v1/embeddings", headers={
                 "X-Fixture": "hop"})
             self.assertEqual(status, 200, data)
             for h in ("x-hop-named", "keep-alive", "proxy-authenticate",
@@ -929,12 +929,12 @@ class LazyLibcurl(unittest.TestCase):
                          >= 3, 10, what="three health checks")
                 self.assertFalse(maps_libcurl(r))
                 self.assertIsNone(r.find_log("upstream.libcurl_loaded"))
-                status, _h, data = r.request("GET", "/v1/models?x=1")
+                status, _h, data = r.request("GET", "/v1/embeddings?x=1")
                 self.assertEqual(status, 200, data)
                 self.assertEqual(json.loads(data)["query"], "x=1")
                 self.assertTrue(maps_libcurl(r))
                 r.wait_log("upstream.libcurl_loaded")
-                status, _h, data = r.request("GET", "/v1/models")
+                status, _h, data = r.request("GET", "/v1/embeddings")
                 self.assertEqual(status, 200, data)
                 loads = [ln for ln in r.logs()
                          if ln.get("message") == "upstream.libcurl_loaded"]
@@ -959,7 +959,7 @@ class LazyLibcurl(unittest.TestCase):
                                 st)
                 r.wait_log("upstream.libcurl_loaded")
                 self.assertTrue(maps_libcurl(r))
-                status, _h, data = r.request("GET", "/v1/models")
+                status, _h, data = r.request("GET", "/v1/embeddings")
                 self.assertEqual(status, 502, data)
 
     def test_libcurl_that_cannot_be_loaded(self):
@@ -969,7 +969,7 @@ class LazyLibcurl(unittest.TestCase):
             env = relay_env(up, RELAY_LIBCURL="libtp-no-such-curl.so.4")
             with Relay(env=env) as r:
                 for _ in range(2):
-                    status, headers, data = r.request("GET", "/v1/models")
+                    status, headers, data = r.request("GET", "/v1/embeddings")
                     self.assertEqual(status, 500, data)
                     self.assertEqual(headers["content-type"],
                                      "application/json")
@@ -1118,12 +1118,12 @@ class Circuit(unittest.TestCase):
                             RELAY_UPSTREAM_CIRCUIT_OPEN_MS=ms(300))
             with Relay(env=env) as r:
                 for _ in range(2):
-                    status, _, _ = r.request("GET", "/v1/models", headers={
+                    status, _, _ = r.request("GET", "/v1/embeddings", headers={
                         "X-Fixture": "close;at=start"})
                     self.assertEqual(status, 502)
                 rid = new_rid("rej")
                 status, headers, _ = r.request(
-                    "GET", "/v1/models", headers={"X-Request-Id": rid})
+                    "GET", "/v1/embeddings", headers={"X-Request-Id": rid})
                 self.assertEqual(status, 503)
                 self.assertIn("retry-after", headers)
                 self.assertIsNone(up.seen(rid))
@@ -1134,7 +1134,7 @@ class Circuit(unittest.TestCase):
 
                 def send_probe(rid_):
                     probe["result"] = r.request(
-                        "GET", "/v1/models", headers={
+                        "GET", "/v1/embeddings", headers={
                             "X-Request-Id": rid_,
                             "X-Fixture": "hang;gate=" + gate})
 
@@ -1152,7 +1152,7 @@ class Circuit(unittest.TestCase):
                     time.sleep(0.02)  # pacing only; outcome polled above
                 self.assertEqual(upstream_state(r)["circuit"], "half_open")
                 rid2 = new_rid("during")
-                status, _, _ = r.request("GET", "/v1/models",
+                status, _, _ = r.request("GET", "/v1/embeddings",
                                          headers={"X-Request-Id": rid2})
                 self.assertEqual(status, 503)
                 self.assertIsNone(up.seen(rid2))
@@ -1160,7 +1160,7 @@ class Circuit(unittest.TestCase):
                 t.join(scaled(10))
                 self.assertEqual(probe["result"][0], 200)
                 self.assertEqual(upstream_state(r)["circuit"], "closed")
-                self.assertEqual(r.request("GET", "/v1/models")[0], 200)
+                self.assertEqual(r.request("GET", "/v1/embeddings")[0], 200)
                 self.assertEqual(metric_value(
                     r.metrics(), "tokenplace_relay_upstream_circuit_opens_total"),
                     1)

@@ -695,11 +695,67 @@ test_mt_dedicated_consumers_see_fifo(void **state)
 	run_mt(*state, true);
 }
 
+/* list_servers: evicts first, caps the listing, counts every live one. */
+static void
+test_list_servers(void **state)
+{
+	struct relay_store *s = *state;
+	struct relay_poll_result r;
+	struct relay_server_list l;
+	struct relay_store_effects fx = { 0 };
+	int seen_a = 0, seen_b = 0;
+
+	assert_int_equal(s->ops->list_servers(s, &base_lim, 0, 10, true, &l,
+	    NULL), RELAY_OK);
+	assert_int_equal(l.total, 0);
+	assert_int_equal(l.n, 0);
+	relay_server_list_free(&l);
+	assert_int_equal(poll_s(s, &base_lim, 0, "A", 10, &r, NULL), RELAY_OK);
+	relay_poll_result_free(&r);
+	assert_int_equal(poll_s(s, &base_lim, 10000, "B", 10, &r, NULL),
+	    RELAY_OK);
+	relay_poll_result_free(&r);
+	assert_int_equal(enq(s, &base_lim, 10000, "B", "job"), RELAY_OK);
+	assert_int_equal(s->ops->list_servers(s, &base_lim, 20000, 10, true,
+	    &l, NULL), RELAY_OK);
+	assert_int_equal(l.total, 2);
+	assert_int_equal(l.n, 2);
+	for (size_t i = 0; i < l.n; i++) {
+		if (strcmp(l.servers[i].key, "A") == 0) {
+			seen_a++;
+			assert_int_equal(l.servers[i].age_ms, 20000);
+			assert_int_equal(l.servers[i].queued, 0);
+		} else if (strcmp(l.servers[i].key, "B") == 0) {
+			seen_b++;
+			assert_int_equal(l.servers[i].age_ms, 10000);
+			assert_int_equal(l.servers[i].queued, 1);
+		}
+		assert_int_equal(l.servers[i].key_len, 1);
+	}
+	assert_int_equal(seen_a + seen_b, 2);
+	relay_server_list_free(&l);
+	/* Without keys, and capped: the total stays exact. */
+	assert_int_equal(s->ops->list_servers(s, &base_lim, 20000, 1, false,
+	    &l, NULL), RELAY_OK);
+	assert_int_equal(l.total, 2);
+	assert_int_equal(l.n, 1);
+	assert_null(l.servers[0].key);
+	relay_server_list_free(&l);
+	/* A lapses (30 s of silence): it is evicted before the listing. */
+	assert_int_equal(s->ops->list_servers(s, &base_lim, 30001, 10, true,
+	    &l, &fx), RELAY_OK);
+	assert_int_equal(fx.evicted_servers, 1);
+	assert_int_equal(l.total, 1);
+	assert_string_equal(l.servers[0].key, "B");
+	relay_server_list_free(&l);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fifo_per_server_and_at_most_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_servers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keys_are_exact_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_poll_bytes_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pick_server_uniform_and_live_only, setup, teardown),

@@ -192,9 +192,30 @@ test_router_sends_unclaimed_prefixed_paths_to_forward(void **state)
 	(void)relay_route_match("POST", "/api/v1/relay/requests", &r, allow,
 	    sizeof(allow));
 	assert_ptr_not_equal(r, &relay_forward_route);
-	assert_int_equal(relay_route_match("TRACE", "/v1/models", &r, allow,
+	assert_int_equal(relay_route_match("TRACE", "/v1/embeddings", &r, allow,
 	    sizeof(allow)), RELAY_ROUTE_BAD_METHOD);
 	assert_non_null(strstr(allow, "POST"));
+	/*
+	 * The model list is the relay's own route (RELAY_MODELS_SOURCE=nodes)
+	 * whatever the prefixes say; with "upstream" it is forwarded again,
+	 * every method included.
+	 */
+	assert_int_equal(relay_route_match("GET", "/v1/models", &r, allow,
+	    sizeof(allow)), RELAY_ROUTE_FOUND);
+	assert_string_equal(r->endpoint, "list_models");
+	assert_int_equal(relay_route_match("GET", "/api/v1/models/llama", &r,
+	    allow, sizeof(allow)), RELAY_ROUTE_FOUND);
+	assert_string_equal(r->endpoint, "get_model");
+	assert_int_equal(relay_route_match("POST", "/v1/models", &r, allow,
+	    sizeof(allow)), RELAY_ROUTE_BAD_METHOD);
+	relay_routes_set_local_models(false);
+	assert_int_equal(relay_route_match("GET", "/v1/models", &r, allow,
+	    sizeof(allow)), RELAY_ROUTE_FOUND);
+	assert_ptr_equal(r, &relay_forward_route);
+	assert_int_equal(relay_route_match("POST", "/api/v1/models/llama", &r,
+	    allow, sizeof(allow)), RELAY_ROUTE_FOUND);
+	assert_ptr_equal(r, &relay_forward_route);
+	relay_routes_set_local_models(true);
 	relay_fwd_set_prefixes(NULL);
 	assert_int_equal(relay_route_match("POST", "/v1/chat/completions", &r,
 	    allow, sizeof(allow)), RELAY_ROUTE_NOT_FOUND);

@@ -821,12 +821,69 @@ test_terminal_records_bounded(void **state)
 	assert_int_equal(retrieve(t, 10, "C", "r4").kind, V1_RET_TERMINAL);
 }
 
+/* list_nodes: expiries first, registration order, capped listing, models. */
+static void
+test_list_nodes(void **state)
+{
+	struct t *t = *state;
+	struct relay_v1_node_list l;
+	struct tp_v1_caps *c = malloc(sizeof(*c));
+	bool created;
+
+	assert_non_null(c);
+	assert_int_equal(t->s->ops->list_nodes(t->s, &lim, 0, 10, true, &l,
+	    &t->fx), V1_OK);
+	assert_int_equal(l.total, 0);
+	assert_int_equal(l.n, 0);
+	relay_v1_node_list_free(&l);
+	reg(t, 0, "A", cred_a, TP_V1_TIER_8K, 2);
+	/* B serves two models. */
+	caps_for(c, TP_V1_TIER_64K, 3, "m1");
+	strcpy(c->models + c->models_len, "m2");
+	c->models_len += 3;
+	c->nmodels = 2;
+	assert_int_equal(t->s->ops->register_node(t->s, &lim, 10 * S, "B", 1,
+	    cred_b, c, &created, &t->fx), V1_OK);
+	free(c);
+	assert_int_equal(enq(t, 10 * S, "A", "C", "q1", false, 480 * S), V1_OK);
+	assert_int_equal(t->s->ops->list_nodes(t->s, &lim, 20 * S, 10, true,
+	    &l, &t->fx), V1_OK);
+	assert_int_equal(l.total, 2);
+	assert_int_equal(l.n, 2);
+	assert_string_equal(l.nodes[0].key, "A");
+	assert_int_equal(l.nodes[0].age_ms, 20 * S);
+	assert_int_equal(l.nodes[0].queued, 1);
+	assert_int_equal(l.nodes[0].max_concurrency, 2);
+	assert_int_equal(l.nodes[0].nmodels, 1);
+	assert_string_equal(l.nodes[0].models, "m");
+	assert_string_equal(l.nodes[1].key, "B");
+	assert_int_equal(l.nodes[1].tier, TP_V1_TIER_64K);
+	assert_int_equal(l.nodes[1].nmodels, 2);
+	assert_memory_equal(l.nodes[1].models, "m1\0m2\0", 6);
+	relay_v1_node_list_free(&l);
+	/* Capped and without keys: the total stays exact. */
+	assert_int_equal(t->s->ops->list_nodes(t->s, &lim, 20 * S, 1, false,
+	    &l, &t->fx), V1_OK);
+	assert_int_equal(l.total, 2);
+	assert_int_equal(l.n, 1);
+	assert_null(l.nodes[0].key);
+	relay_v1_node_list_free(&l);
+	/* A's lease lapses: evicted before the listing, its request cancelled. */
+	assert_int_equal(t->s->ops->list_nodes(t->s, &lim, 30 * S + 1, 10, true,
+	    &l, &t->fx), V1_OK);
+	assert_int_equal(t->fx.evicted_nodes, 1);
+	assert_int_equal(l.total, 1);
+	assert_string_equal(l.nodes[0].key, "B");
+	relay_v1_node_list_free(&l);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_register_once_and_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lease_expiry_evicts_and_cancels_queue, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_nodes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_poll_and_live_claim_protect_from_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadline_expires_mid_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queued_past_deadline_is_skipped_by_poll, setup, teardown),
