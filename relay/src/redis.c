@@ -614,6 +614,30 @@ borrow(struct relay_redis *r, struct pooled *out, char *why, size_t whylen)
 	}
 }
 
+/*
+ * The command timeout is one budget per call: when waiting for a pooled
+ * connection used part of it, this command's socket timeout is what is
+ * left (put back by restore_timeout() before the connection is returned).
+ */
+static bool
+shrink_timeout(struct relay_redis *r, struct pooled *p, int64_t started)
+{
+	int64_t waited = relay_mono_ms() - started;
+	int64_t left = r->cfg.command_timeout_ms - waited;
+
+	if (waited < 2)
+		return false;
+	(void)redisSetTimeout(p->c, tv_ms(left < 1 ? 1 : left));
+	return true;
+}
+
+static void
+restore_timeout(struct relay_redis *r, struct pooled *p, bool shrunk)
+{
+	if (shrunk && p->c != NULL)
+		(void)redisSetTimeout(p->c, tv_ms(r->cfg.command_timeout_ms));
+}
+
 /* Gives a healthy connection back. */
 static void
 give_back(struct relay_redis *r, struct pooled *p)
@@ -923,15 +947,17 @@ relay_redis_eval(struct relay_redis *r, int id, size_t nkeys,
 	int64_t t0;
 	size_t i;
 	int attempt;
+	bool shrunk;
 
 	memset(out, 0, sizeof(*out));
 	if (id < 0 || (size_t)id >= r->nscripts || nkeys + nargs > MAX_ARGS)
 		return RELAY_REDIS_E_PROTOCOL;
 	s = &r->scripts[id];
+	t0 = relay_mono_ms();
 	rc = borrow(r, &p, why, sizeof(why));
 	if (rc != RELAY_REDIS_OK)
 		return rc;
-	t0 = relay_mono_ms();
+	shrunk = shrink_timeout(r, &p, t0);
 	snprintf(nk, sizeof(nk), "%zu", nkeys);
 	for (attempt = 0; ; attempt++) {
 		pthread_mutex_lock(&r->mu);
@@ -987,11 +1013,14 @@ relay_redis_eval(struct relay_redis *r, int id, size_t nkeys,
 	freeReplyObject(rep);
 	tp_histogram_child_observe(s->latency,
 	    (double)(relay_mono_ms() - t0) / 1000.0);
+	restore_timeout(r, &p, shrunk);
 	give_back(r, &p);
 	return rc;
 out:
-	if (p.c != NULL)
+	if (p.c != NULL) {
+		restore_timeout(r, &p, shrunk);
 		give_back(r, &p);
+	}
 	return rc;
 }
 
@@ -1005,11 +1034,13 @@ relay_redis_time_ms(struct relay_redis *r, int64_t *ms)
 	enum relay_redis_rc rc;
 	char why[200];
 	int64_t t0;
+	bool shrunk;
 
+	t0 = relay_mono_ms();
 	rc = borrow(r, &p, why, sizeof(why));
 	if (rc != RELAY_REDIS_OK)
 		return rc;
-	t0 = relay_mono_ms();
+	shrunk = shrink_timeout(r, &p, t0);
 	rep = redisCommandArgv(p.c, 1, argv, lens);
 	if (rep == NULL) {
 		drop(r, &p, why, sizeof(why));
@@ -1030,6 +1061,7 @@ relay_redis_time_ms(struct relay_redis *r, int64_t *ms)
 		rc = RELAY_REDIS_E_PROTOCOL;
 	}
 	freeReplyObject(rep);
+	restore_timeout(r, &p, shrunk);
 	give_back(r, &p);
 	return rc;
 }
