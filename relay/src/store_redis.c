@@ -34,6 +34,12 @@
  * logical lifetime plus TTL_GRACE_MS) as a backstop against a relay that
  * dies between calls; the counters get the TTL of what they count.
  *
+ * Out of memory (maxmemory reached; docs require noeviction): the scripts
+ * that add data (enqueue, put_response, stream_append) have no flags, so
+ * the server refuses them before they run (OOM: 503, nothing half done);
+ * the ones that take data out or expire it carry allow-oom, so nodes can
+ * still drain queues and clients collect answers, which frees memory.
+ *
  * Session ids: 128 bits from the kernel's CSPRNG in C (a seed per call),
  * spread over the stream jobs of one poll with SHA-1 inside the script;
  * next-server choice: a random number from C, reduced modulo the number
@@ -182,7 +188,7 @@ enum {
  * session_ttl, max_sessions, seed, key. Returns rc, fx..., registered,
  * session_limited, n, then per job: stream, data, session id.
  */
-static const char LUA_POLL[] = "#!lua\n" PRELUDE
+static const char LUA_POLL[] = "#!lua flags=allow-oom\n" PRELUDE
 "local ttl, busy = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
 "local max_servers, max_jobs = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
 "local max_bytes = tonumber(ARGV[6])\n"
@@ -288,7 +294,7 @@ static const char LUA_ENQUEUE[] = "#!lua\n" PRELUDE
 "return ret(0)\n";
 
 /* pick_server: ARGV now, random. Returns rc, fx..., key. */
-static const char LUA_PICK[] = "#!lua\n" PRELUDE
+static const char LUA_PICK[] = "#!lua flags=allow-oom\n" PRELUDE
 "local r = tonumber(ARGV[2])\n"
 "evict_stale()\n"
 "local n = redis.call('ZCOUNT', P .. 'srv:exp', num(now), '+inf')\n"
@@ -300,7 +306,7 @@ static const char LUA_PICK[] = "#!lua\n" PRELUDE
 "return ret(0, k)\n";
 
 /* unregister: ARGV now, key. Returns rc, fx..., removed. */
-static const char LUA_UNREGISTER[] = "#!lua\n" PRELUDE
+static const char LUA_UNREGISTER[] = "#!lua flags=allow-oom\n" PRELUDE
 "evict_stale()\n"
 "if not srv_live(ARGV[2]) then return ret(0, 0) end\n"
 "fx[2] = fx[2] + srv_remove(ARGV[2])\n"
@@ -321,7 +327,7 @@ static const char LUA_PUT_RESPONSE[] = "#!lua\n" PRELUDE
 "return ret(0)\n";
 
 /* take_response: ARGV now, ttl, key. Returns rc, fx..., data. */
-static const char LUA_TAKE_RESPONSE[] = "#!lua\n" PRELUDE
+static const char LUA_TAKE_RESPONSE[] = "#!lua flags=allow-oom\n" PRELUDE
 "local ttl, k = tonumber(ARGV[2]), ARGV[3]\n"
 "expire_responses(ttl)\n"
 "if not resp_live(k, ttl) then return ret(7) end\n"
@@ -345,7 +351,7 @@ static const char LUA_STREAM_APPEND[] = "#!lua\n" PRELUDE
 "return ret(0)\n";
 
 /* stream_drain: ARGV now, ttl, client. Returns rc, fx..., id, final, chunks... */
-static const char LUA_STREAM_DRAIN[] = "#!lua\n" PRELUDE
+static const char LUA_STREAM_DRAIN[] = "#!lua flags=allow-oom\n" PRELUDE
 "local ttl, client = tonumber(ARGV[2]), ARGV[3]\n"
 "expire_sessions(ttl)\n"
 "local id = redis.call('GET', P .. 'sby:' .. client)\n"
@@ -373,7 +379,7 @@ static const char LUA_STREAM_DRAIN[] = "#!lua\n" PRELUDE
  * are reset, so a backstop TTL that removed a queue cannot leave a count
  * behind for ever.
  */
-static const char LUA_SWEEP[] = "#!lua\n" PRELUDE
+static const char LUA_SWEEP[] = "#!lua flags=allow-oom\n" PRELUDE
 "local rttl, sttl, every = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
 "local due = tonumber(redis.call('GET', P .. 'sweep:due') or '0')\n"
 "if due > now then return ret(0, 0) end\n"
@@ -386,7 +392,7 @@ static const char LUA_SWEEP[] = "#!lua\n" PRELUDE
 "return ret(0, 1)\n";
 
 /* stats: ARGV now, response_ttl, session_ttl. Returns rc, fx..., 5 counts. */
-static const char LUA_STATS[] = "#!lua\n" PRELUDE
+static const char LUA_STATS[] = "#!lua flags=allow-oom\n" PRELUDE
 "local rttl, sttl = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
 "evict_stale()\n"
 "expire_responses(rttl)\n"

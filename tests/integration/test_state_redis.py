@@ -360,6 +360,44 @@ class TwoRelays(unittest.TestCase):
                 a.kill()
 
 
+class OutOfMemory(unittest.TestCase):
+    def test_redis_out_of_memory_is_503_and_queues_still_drain(self):
+        """Past maxmemory (noeviction), enqueues answer 503 JSON with
+        Retry-After (counted as kind="oom"), nothing is half done, nodes
+        still drain their queues (the scripts that free memory may run) and
+        enqueues work again once memory is back under the limit."""
+        with RedisServer() as rs, Relay(env=redis_env(rs)) as r:
+            node = wire_key("n")
+            register(r, node)
+            big = "x" * 60000
+            for i in range(10):
+                self.assertEqual(faucet(r, node, wire_key(),
+                                        "%d:%s" % (i, big))[0], 200)
+            used = int(rs.info("memory")["used_memory"])
+            rs.command("CONFIG", "SET", "maxmemory", str(used - 300000))
+            status, hdrs, data = r.request("POST", "/faucet", body=json.dumps({
+                "server_public_key": node, "client_public_key": wire_key(),
+                "chat_history": "10:" + big, "cipherkey": "K", "iv": "I"}),
+                headers=JSON)
+            self.assertEqual(status, 503, data)
+            self.assertEqual(json.loads(data), UNAVAILABLE)
+            self.assertEqual(hdrs.get("retry-after"), "1")
+            self.assertEqual(r.request("GET", "/livez")[0], 200)
+            m = r.metrics()
+            self.assertGreater(metric_value(
+                m, "tokenplace_relay_state_errors_total", kind="oom"), 0)
+            got = []
+            while True:
+                st, jobs = sink(r, node, 3)
+                self.assertEqual(st, 200)
+                if not jobs:
+                    break
+                got += [int(j.split(":", 1)[0]) for j in jobs]
+            self.assertEqual(got, list(range(10)))
+            self.assertEqual(faucet(r, node, wire_key(), "11:small")[0], 200)
+            self.assertEqual(sink(r, node, 3), (200, ["11:small"]))
+
+
 class Faults(unittest.TestCase):
     def _load(self, relay, node, stop, acked, delivered, statuses):
         """One client and one node loop on `relay` until stop."""
