@@ -10,6 +10,17 @@
  * (below the thread pool size); a poll over the cap is answered at once
  * with a short retry hint and its connection closed, which gives the
  * thread back, so probes and clients always find a free thread.
+ *
+ * Across replicas (a shared store), an enqueue on another relay cannot
+ * signal our condition variables: the Redis store publishes a wake-up per
+ * node, one subscriber thread per process calls relay_v1_wake_id(), and
+ * after every (re)subscription relay_v1_wake_all() makes every waiting
+ * poll look again. Polls are therefore filed under the node's compact id
+ * (relay_v1_node_id), the name the channel carries. A poll files its
+ * waiter BEFORE it re-checks the store, so a wake-up can only come early,
+ * never be missed; a message lost while unsubscribed costs one look at
+ * the store after the resubscription, never a job. The store's answer is
+ * the only truth: a wake-up just means "look again".
  */
 #include "v1_broker.h"
 
@@ -83,6 +94,7 @@ struct relay_v1 {
 	struct tp_counter_child *acknowledged;
 	struct tp_counter_child *renewals;
 	struct tp_counter_child *polls_refused;
+	struct tp_counter_child *wakeups[3];	/* local, pubsub, resubscribe */
 
 	void (*prev_stats)(struct relay_app *, struct cJSON *, struct cJSON *);
 };
@@ -270,7 +282,10 @@ register_metrics(struct relay_v1 *b, struct tp_metrics_registry *reg)
 		{ "tokenplace_relay_api_v1_oldest_in_flight_age_seconds", "Age of the oldest claimed API v1 request", g_oldest_in_flight },
 		{ "tokenplace_relay_api_v1_long_polls", "Node long polls waiting right now", g_long_polls },
 	};
-	struct tp_counter *oc, *ev, *rx, *dr, *ctl, *ren, *ref;
+	static const char *const wake_src[3] = { "local", "pubsub",
+	    "resubscribe" };
+	static const char *const source_l[] = { "source" };
+	struct tp_counter *oc, *ev, *rx, *dr, *ctl, *ren, *ref, *wk;
 	const char *v[1];
 	size_t i;
 
@@ -291,8 +306,16 @@ register_metrics(struct relay_v1 *b, struct tp_metrics_registry *reg)
 	    "In-flight leases renewed by /servers/control", 0, NULL);
 	ref = tp_counter_new(reg, "tokenplace_relay_api_v1_long_polls_refused_total",
 	    "Polls answered at once because max_long_polls were waiting", 0, NULL);
-	if (!oc || !ev || !rx || !dr || !ctl || !ren || !ref)
+	wk = tp_counter_new(reg, "tokenplace_relay_api_v1_wakeups_total",
+	    "Long-poll wake-ups by source: an enqueue or unregistration in this "
+	    "process, a Pub/Sub message from the shared store, or a "
+	    "resubscription (every waiting poll looks again)", 1, source_l);
+	if (!oc || !ev || !rx || !dr || !ctl || !ren || !ref || !wk)
 		return -1;
+	for (i = 0; i < 3; i++) {
+		v[0] = wake_src[i];
+		b->wakeups[i] = tp_counter_child(wk, v);
+	}
 	for (i = 0; i < V1_OUTCOME_COUNT; i++) {
 		v[0] = outcomes[i];
 		b->outcome[i] = tp_counter_child(oc, v);
@@ -462,7 +485,7 @@ relay_v1_node_authorized(const struct relay_v1 *b, const char *header)
 
 /* ---- long-poll waiting --------------------------------------------------------- */
 
-/* Files w under key; called with wmu held. -1 when out of memory. */
+/* Files w under node id `key`; called with wmu held. -1 when out of memory. */
 static int
 waiter_add(struct relay_v1 *b, const char *key, size_t key_len,
     struct waiter *w)
@@ -523,16 +546,45 @@ waiter_del(struct relay_v1 *b, const char *key, size_t key_len,
 	free(q);
 }
 
+/* Wakes the polls filed under node id `id`. */
 static void
-wake_node(struct relay_v1 *b, const char *key, size_t key_len)
+wake_id(struct relay_v1 *b, const char *id, size_t id_len)
 {
 	struct relay_hnode *h;
 	struct waiter *w;
 
 	pthread_mutex_lock(&b->wmu);
-	h = relay_hashtab_get(&b->wqs, key, key_len);
+	h = relay_hashtab_get(&b->wqs, id, id_len);
 	if (h != NULL)
 		for (w = container_of(h, struct wq, h)->head; w; w = w->next) {
+			w->woken = true;
+			pthread_cond_signal(&w->cv);
+		}
+	pthread_mutex_unlock(&b->wmu);
+}
+
+static void
+wake_node(struct relay_v1 *b, const char *key, size_t key_len)
+{
+	char id[RELAY_V1_NODE_ID_LEN + 1];
+
+	relay_v1_node_id(key, key_len, id);
+	tp_counter_child_add(b->wakeups[0], 1);
+	wake_id(b, id, RELAY_V1_NODE_ID_LEN);
+}
+
+/* Wakes every waiting poll; with `drain`, new polls answer at once too. */
+static void
+wake_all(struct relay_v1 *b, bool drain)
+{
+	struct wq *q;
+	struct waiter *w;
+
+	pthread_mutex_lock(&b->wmu);
+	if (drain)
+		b->draining = true;
+	for (q = b->all; q != NULL; q = q->next_all)
+		for (w = q->head; w != NULL; w = w->next) {
 			w->woken = true;
 			pthread_cond_signal(&w->cv);
 		}
@@ -542,17 +594,67 @@ wake_node(struct relay_v1 *b, const char *key, size_t key_len)
 void
 relay_v1_drain(struct relay_v1 *b)
 {
-	struct wq *q;
-	struct waiter *w;
+	wake_all(b, true);
+}
 
-	pthread_mutex_lock(&b->wmu);
-	b->draining = true;
-	for (q = b->all; q != NULL; q = q->next_all)
-		for (w = q->head; w != NULL; w = w->next) {
-			w->woken = true;
-			pthread_cond_signal(&w->cv);
-		}
-	pthread_mutex_unlock(&b->wmu);
+void
+relay_v1_wake_id(struct relay_v1 *b, const char *id, size_t id_len)
+{
+	tp_counter_child_add(b->wakeups[1], 1);
+	wake_id(b, id, id_len);
+}
+
+void
+relay_v1_wake_all(struct relay_v1 *b)
+{
+	tp_counter_child_add(b->wakeups[2], 1);
+	wake_all(b, false);
+}
+
+void
+relay_v1_link_init(struct relay_v1_link *l, struct relay_v1 *b)
+{
+	pthread_mutex_init(&l->mu, NULL);
+	l->b = b;
+}
+
+void
+relay_v1_link_clear(struct relay_v1_link *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->b = NULL;
+	pthread_mutex_unlock(&l->mu);
+}
+
+void
+relay_v1_link_destroy(struct relay_v1_link *l)
+{
+	pthread_mutex_destroy(&l->mu);
+}
+
+void
+relay_v1_link_on_message(void *arg, const char *suffix, size_t len)
+{
+	struct relay_v1_link *l = arg;
+
+	/* anything but a node id is not ours to act on */
+	if (len != RELAY_V1_NODE_ID_LEN)
+		return;
+	pthread_mutex_lock(&l->mu);
+	if (l->b != NULL)
+		relay_v1_wake_id(l->b, suffix, len);
+	pthread_mutex_unlock(&l->mu);
+}
+
+void
+relay_v1_link_on_subscribed(void *arg)
+{
+	struct relay_v1_link *l = arg;
+
+	pthread_mutex_lock(&l->mu);
+	if (l->b != NULL)
+		relay_v1_wake_all(l->b);
+	pthread_mutex_unlock(&l->mu);
 }
 
 long
@@ -575,6 +677,7 @@ relay_v1_poll(struct relay_v1 *b, const char *key, size_t key_len,
 	enum relay_v1_rc rc;
 	int64_t wait = b->cfg.poll_wait_ms, until;
 	bool slot = false, filed = false;
+	char id[RELAY_V1_NODE_ID_LEN + 1];
 
 	memset(out, 0, sizeof(*out));
 	memset(&fx, 0, sizeof(fx));
@@ -603,8 +706,9 @@ relay_v1_poll(struct relay_v1 *b, const char *key, size_t key_len,
 		goto out;
 	w.woken = false;
 	until = relay_mono_ms() + wait;
+	relay_v1_node_id(key, key_len, id);
 	pthread_mutex_lock(&b->wmu);
-	filed = waiter_add(b, key, key_len, &w) == 0;
+	filed = waiter_add(b, id, RELAY_V1_NODE_ID_LEN, &w) == 0;
 	pthread_mutex_unlock(&b->wmu);
 	while (filed) {
 		struct timespec ts;
@@ -635,7 +739,7 @@ relay_v1_poll(struct relay_v1 *b, const char *key, size_t key_len,
 	}
 	pthread_mutex_lock(&b->wmu);
 	if (filed)
-		waiter_del(b, key, key_len, &w);
+		waiter_del(b, id, RELAY_V1_NODE_ID_LEN, &w);
 	pthread_mutex_unlock(&b->wmu);
 	pthread_cond_destroy(&w.cv);
 out:

@@ -1,6 +1,7 @@
 /*
- * test_relay_v1_store.c -- the API v1 request lifecycle on the memory
- * store, driven by an explicit clock (now_ms is an argument of every
+ * test_relay_v1_store.c -- the API v1 request lifecycle on both stores
+ * (the memory store, then the Redis store on a redis-server this test
+ * starts: one suite, two groups), driven by an explicit clock (now_ms is an argument of every
  * call): leases and eviction, deadlines mid-flight, cancellation before
  * and after a claim, tombstones and acknowledgement, unregistration with
  * queued and claimed work, re-registration, duplicate/late responses,
@@ -17,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "redis.h"
+#include "redis_server.h"
 #include "v1_store.h"
 
 #define S 1000		/* ms per second */
@@ -37,8 +40,32 @@ static const struct relay_v1_limits lim = {
 
 struct t {
 	struct relay_v1_store *s;
+	struct relay_redis *r;
 	struct relay_v1_effects fx;
 };
+
+/* The group being run: the memory store, or Redis on `server`. */
+static bool use_redis;
+static struct test_redis server;
+
+static int
+redis_group_setup(void **state)
+{
+	(void)state;
+	if (test_redis_start(&server) != 0)
+		return -1;
+	use_redis = true;
+	return 0;
+}
+
+static int
+redis_group_teardown(void **state)
+{
+	(void)state;
+	test_redis_stop(&server);
+	use_redis = false;
+	return 0;
+}
 
 static unsigned char cred_a[TP_SHA256_LEN], cred_b[TP_SHA256_LEN];
 static unsigned char tok[TP_SHA256_LEN], bad[TP_SHA256_LEN];
@@ -49,7 +76,18 @@ setup(void **state)
 	struct t *t = calloc(1, sizeof(*t));
 
 	assert_non_null(t);
-	t->s = relay_v1_store_memory_new();
+	if (use_redis) {
+		struct relay_redis_config cfg;
+		char err[256];
+
+		/* a fresh key prefix per test: nothing carries over */
+		test_redis_config(&server, &cfg);
+		t->r = relay_redis_new(&cfg, NULL, err, sizeof(err));
+		assert_non_null(t->r);
+		t->s = relay_v1_store_redis_new(t->r);
+	} else {
+		t->s = relay_v1_store_memory_new();
+	}
 	assert_non_null(t->s);
 	tp_sha256("cred-a", 6, cred_a);
 	tp_sha256("cred-b", 6, cred_b);
@@ -65,6 +103,7 @@ teardown(void **state)
 	struct t *t = *state;
 
 	relay_v1_store_free(t->s);
+	relay_redis_free(t->r);
 	free(t);
 	return 0;
 }
@@ -845,5 +884,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_terminal_records_bounded, setup, teardown),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed;
+
+	failed = cmocka_run_group_tests_name("v1_store_memory", tests, NULL,
+	    NULL);
+	failed += cmocka_run_group_tests_name("v1_store_redis", tests,
+	    redis_group_setup, redis_group_teardown);
+	return failed;
 }
