@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct tp_metrics;
+struct tp_metrics_registry;
 
 enum relay_redis_rc {
 	RELAY_REDIS_OK = 0,
@@ -34,6 +34,7 @@ enum relay_redis_rc {
 	RELAY_REDIS_E_AUTH,		/* wrong password / user (NOAUTH, WRONGPASS) */
 	RELAY_REDIS_E_SCRIPT,		/* the script raised an error: a bug, logged */
 	RELAY_REDIS_E_PROTOCOL,		/* unexpected reply shape */
+	RELAY_REDIS_E_CONFIG,		/* the server refused SELECT (wrong db) */
 };
 
 /* Parsed RELAY_STATE_URL (plus RELAY_STATE_PASSWORD when the URL has none). */
@@ -85,10 +86,12 @@ struct relay_redis;
  * err (no password in it) for a bad configuration or a server that
  * refuses AUTH/SELECT; a server that cannot be reached yet is NOT an
  * error (the adapter starts "down" and reconnects with back-off).
- * metrics may be NULL.
+ * metrics may be NULL. Sets SIGPIPE to SIG_IGN when it is SIG_DFL (hiredis
+ * writes with write(2), and a closed socket must fail a call, not kill
+ * the process).
  */
 struct relay_redis *relay_redis_new(const struct relay_redis_config *cfg,
-    struct tp_metrics *metrics, char *err, size_t errlen);
+    struct tp_metrics_registry *metrics, char *err, size_t errlen);
 
 /* Stops the subscriber thread, closes every connection, frees. NULL ok. */
 void relay_redis_free(struct relay_redis *r);
@@ -116,6 +119,12 @@ enum relay_redis_rc relay_redis_eval(struct relay_redis *r, int id,
 
 /* The server's TIME in milliseconds since the epoch. */
 enum relay_redis_rc relay_redis_time_ms(struct relay_redis *r, int64_t *ms);
+
+/*
+ * Counts n Pub/Sub wake-ups handed to local waiters
+ * (tokenplace_relay_state_wakeups_total); the v1 store calls it.
+ */
+void relay_redis_wakeups_add(struct relay_redis *r, uint64_t n);
 
 /* Whether the last command or reconnect attempt reached the server. */
 bool relay_redis_up(const struct relay_redis *r, char *why, size_t whylen);

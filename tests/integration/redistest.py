@@ -1,0 +1,206 @@
+"""A throw-away redis-server for integration tests (Debian's redis-server).
+
+    with RedisServer() as rs:                 # TCP on a free loopback port
+        with Relay(env={"RELAY_STATE_URL": rs.url}) as relay: ...
+    with RedisServer(unix=True) as rs: ...    # unix socket, rs.url = unix://...
+    with RedisServer(aof=True) as rs:         # appendonly yes, fsync always
+        rs.kill(); rs.start()                 # crash, then come back with the data
+
+The server runs in a fresh temporary directory with `maxmemory-policy
+noeviction` (as docs/store-redis.md requires), persistence off unless aof=True,
+and dies with the test (SIGTERM, then SIGKILL; its directory is removed).
+start() polls PING with a deadline. A TCP port is found by binding port 0 and
+then started on; if another process takes it in between, start() tries again
+with a new one. Shared by the legacy and the API v1 Redis store tests.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+from relaytest import scaled
+
+REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """One redis-server process; `url` is what RELAY_STATE_URL takes."""
+
+    def __init__(self, unix=False, aof=False, password=None, extra=None):
+        self.unix = unix
+        self.aof = aof
+        self.password = password
+        self.extra = list(extra or [])
+        self.dir = tempfile.mkdtemp(prefix="tp-redis-")
+        self.sock = os.path.join(self.dir, "redis.sock")
+        self.port = None
+        self.proc = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    @property
+    def url(self):
+        if self.unix:
+            return "unix://" + self.sock
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def _argv(self):
+        argv = [REDIS_SERVER, "--dir", self.dir, "--daemonize", "no",
+                "--save", "", "--maxmemory-policy", "noeviction",
+                "--appendonly", "yes" if self.aof else "no",
+                "--appendfsync", "always", "--bind", "127.0.0.1"]
+        if self.unix:
+            argv += ["--port", "0", "--unixsocket", self.sock,
+                     "--unixsocketperm", "700"]
+        else:
+            argv += ["--port", str(self.port)]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
+        return argv + self.extra
+
+    def start(self):
+        """Starts (or restarts on the same port/socket and directory)."""
+        for _ in range(20):
+            if not self.unix and self.port is None:
+                self.port = free_port()
+            self.proc = subprocess.Popen(self._argv(), stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+            deadline = time.monotonic() + scaled(15)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                if self._ping():
+                    return self
+                time.sleep(0.01)
+            out = self._reap()
+            if b"Address already in use" in out and not self.unix:
+                self.port = None        # taken in between: another port
+                continue
+            raise AssertionError("redis-server did not start:\n%s"
+                                 % out.decode("utf-8", "replace"))
+        raise AssertionError("no free port for redis-server")
+
+    def _reap(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        out, _ = self.proc.communicate(timeout=scaled(10))
+        return out or b""
+
+    def kill(self):
+        """SIGKILL: a crash (what was not persisted is lost)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.communicate(timeout=scaled(10))
+        if self.unix and os.path.exists(self.sock):
+            os.unlink(self.sock)
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=scaled(10))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+    # -- commands ------------------------------------------------------------
+    def _connect(self, timeout=2.0):
+        if self.unix:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.connect(self.sock)
+        else:
+            s = socket.create_connection(("127.0.0.1", self.port),
+                                         timeout=timeout)
+        return s
+
+    def _ping(self):
+        try:
+            return self.command("PING") in ("PONG", b"PONG")
+        except (OSError, RedisError):
+            return False
+
+    def command(self, *args):
+        """One command on a fresh connection (RESP2); returns the reply."""
+        s = self._connect()
+        try:
+            f = s.makefile("rb")
+            if self.password is not None:
+                s.sendall(_encode(["AUTH", self.password]))
+                _read(f)
+            s.sendall(_encode(args))
+            return _read(f)
+        finally:
+            s.close()
+
+    def info(self, section):
+        text = self.command("INFO", section).decode("utf-8")
+        out = {}
+        for line in text.splitlines():
+            if ":" in line and not line.startswith("#"):
+                k, _, v = line.partition(":")
+                out[k] = v
+        return out
+
+    def keys(self, pattern="*"):
+        return self.command("KEYS", pattern)
+
+
+class RedisError(Exception):
+    pass
+
+
+def _encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode("utf-8")
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _read(f):
+    line = f.readline()
+    if not line:
+        raise OSError("connection closed")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RedisError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        if n < 0:
+            return None
+        return [_read(f) for _ in range(n)]
+    raise RedisError("bad reply %r" % line)

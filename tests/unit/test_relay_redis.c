@@ -1,0 +1,454 @@
+/*
+ * test_relay_redis.c -- the hiredis adapter against a real redis-server:
+ * URL parsing (and that no error names the password), scripts through
+ * EVALSHA with the reload after NOSCRIPT, binary-safe keys and replies,
+ * the server's TIME, a server that goes away (fast 503-class failures,
+ * one down/up transition) and comes back without a new adapter, a wrong
+ * password or database at start, and Pub/Sub wake-ups with the
+ * re-subscribe callback.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "clock.h"
+#include "redis.h"
+#include "redis_server.h"
+
+static struct test_redis srv;
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	return test_redis_start(&srv);
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	test_redis_stop(&srv);
+	return 0;
+}
+
+static struct relay_redis *
+adapter(void)
+{
+	struct relay_redis_config cfg;
+	struct relay_redis *r;
+	char err[256];
+
+	test_redis_config(&srv, &cfg);
+	r = relay_redis_new(&cfg, NULL, err, sizeof(err));
+	if (r == NULL)
+		fail_msg("relay_redis_new: %s", err);
+	return r;
+}
+
+static void
+test_url_parse(void **state)
+{
+	struct relay_redis_config c;
+	char err[256];
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(relay_redis_url_parse("redis://127.0.0.1:6380/3", &c,
+	    err, sizeof(err)), 0);
+	assert_string_equal(c.host, "127.0.0.1");
+	assert_int_equal(c.port, 6380);
+	assert_int_equal(c.db, 3);
+	assert_string_equal(c.password, "");
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(relay_redis_url_parse("redis://valkey", &c, err,
+	    sizeof(err)), 0);
+	assert_string_equal(c.host, "valkey");
+	assert_int_equal(c.port, 6379);
+	assert_int_equal(c.db, 0);
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(relay_redis_url_parse(
+	    "redis://app:p%40ss@w@[::1]:7000/1", &c, err, sizeof(err)), 0);
+	assert_string_equal(c.user, "app");
+	assert_string_equal(c.password, "p@ss@w");
+	assert_string_equal(c.host, "::1");
+	assert_int_equal(c.port, 7000);
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(relay_redis_url_parse(
+	    "redis://:secret@127.0.0.1", &c, err, sizeof(err)), 0);
+	assert_string_equal(c.user, "");
+	assert_string_equal(c.password, "secret");
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(relay_redis_url_parse(
+	    "unix:///run/redis/redis.sock?db=2", &c, err, sizeof(err)), 0);
+	assert_string_equal(c.unix_path, "/run/redis/redis.sock");
+	assert_int_equal(c.db, 2);
+	assert_string_equal(c.host, "");
+
+	static const char *const bad[] = {
+		"rediss://127.0.0.1", "redis://", "redis://h:0", "redis://h:99999",
+		"redis://h:12x", "redis://h/db", "redis://h/1?x=1", "unix://rel.sock",
+		"unix:///s?db=x", "http://h", "redis://user@h", "redis://h /0",
+		"redis://[::1", "redis://:pw%zz@h",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (relay_redis_url_parse(bad[i], &c, err, sizeof(err)) == 0)
+			fail_msg("accepted %s", bad[i]);
+		assert_true(err[0] != '\0');
+	}
+	assert_int_equal(relay_redis_url_parse("rediss://:hunter2@h", &c, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "TLS"));
+	assert_null(strstr(err, "hunter2"));
+	assert_int_equal(relay_redis_url_parse("redis://:hunter2@h:0", &c, err,
+	    sizeof(err)), -1);
+	assert_null(strstr(err, "hunter2"));
+}
+
+static const char *const ECHO_LUA =
+    "#!lua\n"
+    "redis.call('SET', KEYS[1], ARGV[1])\n"
+    "return {redis.call('GET', KEYS[1]), 42, false, {ARGV[2]}}\n";
+
+static void
+test_eval_binary_safe_and_noscript_reload(void **state)
+{
+	struct relay_redis *r = adapter();
+	struct relay_redis_reply rep;
+	const char key[] = { 'k', '\0', 'y' };
+	const char val[] = { 'v', '\0', '\xff' };
+	const char *keys[1] = { key };
+	size_t klens[1] = { sizeof(key) };
+	const char *args[2] = { val, "x" };
+	size_t alens[2] = { sizeof(val), 1 };
+	int id;
+
+	(void)state;
+	id = relay_redis_script(r, "echo", ECHO_LUA);
+	assert_true(id >= 0);
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(relay_redis_eval(r, id, 1, keys, klens, 2, args,
+		    alens, &rep), RELAY_REDIS_OK);
+		assert_int_equal(rep.type, RELAY_REDIS_ARRAY);
+		assert_int_equal(rep.n, 4);
+		assert_int_equal(rep.elem[0].type, RELAY_REDIS_STR);
+		assert_int_equal(rep.elem[0].len, sizeof(val));
+		assert_memory_equal(rep.elem[0].str, val, sizeof(val));
+		assert_int_equal(rep.elem[1].type, RELAY_REDIS_INT);
+		assert_int_equal(rep.elem[1].integer, 42);
+		assert_int_equal(rep.elem[2].type, RELAY_REDIS_NIL);
+		assert_int_equal(rep.elem[3].type, RELAY_REDIS_ARRAY);
+		assert_string_equal(rep.elem[3].elem[0].str, "x");
+		relay_redis_reply_free(&rep);
+		if (round == 0) {
+			/*
+			 * A restarted server has an empty script cache: the
+			 * next call meets NOSCRIPT and loads the script again.
+			 */
+			test_redis_kill(&srv);
+			assert_int_equal(test_redis_restart(&srv), 0);
+			/* The first call after a restart fails on the dead socket... */
+			enum relay_redis_rc rc = relay_redis_eval(r, id, 1, keys,
+			    klens, 2, args, alens, &rep);
+			relay_redis_reply_free(&rep);
+			if (rc == RELAY_REDIS_OK)
+				continue;	/* the pool was already refreshed */
+			assert_int_equal(rc, RELAY_REDIS_E_UNAVAILABLE);
+		}
+	}
+	relay_redis_free(r);
+}
+
+static void
+test_script_error_is_reported(void **state)
+{
+	struct relay_redis *r = adapter();
+	struct relay_redis_reply rep;
+	int id;
+
+	(void)state;
+	id = relay_redis_script(r, "broken", "#!lua\nreturn error('boom')\n");
+	assert_int_equal(relay_redis_eval(r, id, 0, NULL, NULL, 0, NULL, NULL,
+	    &rep), RELAY_REDIS_E_SCRIPT);
+	relay_redis_reply_free(&rep);
+	/* The connection stays usable. */
+	int64_t ms = 0;
+	assert_int_equal(relay_redis_time_ms(r, &ms), RELAY_REDIS_OK);
+	relay_redis_free(r);
+}
+
+static void
+test_time_is_the_servers(void **state)
+{
+	struct relay_redis *r = adapter();
+	struct timespec ts;
+	int64_t ms = 0, wall;
+
+	(void)state;
+	assert_int_equal(relay_redis_time_ms(r, &ms), RELAY_REDIS_OK);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	/* Same host: the server's clock is ours, give or take a minute. */
+	assert_true(ms > wall - 60000 && ms < wall + 60000);
+	relay_redis_free(r);
+}
+
+static void
+test_down_fails_fast_and_resumes(void **state)
+{
+	struct relay_redis *r = adapter();
+	char why[200];
+	int64_t ms, deadline;
+	enum relay_redis_rc rc;
+	int i;
+
+	(void)state;
+	assert_true(relay_redis_up(r, why, sizeof(why)));
+	test_redis_kill(&srv);
+	/* The first command finds the connection closed... */
+	(void)relay_redis_time_ms(r, &ms);
+	/* ...every later one fails with UNAVAILABLE. */
+	for (i = 0; i < 50; i++)
+		assert_int_equal(relay_redis_time_ms(r, &ms),
+		    RELAY_REDIS_E_UNAVAILABLE);
+	assert_false(relay_redis_up(r, why, sizeof(why)));
+	assert_true(why[0] != '\0');
+	assert_int_equal(test_redis_restart(&srv), 0);
+	/* Back within the back-off (at most 2 s), with the same adapter. */
+	deadline = relay_mono_ms() + 15000;
+	do {
+		rc = relay_redis_time_ms(r, &ms);
+		if (rc == RELAY_REDIS_OK)
+			break;
+		struct timespec nap = { 0, 20 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	} while (relay_mono_ms() < deadline);
+	assert_int_equal(rc, RELAY_REDIS_OK);
+	assert_true(relay_redis_up(r, why, sizeof(why)));
+	relay_redis_free(r);
+}
+
+static void
+test_unreachable_at_start_is_not_an_error(void **state)
+{
+	struct relay_redis_config cfg;
+	struct relay_redis *r;
+	char err[256], why[200];
+	int64_t ms;
+
+	(void)state;
+	test_redis_config(&srv, &cfg);
+	snprintf(cfg.unix_path, sizeof(cfg.unix_path), "%s/nothing.sock",
+	    srv.dir);
+	r = relay_redis_new(&cfg, NULL, err, sizeof(err));
+	assert_non_null(r);
+	assert_false(relay_redis_up(r, why, sizeof(why)));
+	assert_non_null(strstr(why, "nothing.sock"));
+	assert_int_equal(relay_redis_time_ms(r, &ms), RELAY_REDIS_E_UNAVAILABLE);
+	relay_redis_free(r);
+}
+
+static void
+test_wrong_password_and_db_refused_at_start(void **state)
+{
+	struct relay_redis_config cfg;
+	char err[256];
+
+	(void)state;
+	test_redis_config(&srv, &cfg);
+	snprintf(cfg.password, sizeof(cfg.password), "hunter2");
+	assert_null(relay_redis_new(&cfg, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "AUTH"));
+	assert_null(strstr(err, "hunter2"));
+
+	test_redis_config(&srv, &cfg);
+	cfg.db = 999;
+	assert_null(relay_redis_new(&cfg, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "SELECT"));
+}
+
+struct sub_seen {
+	pthread_mutex_t mu;
+	char last[64];
+	_Atomic int messages;
+	_Atomic int subscribed;
+};
+
+static void
+on_msg(void *arg, const char *suffix, size_t len)
+{
+	struct sub_seen *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	snprintf(s->last, sizeof(s->last), "%.*s", (int)len, suffix);
+	pthread_mutex_unlock(&s->mu);
+	atomic_fetch_add(&s->messages, 1);
+}
+
+static void
+on_sub(void *arg)
+{
+	struct sub_seen *s = arg;
+
+	atomic_fetch_add(&s->subscribed, 1);
+}
+
+static bool
+wait_for(_Atomic int *v, int at_least)
+{
+	int64_t deadline = relay_mono_ms() + 15000;
+
+	while (atomic_load(v) < at_least) {
+		if (relay_mono_ms() > deadline)
+			return false;
+		struct timespec nap = { 0, 5 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
+	return true;
+}
+
+static void
+test_pubsub_wakeups_and_resubscribe(void **state)
+{
+	struct relay_redis *r = adapter();
+	struct sub_seen seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	struct relay_redis_reply rep;
+	const char *args[1];
+	size_t alens[1];
+	char ch[256];
+	int pub;
+	int64_t deadline;
+
+	(void)state;
+	pub = relay_redis_script(r, "publish",
+	    "#!lua\nreturn redis.call('PUBLISH', ARGV[1], 'x')\n");
+	assert_int_equal(relay_redis_subscribe(r, on_msg, on_sub, &seen),
+	    RELAY_REDIS_OK);
+	assert_true(wait_for(&seen.subscribed, 1));
+	snprintf(ch, sizeof(ch), "%swake:node-7", relay_redis_prefix(r));
+	args[0] = ch;
+	alens[0] = strlen(ch);
+	assert_int_equal(relay_redis_eval(r, pub, 0, NULL, NULL, 1, args, alens,
+	    &rep), RELAY_REDIS_OK);
+	relay_redis_reply_free(&rep);
+	assert_true(wait_for(&seen.messages, 1));
+	pthread_mutex_lock(&seen.mu);
+	assert_string_equal(seen.last, "node-7");
+	pthread_mutex_unlock(&seen.mu);
+
+	/* Another deployment's prefix is not heard. */
+	snprintf(ch, sizeof(ch), "{other:}wake:node-7");
+	alens[0] = strlen(ch);
+	assert_int_equal(relay_redis_eval(r, pub, 0, NULL, NULL, 1, args, alens,
+	    &rep), RELAY_REDIS_OK);
+	relay_redis_reply_free(&rep);
+
+	/* After a restart the subscriber comes back and says so. */
+	test_redis_kill(&srv);
+	assert_int_equal(test_redis_restart(&srv), 0);
+	assert_true(wait_for(&seen.subscribed, 2));
+	snprintf(ch, sizeof(ch), "%swake:node-8", relay_redis_prefix(r));
+	alens[0] = strlen(ch);
+	deadline = relay_mono_ms() + 15000;
+	while (relay_redis_eval(r, pub, 0, NULL, NULL, 1, args, alens, &rep) !=
+	    RELAY_REDIS_OK && relay_mono_ms() < deadline) {
+		struct timespec nap = { 0, 20 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
+	relay_redis_reply_free(&rep);
+	assert_true(wait_for(&seen.messages, 2));
+	pthread_mutex_lock(&seen.mu);
+	assert_string_equal(seen.last, "node-8");
+	pthread_mutex_unlock(&seen.mu);
+	assert_int_equal(atomic_load(&seen.messages), 2);
+	relay_redis_free(r);
+}
+
+struct hammer {
+	struct relay_redis *r;
+	int id;
+	int ok;
+};
+
+static void *
+hammer_main(void *arg)
+{
+	struct hammer *h = arg;
+	struct relay_redis_reply rep;
+	const char *keys[1] = { "ctr" };
+	size_t klens[1] = { 3 };
+
+	for (int i = 0; i < 200; i++) {
+		if (relay_redis_eval(h->r, h->id, 1, keys, klens, 0, NULL, NULL,
+		    &rep) == RELAY_REDIS_OK)
+			h->ok++;
+		relay_redis_reply_free(&rep);
+	}
+	return NULL;
+}
+
+static void
+test_pool_shared_by_threads(void **state)
+{
+	struct relay_redis *r = adapter();
+	struct hammer h[16];
+	pthread_t t[16];
+	struct relay_redis_reply rep;
+	const char *keys[1] = { "ctr" };
+	size_t klens[1] = { 3 };
+	int id, get;
+
+	(void)state;
+	id = relay_redis_script(r, "incr",
+	    "#!lua\nreturn redis.call('INCR', KEYS[1])\n");
+	get = relay_redis_script(r, "get",
+	    "#!lua flags=no-writes\nreturn redis.call('GET', KEYS[1])\n");
+	for (int i = 0; i < 16; i++) {
+		h[i].r = r;
+		h[i].id = id;
+		h[i].ok = 0;
+		assert_int_equal(pthread_create(&t[i], NULL, hammer_main, &h[i]),
+		    0);
+	}
+	for (int i = 0; i < 16; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(h[i].ok, 200);
+	}
+	assert_int_equal(relay_redis_eval(r, get, 1, keys, klens, 0, NULL, NULL,
+	    &rep), RELAY_REDIS_OK);
+	assert_string_equal(rep.str, "3200");
+	relay_redis_reply_free(&rep);
+	relay_redis_free(r);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_url_parse),
+		cmocka_unit_test(test_eval_binary_safe_and_noscript_reload),
+		cmocka_unit_test(test_script_error_is_reported),
+		cmocka_unit_test(test_time_is_the_servers),
+		cmocka_unit_test(test_pool_shared_by_threads),
+		cmocka_unit_test(test_unreachable_at_start_is_not_an_error),
+		cmocka_unit_test(test_wrong_password_and_db_refused_at_start),
+		cmocka_unit_test(test_down_fails_fast_and_resumes),
+		cmocka_unit_test(test_pubsub_wakeups_and_resubscribe),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
