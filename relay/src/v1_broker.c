@@ -39,6 +39,7 @@
 #include "tokenplace/log.h"
 #include "tokenplace/metrics.h"
 #include "random.h"
+#include "redis.h"
 
 #define container_of(p, type, member) \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
@@ -94,7 +95,6 @@ struct relay_v1 {
 	struct tp_counter_child *acknowledged;
 	struct tp_counter_child *renewals;
 	struct tp_counter_child *polls_refused;
-	struct tp_counter_child *wakeups[3];	/* local, pubsub, resubscribe */
 
 	void (*prev_stats)(struct relay_app *, struct cJSON *, struct cJSON *);
 };
@@ -282,10 +282,7 @@ register_metrics(struct relay_v1 *b, struct tp_metrics_registry *reg)
 		{ "tokenplace_relay_api_v1_oldest_in_flight_age_seconds", "Age of the oldest claimed API v1 request", g_oldest_in_flight },
 		{ "tokenplace_relay_api_v1_long_polls", "Node long polls waiting right now", g_long_polls },
 	};
-	static const char *const wake_src[3] = { "local", "pubsub",
-	    "resubscribe" };
-	static const char *const source_l[] = { "source" };
-	struct tp_counter *oc, *ev, *rx, *dr, *ctl, *ren, *ref, *wk;
+	struct tp_counter *oc, *ev, *rx, *dr, *ctl, *ren, *ref;
 	const char *v[1];
 	size_t i;
 
@@ -306,16 +303,8 @@ register_metrics(struct relay_v1 *b, struct tp_metrics_registry *reg)
 	    "In-flight leases renewed by /servers/control", 0, NULL);
 	ref = tp_counter_new(reg, "tokenplace_relay_api_v1_long_polls_refused_total",
 	    "Polls answered at once because max_long_polls were waiting", 0, NULL);
-	wk = tp_counter_new(reg, "tokenplace_relay_api_v1_wakeups_total",
-	    "Long-poll wake-ups by source: an enqueue or unregistration in this "
-	    "process, a Pub/Sub message from the shared store, or a "
-	    "resubscription (every waiting poll looks again)", 1, source_l);
-	if (!oc || !ev || !rx || !dr || !ctl || !ren || !ref || !wk)
+	if (!oc || !ev || !rx || !dr || !ctl || !ren || !ref)
 		return -1;
-	for (i = 0; i < 3; i++) {
-		v[0] = wake_src[i];
-		b->wakeups[i] = tp_counter_child(wk, v);
-	}
 	for (i = 0; i < V1_OUTCOME_COUNT; i++) {
 		v[0] = outcomes[i];
 		b->outcome[i] = tp_counter_child(oc, v);
@@ -546,12 +535,13 @@ waiter_del(struct relay_v1 *b, const char *key, size_t key_len,
 	free(q);
 }
 
-/* Wakes the polls filed under node id `id`. */
-static void
+/* Wakes the polls filed under node id `id`; returns how many. */
+static size_t
 wake_id(struct relay_v1 *b, const char *id, size_t id_len)
 {
 	struct relay_hnode *h;
 	struct waiter *w;
+	size_t n = 0;
 
 	pthread_mutex_lock(&b->wmu);
 	h = relay_hashtab_get(&b->wqs, id, id_len);
@@ -559,8 +549,10 @@ wake_id(struct relay_v1 *b, const char *id, size_t id_len)
 		for (w = container_of(h, struct wq, h)->head; w; w = w->next) {
 			w->woken = true;
 			pthread_cond_signal(&w->cv);
+			n++;
 		}
 	pthread_mutex_unlock(&b->wmu);
+	return n;
 }
 
 static void
@@ -569,16 +561,19 @@ wake_node(struct relay_v1 *b, const char *key, size_t key_len)
 	char id[RELAY_V1_NODE_ID_LEN + 1];
 
 	relay_v1_node_id(key, key_len, id);
-	tp_counter_child_add(b->wakeups[0], 1);
-	wake_id(b, id, RELAY_V1_NODE_ID_LEN);
+	(void)wake_id(b, id, RELAY_V1_NODE_ID_LEN);
 }
 
-/* Wakes every waiting poll; with `drain`, new polls answer at once too. */
-static void
+/*
+ * Wakes every waiting poll (returns how many); with `drain`, new polls
+ * answer at once too.
+ */
+static size_t
 wake_all(struct relay_v1 *b, bool drain)
 {
 	struct wq *q;
 	struct waiter *w;
+	size_t n = 0;
 
 	pthread_mutex_lock(&b->wmu);
 	if (drain)
@@ -587,35 +582,37 @@ wake_all(struct relay_v1 *b, bool drain)
 		for (w = q->head; w != NULL; w = w->next) {
 			w->woken = true;
 			pthread_cond_signal(&w->cv);
+			n++;
 		}
 	pthread_mutex_unlock(&b->wmu);
+	return n;
 }
 
 void
 relay_v1_drain(struct relay_v1 *b)
 {
-	wake_all(b, true);
+	(void)wake_all(b, true);
 }
 
-void
+size_t
 relay_v1_wake_id(struct relay_v1 *b, const char *id, size_t id_len)
 {
-	tp_counter_child_add(b->wakeups[1], 1);
-	wake_id(b, id, id_len);
+	return wake_id(b, id, id_len);
 }
 
-void
+size_t
 relay_v1_wake_all(struct relay_v1 *b)
 {
-	tp_counter_child_add(b->wakeups[2], 1);
-	wake_all(b, false);
+	return wake_all(b, false);
 }
 
 void
-relay_v1_link_init(struct relay_v1_link *l, struct relay_v1 *b)
+relay_v1_link_init(struct relay_v1_link *l, struct relay_v1 *b,
+    struct relay_redis *r)
 {
 	pthread_mutex_init(&l->mu, NULL);
 	l->b = b;
+	l->r = r;
 }
 
 void
@@ -642,7 +639,7 @@ relay_v1_link_on_message(void *arg, const char *suffix, size_t len)
 		return;
 	pthread_mutex_lock(&l->mu);
 	if (l->b != NULL)
-		relay_v1_wake_id(l->b, suffix, len);
+		relay_redis_wakeups_add(l->r, relay_v1_wake_id(l->b, suffix, len));
 	pthread_mutex_unlock(&l->mu);
 }
 
@@ -653,7 +650,7 @@ relay_v1_link_on_subscribed(void *arg)
 
 	pthread_mutex_lock(&l->mu);
 	if (l->b != NULL)
-		relay_v1_wake_all(l->b);
+		relay_redis_wakeups_add(l->r, relay_v1_wake_all(l->b));
 	pthread_mutex_unlock(&l->mu);
 }
 

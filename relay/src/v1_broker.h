@@ -25,6 +25,7 @@
 #include "v1_store.h"
 
 struct relay_app;
+struct relay_redis;
 struct relay_settings;
 struct tp_metrics_registry;
 struct cJSON;
@@ -93,15 +94,15 @@ void relay_v1_drain(struct relay_v1 *b);
  * relay_v1_wake_id() wakes the long polls of the node whose compact id
  * (relay_v1_node_id) is id; relay_v1_wake_all() makes every waiting poll
  * look at the store again (after a (re)subscription, when messages may
- * have been missed). Counted in tokenplace_relay_api_v1_wakeups_total.
+ * have been missed). Both return the number of polls woken.
  */
-void relay_v1_wake_id(struct relay_v1 *b, const char *id, size_t id_len);
-void relay_v1_wake_all(struct relay_v1 *b);
+size_t relay_v1_wake_id(struct relay_v1 *b, const char *id, size_t id_len);
+size_t relay_v1_wake_all(struct relay_v1 *b);
 
 /*
  * The bridge from a Redis adapter's subscriber thread to a broker:
  *
- *	relay_v1_link_init(&link, b);
+ *	relay_v1_link_init(&link, b, r);
  *	relay_redis_subscribe(r, relay_v1_link_on_message,
  *	    relay_v1_link_on_subscribed, &link);
  *	...
@@ -111,14 +112,17 @@ void relay_v1_wake_all(struct relay_v1 *b);
  *
  * The link outlives the subscriber thread (the adapter has no
  * unsubscribe), so a message arriving while the broker is being freed
- * finds a cleared link instead of a freed broker.
+ * finds a cleared link instead of a freed broker. Polls woken this way
+ * are counted in the adapter's tokenplace_relay_state_wakeups_total.
  */
 struct relay_v1_link {
 	pthread_mutex_t mu;
 	struct relay_v1 *b;		/* NULL once cleared */
+	struct relay_redis *r;
 };
 
-void relay_v1_link_init(struct relay_v1_link *l, struct relay_v1 *b);
+void relay_v1_link_init(struct relay_v1_link *l, struct relay_v1 *b,
+    struct relay_redis *r);
 void relay_v1_link_clear(struct relay_v1_link *l);
 void relay_v1_link_destroy(struct relay_v1_link *l);
 /* relay_redis_message_fn: suffix is the node id of "<prefix>wake:<id>". */

@@ -76,9 +76,6 @@ struct rstore {
 	const char *prefix;
 	size_t prefix_len;
 	int sid[OP_COUNT];
-	/* kept for the adapter's lifetime: it may refer to them */
-	char *text[OP_COUNT];
-	char label[OP_COUNT][24];
 };
 
 #define MAX_ARGS 32
@@ -739,12 +736,8 @@ rs_stats(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 static void
 rs_destroy(struct relay_v1_store *s)
 {
-	struct rstore *st = R(s);
-	int i;
-
-	for (i = 0; i < OP_COUNT; i++)
-		free(st->text[i]);
-	free(st);
+	/* the adapter is main's: nothing to disconnect here */
+	free(R(s));
 }
 
 static const struct relay_v1_store_ops redis_ops = {
@@ -782,15 +775,15 @@ relay_v1_store_redis_new(struct relay_redis *r)
 	/* "v1_" + name: the operation label of the adapter's metrics */
 	for (i = 0; i < OP_COUNT; i++) {
 		size_t n = lib + 32 + strlen(op_names[i]);
+		char label[32], *text = malloc(n);
 
-		st->text[i] = malloc(n);
-		if (st->text[i] == NULL)
+		if (text == NULL)
 			goto fail;
-		snprintf(st->text[i], n, "%s\nreturn op_%s()\n",
+		snprintf(text, n, "%s\nreturn op_%s()\n",
 		    relay_v1_store_redis_lua, op_names[i]);
-		snprintf(st->label[i], sizeof(st->label[i]), "v1_%s",
-		    op_names[i]);
-		st->sid[i] = relay_redis_script(r, st->label[i], st->text[i]);
+		snprintf(label, sizeof(label), "v1_%s", op_names[i]);
+		st->sid[i] = relay_redis_script(r, label, text);	/* copies */
+		free(text);
 		if (st->sid[i] < 0)
 			goto fail;
 	}

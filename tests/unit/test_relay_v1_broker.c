@@ -64,7 +64,7 @@ open_replica(const struct relay_v1_config *cfg,
 	p->b = relay_v1_new(cfg, st, NULL);
 	assert_non_null(p->b);
 	if (use_redis) {
-		relay_v1_link_init(&p->link, p->b);
+		relay_v1_link_init(&p->link, p->b, p->r);
 		assert_int_equal(relay_redis_subscribe(p->r,
 		    relay_v1_link_on_message, relay_v1_link_on_subscribed,
 		    &p->link), RELAY_REDIS_OK);

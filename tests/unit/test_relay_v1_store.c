@@ -89,6 +89,7 @@ setup(void **state)
 		t->s = relay_v1_store_memory_new();
 	}
 	assert_non_null(t->s);
+	assert_string_equal(t->s->ops->name, use_redis ? "redis" : "memory");
 	tp_sha256("cred-a", 6, cred_a);
 	tp_sha256("cred-b", 6, cred_b);
 	tp_sha256("token", 5, tok);
@@ -860,6 +861,81 @@ test_terminal_records_bounded(void **state)
 	assert_int_equal(retrieve(t, 10, "C", "r4").kind, V1_RET_TERMINAL);
 }
 
+/*
+ * Redis only: after a full lifecycle (queued, claimed, answered, retrieved,
+ * cancelled, unregistered with work), every key under the prefix carries
+ * a TTL backstop except the sequence counters, and no key outlives its
+ * logical lifetime by more than the grace (the longest here: a node
+ * tombstone, 300 s, plus the 60 s grace plus the node's own lease).
+ */
+static const char keys_lua[] =
+    "local out = {}\n"
+    "for _, k in ipairs(redis.call('KEYS', KEYS[1] .. '*')) do\n"
+    "  out[#out + 1] = k\n"
+    "  out[#out + 1] = redis.call('PTTL', k)\n"
+    "end\n"
+    "return out\n";
+
+static void
+test_every_key_has_a_backstop(void **state)
+{
+	struct t *t = *state;
+	struct relay_redis_reply rep;
+	const char *key;
+	size_t keylen, i, counters = 0;
+	bool removed, dup;
+	const char *gone;
+	int id, n;
+	char *w;
+
+	if (!use_redis)
+		skip();
+	reg(t, 0, "A", cred_a, TP_V1_TIER_8K, 4);
+	reg(t, 0, "B", cred_b, TP_V1_TIER_8K, 4);
+	assert_int_equal(enq(t, 1, "A", "C", "1", true, 480 * S), V1_OK);
+	assert_int_equal(enq(t, 1, "A", "C", "2", true, 480 * S), V1_OK);
+	assert_int_equal(enq(t, 1, "B", "C", "3", true, 480 * S), V1_OK);
+	assert_int_equal(enq(t, 1, "B", "C", "4", true, 480 * S), V1_OK);
+	w = poll_work(t, 2, "A", NULL);
+	assert_non_null(w);
+	free(w);
+	w = poll_work(t, 2, "B", NULL);
+	assert_non_null(w);
+	free(w);
+	assert_int_equal(respond(t, 3, "C", "1", "A", cred_a, true, &dup, &gone),
+	    V1_OK);
+	assert_int_equal(cancel(t, 3, "C", "2", tok, &n), V1_OK);
+	assert_int_equal(t->s->ops->unregister(t->s, &lim, 4, "B", 1, cred_b,
+	    &removed, &t->fx), V1_OK);
+	assert_true(removed);
+
+	id = relay_redis_script(t->r, "test_keys", keys_lua);
+	assert_true(id >= 0);
+	key = relay_redis_prefix(t->r);
+	keylen = strlen(key);
+	assert_int_equal(relay_redis_eval(t->r, id, 1, &key, &keylen, 0, NULL,
+	    NULL, &rep), RELAY_REDIS_OK);
+	assert_int_equal(rep.type, RELAY_REDIS_ARRAY);
+	assert_true(rep.n > 20);
+	for (i = 0; i + 1 < rep.n; i += 2) {
+		const char *k = rep.elem[i].str;
+		long long ttl = rep.elem[i + 1].integer;
+		const char *tail = strrchr(k, ':');
+
+		if (tail != NULL && (strcmp(tail, ":gen") == 0 ||
+		    strcmp(tail, ":selseq") == 0 || strcmp(tail, ":regseq") == 0 ||
+		    strcmp(tail, ":rseq") == 0)) {
+			assert_int_equal(ttl, -1);	/* never goes backwards */
+			counters++;
+			continue;
+		}
+		if (ttl <= 0 || ttl > (480 + 300 + 300 + 300 + 60) * S)
+			fail_msg("%s: pttl %lld", k, ttl);
+	}
+	assert_true(counters >= 2);
+	relay_redis_reply_free(&rep);
+}
+
 int
 main(void)
 {
@@ -882,6 +958,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_enqueue_duplicate_and_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_response_ttl_expires_undelivered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_terminal_records_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_key_has_a_backstop, setup, teardown),
 	};
 
 	int failed;
