@@ -1,0 +1,292 @@
+"""API v1 on two relay processes sharing one redis-server (RELAY_STATE_URL),
+with the token.place-compatible peers of tests/fixtures/tp_peers_v1.py:
+
+* a node long-polling relay A is answered when a client enqueues through
+  relay B (the cross-replica wake-up), and the reverse;
+* 64 clients x 8 nodes spread over both relays: every answer reaches the
+  client that asked, from the node it asked, once: 0 lost, 0 duplicated,
+  0 mis-delivered;
+* max_concurrency holds with clients racing on both relays;
+* relay A SIGKILLed with jobs queued through it: every job it had not yet
+  handed out is delivered through relay B.
+
+Each test has its own key prefix on the one server. Waits poll with
+deadlines stretched by TP_TIMEOUT_SCALE; nothing here is timed except the
+long poll's own bound (the 50 ms p99 is a `make bench` figure).
+"""
+
+import contextlib
+import itertools
+import json
+import secrets
+import shutil
+import threading
+import time
+import traceback
+import unittest
+
+from redistest import REDIS_SERVER, RedisServer
+from relaytest import SCALE, Relay, main, metric_value, scaled, wait_for
+
+import tp_peers as tp
+import tp_peers_v1 as v1
+
+HTTP_TIMEOUT = scaled(30)
+ANSWER_TIMEOUT = scaled(90)
+CLIENT_POLL = min(0.05 * SCALE, 0.5)
+POLL_WAIT = 20          # long enough that only a wake-up answers a poll
+BASE_ENV = {
+    "TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS": str(POLL_WAIT),
+    "TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS": str(int(scaled(60))),
+    "RELAY_THREADS": "96",
+}
+V1 = v1.V1
+_prefixes = itertools.count()
+
+
+def url(relay):
+    return "http://127.0.0.1:%d" % relay.port
+
+
+def user(text):
+    return [{"role": "user", "content": text}]
+
+
+@unittest.skipUnless(shutil.which(REDIS_SERVER), "redis-server not installed")
+class TwoRelays(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = RedisServer()
+        cls.redis.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.stop()
+        shutil.rmtree(cls.redis.dir, ignore_errors=True)
+
+    def env(self, **extra):
+        env = dict(BASE_ENV, RELAY_STATE_URL=self.redis.url,
+                   RELAY_STATE_PREFIX="v1r%d:" % next(_prefixes))
+        env.update(extra)
+        return env
+
+    @contextlib.contextmanager
+    def pair(self, **extra):
+        env = self.env(**extra)
+        with Relay(env=env) as a, Relay(env=env) as b:
+            yield a, b
+
+    def assert_clean(self, node):
+        _, errors, violations = node.snapshot()
+        self.assertEqual(errors, [], node.name)
+        self.assertEqual(violations, [], node.name)
+
+    # -- the wake-up across replicas ------------------------------------------
+    def test_long_poll_on_one_relay_answered_by_an_enqueue_on_the_other(self):
+        node_keys, client_keys = tp.key_pool(2)
+        with self.pair() as (a, b):
+            for nrelay, crelay in ((a, b), (b, a)):
+                node = v1.ApiV1Node(url(nrelay), name="n", keypair=node_keys,
+                                    timeout=HTTP_TIMEOUT)
+                client = v1.ApiV1Client(url(crelay), keypair=client_keys,
+                                        poll_interval=CLIENT_POLL,
+                                        timeout=HTTP_TIMEOUT)
+                node.register()
+                # a raw poll that waits on nrelay, on its own thread
+                got = {}
+
+                def poll():
+                    started = time.monotonic()
+                    got["status"], got["body"] = nrelay.post_json(
+                        V1 + "/servers/poll",
+                        {"server_public_key": node.public_wire},
+                        timeout=POLL_WAIT * 2)
+                    got["took"] = time.monotonic() - started
+
+                t = threading.Thread(target=poll)
+                t.start()
+                wait_for(lambda: _long_polls(nrelay) == 1, 20,
+                         what="the poll to wait")
+                rid, _ = client.send(node.public_wire, user("wake up"))
+                t.join(POLL_WAIT * 2)
+                self.assertFalse(t.is_alive())
+                self.assertEqual(got["status"], 200)
+                self.assertEqual(got["body"]["request_id"], rid)
+                # answered by the wake-up, not by the end of the poll wait
+                self.assertLess(got["took"], POLL_WAIT / 2)
+                self.assertEqual(node.unregister()[0], 200)
+            self.assertGreaterEqual(sum(
+                _metric(r, "tokenplace_relay_state_wakeups_total")
+                for r in (a, b)), 2)
+
+    # -- many peers on both relays ---------------------------------------------
+    def test_64_clients_8_nodes_none_lost_duplicated_or_misdelivered(self):
+        nnodes, nclients = 8, 64
+        keys = tp.key_pool(nnodes + nclients)
+        with self.pair() as (a, b):
+            relays = (a, b)
+            nodes = [v1.ApiV1Node(url(relays[i % 2]), name="node-%d" % i,
+                                  keypair=keys[i],
+                                  capabilities=v1.default_capabilities(8),
+                                  work_seconds=0.02, control_interval=0.2,
+                                  progress=False, timeout=HTTP_TIMEOUT)
+                     for i in range(nnodes)]
+            by_key = {n.public_wire: n for n in nodes}
+            clients = [v1.ApiV1Client(url(relays[(i // 2) % 2]),
+                                      keypair=keys[nnodes + i],
+                                      poll_interval=CLIENT_POLL,
+                                      timeout=HTTP_TIMEOUT,
+                                      name="client-%d" % i)
+                       for i in range(nclients)]
+            failures, sent = [], {}
+            lock = threading.Lock()
+
+            def run(idx, c):
+                try:
+                    deadline = time.monotonic() + ANSWER_TIMEOUT
+                    while True:
+                        try:
+                            sel = c.select()
+                            content = json.dumps({"client": idx,
+                                                  "nonce": secrets.token_hex(8)})
+                            rid, _ = c.send(sel["server_public_key"],
+                                            user(content))
+                            break
+                        except tp.RelayError as exc:
+                            if exc.status not in (429, 503) or \
+                                    time.monotonic() > deadline:
+                                raise
+                            time.sleep(CLIENT_POLL)
+                    node = by_key[sel["server_public_key"]]
+                    with lock:
+                        sent[rid] = (idx, node.name, content)
+                    got = c.wait(rid, ANSWER_TIMEOUT)
+                    want = ("done", "%s echoes: %s" % (node.name, content))
+                    if got != want:
+                        raise AssertionError("%s: got %r, want %r"
+                                             % (c.name, got, want))
+                except Exception:       # noqa: BLE001 - reported below
+                    with lock:
+                        failures.append(traceback.format_exc())
+
+            for n in nodes:
+                n.start()
+            try:
+                wait_for(lambda: all(n.credential for n in nodes), 30,
+                         what="all nodes registered")
+                threads = [threading.Thread(target=run, args=(i, c))
+                           for i, c in enumerate(clients)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(ANSWER_TIMEOUT + 30)
+                stuck = [c.name for c, t in zip(clients, threads)
+                         if t.is_alive()]
+            finally:
+                for n in nodes:
+                    n.stop()
+            self.assertEqual(stuck, [])
+            self.assertEqual(failures, [], "\n".join(failures))
+            self.assertEqual(len(sent), nclients)
+            # every request reached exactly the node it was sent to, once
+            seen = {}
+            for n in nodes:
+                self.assert_clean(n)
+                jobs, _, _ = n.snapshot()
+                for job in jobs:
+                    rid = job.request["request_id"]
+                    self.assertIn(rid, sent)
+                    self.assertEqual(sent[rid][1], n.name, "mis-delivered")
+                    self.assertEqual(job.outcome, "delivered")
+                    seen[rid] = seen.get(rid, 0) + 1
+            self.assertEqual(seen, {rid: 1 for rid in sent})
+
+    # -- limits across replicas --------------------------------------------------
+    def test_max_concurrency_holds_with_clients_on_both_relays(self):
+        keys = tp.key_pool(17)
+        with self.pair() as (a, b):
+            node = v1.ApiV1Node(url(a), name="n", keypair=keys[0],
+                                capabilities=v1.default_capabilities(3),
+                                timeout=HTTP_TIMEOUT)
+            node.register()     # registered, not polling: work stays queued
+            results = []
+            lock = threading.Lock()
+            go = threading.Event()
+
+            def send(i):
+                c = v1.ApiV1Client(url((a, b)[i % 2]), keypair=keys[1 + i],
+                                   timeout=HTTP_TIMEOUT)
+                go.wait()
+                try:
+                    c.send(node.public_wire, user("x"))
+                    status = 200
+                except tp.RelayError as exc:
+                    status = exc.status
+                with lock:
+                    results.append(status)
+
+            threads = [threading.Thread(target=send, args=(i,))
+                       for i in range(16)]
+            for t in threads:
+                t.start()
+            go.set()
+            for t in threads:
+                t.join(HTTP_TIMEOUT)
+            self.assertEqual(len(results), 16)
+            self.assertEqual(results.count(200), 3, results)
+            self.assertEqual(set(results) - {200}, {503}, results)
+            for r in (a, b):
+                status, body = r.get_json("/healthz")
+                self.assertEqual(body["apiV1"]["queuedRequests"], 3)
+
+    # -- a relay dies --------------------------------------------------------------
+    def test_jobs_queued_through_a_killed_relay_are_delivered_by_the_other(self):
+        keys = tp.key_pool(9)
+        env = self.env()
+        b = Relay(env=env).start()
+        try:
+            a = Relay(env=env, expect_exit=None).start()
+            try:
+                node = v1.ApiV1Node(url(b), name="survivor-node",
+                                    keypair=keys[0],
+                                    capabilities=v1.default_capabilities(8),
+                                    work_seconds=0.02, progress=False,
+                                    timeout=HTTP_TIMEOUT)
+                node.register()
+                queued = []
+                for i in range(8):
+                    c = v1.ApiV1Client(url(a), keypair=keys[1 + i],
+                                       timeout=HTTP_TIMEOUT)
+                    rid, _ = c.send(node.public_wire, user("job %d" % i))
+                    queued.append((keys[1 + i], rid, "job %d" % i))
+            finally:
+                a.kill()        # SIGKILL: no drain, no goodbye
+            self.assertIsNotNone(a.proc.returncode)
+            with node:
+                for kp, rid, text in queued:
+                    c = v1.ApiV1Client(url(b), keypair=kp,
+                                       poll_interval=CLIENT_POLL,
+                                       timeout=HTTP_TIMEOUT)
+                    self.assertEqual(c.wait(rid, ANSWER_TIMEOUT),
+                                     ("done", "survivor-node echoes: " + text))
+            self.assert_clean(node)
+            jobs, _, _ = node.snapshot()
+            self.assertEqual(sorted(j.request["request_id"] for j in jobs),
+                             sorted(rid for _, rid, _ in queued))
+        finally:
+            b.stop()
+
+
+def _metric(relay, name, **labels):
+    v = metric_value(relay.metrics(), name, **labels)
+    return v or 0
+
+
+def _long_polls(relay):
+    status, body = relay.get_json("/healthz")
+    return body.get("apiV1", {}).get("longPolls") if isinstance(body, dict) \
+        else None
+
+
+if __name__ == "__main__":
+    main()
