@@ -217,6 +217,16 @@ struct relay_store {
  */
 struct relay_store *relay_store_memory_new(void);
 
+struct relay_redis;
+
+/*
+ * The shared store on Redis/Valkey (store_redis.c): one Lua script per
+ * operation through the adapter `r` (borrowed: it must outlive the store;
+ * the API v1 store shares it). destroy() frees only the store's own
+ * memory. Returns NULL when out of memory.
+ */
+struct relay_store *relay_store_redis_new(struct relay_redis *r);
+
 /* Destroys any store; NULL is accepted. */
 static inline void
 relay_store_free(struct relay_store *s)

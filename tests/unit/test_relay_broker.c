@@ -1,6 +1,7 @@
 /*
- * test_relay_broker.c -- relay semantics without HTTP, on the memory store,
- * with the test's clock: the legacy cycle, eviction, every limit, TTLs,
+ * test_relay_broker.c -- relay semantics without HTTP, one suite run on the
+ * memory store and again on the Redis store (a redis-server this test
+ * starts), with the test's clock: the legacy cycle, eviction, every limit, TTLs,
  * streams, tokens, the /faucet rate limit behind proxies, metrics, and a
  * multi-threaded producer/consumer run.
  */
@@ -19,12 +20,19 @@
 #include <stdatomic.h>
 
 #include "broker.h"
+#include "redis.h"
+#include "redis_server.h"
 #include "settings.h"
 #include "tokenplace/log.h"
 #include "tokenplace/metrics.h"
 
+/* The group being run: the memory store, or Redis on redis_srv. */
+static bool use_redis;
+static struct test_redis redis_srv;
+
 struct fixture {
 	struct relay_settings s;
+	struct relay_redis *redis;	/* Redis group: a fresh key prefix per start() */
 	struct relay_store *store;
 	struct relay_broker *b;
 	struct tp_metrics_registry *reg;
@@ -62,6 +70,40 @@ default_settings(struct relay_settings *s)
 	s->faucet_rate_clients = 100;
 }
 
+/* A store of the running group; *redis gets the adapter (Redis group). */
+static struct relay_store *
+new_store(struct relay_redis **redis)
+{
+	struct relay_redis_config cfg;
+	char err[256];
+
+	*redis = NULL;
+	if (!use_redis)
+		return relay_store_memory_new();
+	test_redis_config(&redis_srv, &cfg);
+	*redis = relay_redis_new(&cfg, NULL, err, sizeof(err));
+	if (*redis == NULL)
+		fail_msg("relay_redis_new: %s", err);
+	return relay_store_redis_new(*redis);
+}
+
+static int
+redis_group_setup(void **state)
+{
+	(void)state;
+	use_redis = true;
+	return test_redis_start(&redis_srv);
+}
+
+static int
+redis_group_teardown(void **state)
+{
+	(void)state;
+	test_redis_stop(&redis_srv);
+	use_redis = false;
+	return 0;
+}
+
 /* (Re)creates the broker from f->s. */
 static void
 start(struct fixture *f)
@@ -69,7 +111,9 @@ start(struct fixture *f)
 	relay_broker_free(f->b);
 	tp_metrics_registry_free(f->reg);
 	relay_store_free(f->store);
-	f->store = relay_store_memory_new();
+	relay_redis_free(f->redis);
+	f->redis = NULL;
+	f->store = new_store(&f->redis);
 	f->reg = tp_metrics_registry_new();
 	assert_non_null(f->store);
 	assert_non_null(f->reg);
@@ -100,6 +144,7 @@ teardown(void **state)
 	relay_broker_free(f->b);
 	tp_metrics_registry_free(f->reg);
 	relay_store_free(f->store);
+	relay_redis_free(f->redis);
 	free(f);
 	return 0;
 }
@@ -509,11 +554,13 @@ static void
 test_bad_trusted_proxies_refused(void **state)
 {
 	struct fixture *f = *state;
-	struct relay_store *st = relay_store_memory_new();
+	struct relay_redis *redis;
+	struct relay_store *st = new_store(&redis);
 
 	f->s.trusted_proxies = "10.0.0.0/33";
 	assert_null(relay_broker_new(&f->s, st, NULL));
 	relay_store_free(st);
+	relay_redis_free(redis);
 }
 
 /* ---- concurrency ---------------------------------------------------------- */
@@ -663,5 +710,10 @@ main(void)
 
 	/* Registrations and evictions log at INFO; keep the test output short. */
 	tp_log_init("test_relay_broker", TP_LOG_CRITICAL, 1);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed;
+
+	failed = cmocka_run_group_tests_name("memory", tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("redis", tests, redis_group_setup,
+	    redis_group_teardown);
+	return failed;
 }

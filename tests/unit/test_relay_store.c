@@ -1,5 +1,7 @@
 /*
- * test_relay_store_memory.c -- the embedded relay_store: FIFO per server,
+ * test_relay_store.c -- every relay_store, one suite run twice: against
+ * the embedded memory store and against the Redis store (on a
+ * redis-server this test starts, tests/unit/redis_server.c). FIFO per server,
  * at-most-once delivery, batches, stream sessions, eviction, every bound,
  * TTL expiry (time is passed in, so the clock is the test's), and a
  * multi-threaded run where nothing may be lost, duplicated or reordered.
@@ -17,6 +19,8 @@
 #include <sched.h>
 #include <stdatomic.h>
 
+#include "redis.h"
+#include "redis_server.h"
 #include "store.h"
 
 static const struct relay_store_limits base_lim = {
@@ -31,10 +35,29 @@ static const struct relay_store_limits base_lim = {
 	.max_stream_chunks = 100,
 };
 
+/* The group being run: the memory store, or Redis on `srv`. */
+static bool use_redis;
+static struct test_redis redis_srv;
+static struct relay_redis *adapter;	/* of the running test (Redis group) */
+
 static int
 setup(void **state)
 {
-	*state = relay_store_memory_new();
+	struct relay_redis_config cfg;
+	char err[256];
+
+	if (!use_redis) {
+		*state = relay_store_memory_new();
+		return *state == NULL ? -1 : 0;
+	}
+	/* A fresh prefix per test: the tests never see each other's keys. */
+	test_redis_config(&redis_srv, &cfg);
+	adapter = relay_redis_new(&cfg, NULL, err, sizeof(err));
+	if (adapter == NULL) {
+		fprintf(stderr, "relay_redis_new: %s\n", err);
+		return -1;
+	}
+	*state = relay_store_redis_new(adapter);
 	return *state == NULL ? -1 : 0;
 }
 
@@ -42,6 +65,25 @@ static int
 teardown(void **state)
 {
 	relay_store_free(*state);
+	relay_redis_free(adapter);
+	adapter = NULL;
+	return 0;
+}
+
+static int
+redis_group_setup(void **state)
+{
+	(void)state;
+	use_redis = true;
+	return test_redis_start(&redis_srv);
+}
+
+static int
+redis_group_teardown(void **state)
+{
+	(void)state;
+	test_redis_stop(&redis_srv);
+	use_redis = false;
 	return 0;
 }
 
@@ -717,5 +759,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_mt_dedicated_consumers_see_fifo, setup, teardown),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed;
+
+	failed = cmocka_run_group_tests_name("memory", tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("redis", tests, redis_group_setup,
+	    redis_group_teardown);
+	return failed;
 }
