@@ -25,7 +25,8 @@
  * due times live in sorted sets per kind (node stale-at, deadlines,
  * response TTLs, terminal records, tombstones, reservations), and sweep
  * handles at most 128 entries per kind per script call (the C side calls
- * again while a batch came back full). Node and request keys are compact
+ * again while a batch came back full). One replica per 250 ms sweeps
+ * (a due time under the prefix); the others' sweeps return at once. Node and request keys are compact
  * hashes computed here (relay_v1_node_id, request_rid), so a long public
  * key never becomes part of a key name or a channel name.
  *
@@ -82,6 +83,7 @@ struct rstore {
 #define NUM_LEN 24
 #define RID_LEN 32
 #define SWEEP_ROUNDS 64		/* full batches per sweep() before yielding */
+#define SWEEP_INTERVAL_MS 250	/* one sweep per interval, cluster-wide */
 
 /* The arguments of one script call: the common head, then the op's own. */
 struct call {
@@ -695,6 +697,8 @@ rs_sweep(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	/* Each script call is bounded; a backlog takes several calls. */
 	for (round = 0; more && round < SWEEP_ROUNDS; round++) {
 		call_begin(&c, lim, now);
+		arg_i64(&c, SWEEP_INTERVAL_MS);
+		arg_str(&c, round > 0 ? "1" : "0");
 		rc = run(st, OP_SWEEP, &c, &rep, fx);
 		more = rc == V1_OK && el_int(&rep, 2) == 1;
 		relay_redis_reply_free(&rep);
@@ -779,7 +783,7 @@ relay_v1_store_redis_new(struct relay_redis *r)
 
 		if (text == NULL)
 			goto fail;
-		snprintf(text, n, "%s\nreturn op_%s()\n",
+		snprintf(text, n, "#!lua\n%s\nreturn op_%s()\n",
 		    relay_v1_store_redis_lua, op_names[i]);
 		snprintf(label, sizeof(label), "v1_%s", op_names[i]);
 		st->sid[i] = relay_redis_script(r, label, text);	/* copies */

@@ -1,8 +1,11 @@
 -- v1_store_redis.lua -- the API v1 store's transitions as Redis Lua.
 --
--- v1_store_redis.c registers this library once per operation, each time
--- followed by "return op_<name>()", so every store call is ONE script
--- (atomic: no other client runs a command while it runs).
+-- v1_store_redis.c registers this library once per operation, behind a
+-- "#!lua" shebang and followed by "return op_<name>()", so every store
+-- call is ONE script (atomic: no other client runs a command while it
+-- runs). The shebang (no flags) makes the server refuse the whole script
+-- up front while it is out of memory, instead of failing at the first
+-- write with half a transition done.
 --
 -- Calling convention (all scripts):
 --   KEYS[1]   the deployment prefix with its hash tag, e.g. "{tokenplace:}";
@@ -17,6 +20,7 @@
 -- <rid> = 32 hex of SHA-256 of client NUL request_id, both computed in C;
 -- <tid> = sha1hex(<id> NUL request_id)):
 --   P.gen P.selseq P.regseq P.rseq   counters (INCR, no TTL: never go back)
+--   P.sweep:due  when the next cluster-wide sweep may run
 --   P.nodes     zset <id> -> stale-at (first ms at which the node is stale)
 --   P.n:<id>    hash: key digest tier ctx conc nmodels models last_seen
 --               polling_until last_selected reg
@@ -831,8 +835,20 @@ local function sweep_batch()
 	return more
 end
 
--- Reply: rc fx more (1 = a batch was full: call again)
+-- ARGV: interval continuing
+-- Reply: rc fx more (1 = a batch was full: call again with continuing=1)
+-- One replica per interval sweeps (sweep:due holds, in the shared time
+-- base, when the next sweep may start); the others return at once. A
+-- skipped sweep delays nothing that matters: every operation applies the
+-- expiries of what it touches, and the counts come from stats, which
+-- always runs a batch.
 local function op_sweep()
+	local every, cont = tonumber(ARGV[A]), ARGV[A + 1] == '1'
+	if not cont then
+		local due = tonumber(call('GET', P .. 'sweep:due') or '0')
+		if due > now then return reply(OK, 0) end
+		call('SET', P .. 'sweep:due', now + every, 'PX', every + GRACE)
+	end
 	return reply(OK, sweep_batch())
 end
 
