@@ -407,8 +407,7 @@ relay_v1_new(const struct relay_v1_config *cfg, struct relay_v1_store *store,
 	b->auth = relay_auth_new(cfg->server_token, cfg->server_tokens);
 	if (b->auth == NULL)
 		goto fail_early;
-	b->clock = cfg->clock != NULL ? cfg->clock : default_clock;
-	b->clock_arg = cfg->clock_arg;
+	b->clock = default_clock;
 	if (relay_hashtab_init(&b->wqs, wq_hkey, k[0], k[1]) != 0)
 		goto fail_early;
 	pthread_mutex_init(&b->wmu, NULL);

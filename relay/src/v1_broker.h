@@ -43,13 +43,6 @@ struct relay_v1_config {
 	bool sweeper;			/* run the background sweeper thread */
 	const char *server_token;	/* registration tokens (relay_auth_new); */
 	const char *server_tokens;	/* read by relay_v1_new only, may be NULL */
-	/*
-	 * The clock (NULL: CLOCK_MONOTONIC). With a shared store it must be
-	 * the time base every replica shares (timebase.h), since deadlines
-	 * and leases written by one replica are read by the others.
-	 */
-	int64_t (*clock)(void *arg);
-	void *clock_arg;
 };
 
 /*
