@@ -19,7 +19,8 @@
 -- Keys (P = KEYS[1] .. "v1:"; <id> = 32 hex of SHA-256 of a node key,
 -- <rid> = 32 hex of SHA-256 of client NUL request_id, both computed in C;
 -- <tid> = sha1hex(<id> NUL request_id)):
---   P.gen P.selseq P.regseq P.rseq   counters (INCR, no TTL: never go back)
+--   P.gen P.selseq P.regseq P.rseq   counters (INCR, no TTL: never go back;
+--               gen starts at now_ms * 1000, see next_generation)
 --   P.sweep:due  when the next cluster-wide sweep may run
 --   P.nodes     zset <id> -> stale-at (first ms at which the node is stale)
 --   P.n:<id>    hash: key digest tier ctx conc nmodels models last_seen
@@ -431,6 +432,18 @@ local function caps_fields(k, base)
 	    'nmodels', ARGV[base + 3], 'models', ARGV[base + 4]
 end
 
+-- Claim generations increase for ever, across a restart of a server that
+-- kept nothing too: an absent counter starts at now_ms * 1000, above
+-- every generation handed out before (that would take more than 1000
+-- claims per millisecond since the first one). Formatted with %d: the
+-- values pass 10^14, where Lua's default number format loses digits.
+local function next_generation()
+	if call('EXISTS', P .. 'gen') == 0 then
+		call('SET', P .. 'gen', string.format('%d', now * 1000), 'NX')
+	end
+	return call('INCR', P .. 'gen')
+end
+
 local function reply(rc, ...)
 	return { rc, fx, ... }
 end
@@ -493,7 +506,7 @@ local function op_poll()
 			local dl = num(r.deadline)
 			local ce = now + L.inflight
 			if dl < ce then ce = dl end
-			local gen = call('INCR', P .. 'gen')
+			local gen = next_generation()
 			call('LPOP', P .. 'nq:' .. id)
 			call('ZREM', P .. 'queued', rid)
 			call('ZADD', P .. 'nc:' .. id, ce, rid)
@@ -502,7 +515,7 @@ local function op_poll()
 			expire_at_least(P .. 'claims', life(dl))
 			expire_at_least(P .. 'inflight', life(dl))
 			call('HSET', rkey(rid), 'state', 'f', 'claimed_at', now,
-			    'claim_expires', ce, 'generation', gen)
+			    'claim_expires', ce, 'generation', string.format('%d', gen))
 			call('HDEL', rkey(rid), 'work')
 			out = { 1, r.work or '', dl, gen }
 			break

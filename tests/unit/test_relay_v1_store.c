@@ -936,6 +936,61 @@ test_every_key_has_a_backstop(void **state)
 	relay_redis_reply_free(&rep);
 }
 
+static const char wipe_lua[] =
+    "for _, k in ipairs(redis.call('KEYS', KEYS[1] .. '*')) do\n"
+    "  redis.call('DEL', k)\n"
+    "end\n"
+    "return 0\n";
+
+static uint64_t
+claim_generation(struct t *t, int64_t now, const char *id)
+{
+	struct relay_v1_work w;
+	bool has = false;
+	uint64_t g;
+
+	assert_int_equal(enq(t, now, "A", "C", id, false, now + 480 * S), V1_OK);
+	assert_int_equal(t->s->ops->poll(t->s, &lim, now, "A", 1, NULL, 0, &w,
+	    &has, &t->fx), V1_OK);
+	assert_true(has);
+	g = w.generation;
+	relay_blob_free(&w.envelope);
+	return g;
+}
+
+/*
+ * Claim generations only grow; under Redis also after the server lost
+ * everything (the counter restarts above every earlier value).
+ */
+static void
+test_generations_never_go_back(void **state)
+{
+	struct t *t = *state;
+	struct relay_redis_reply rep;
+	uint64_t g1, g2, g3;
+	const char *key;
+	size_t keylen;
+	int id;
+
+	reg(t, 1000 * S, "A", cred_a, TP_V1_TIER_8K, 4);
+	g1 = claim_generation(t, 1000 * S, "1");
+	g2 = claim_generation(t, 1000 * S, "2");
+	assert_true(g2 > g1);
+	if (!use_redis)
+		return;
+	id = relay_redis_script(t->r, "test_wipe", wipe_lua);
+	assert_true(id >= 0);
+	key = relay_redis_prefix(t->r);
+	keylen = strlen(key);
+	assert_int_equal(relay_redis_eval(t->r, id, 1, &key, &keylen, 0, NULL,
+	    NULL, &rep), RELAY_REDIS_OK);
+	relay_redis_reply_free(&rep);
+	/* an empty store, one second later */
+	reg(t, 1001 * S, "A", cred_a, TP_V1_TIER_8K, 4);
+	g3 = claim_generation(t, 1001 * S, "3");
+	assert_true(g3 > g2);
+}
+
 int
 main(void)
 {
@@ -959,6 +1014,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_response_ttl_expires_undelivered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_terminal_records_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_key_has_a_backstop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_generations_never_go_back, setup, teardown),
 	};
 
 	int failed;
