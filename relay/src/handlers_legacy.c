@@ -90,8 +90,10 @@ reply_broker_failure(struct relay_response *resp, enum relay_status st,
     enum tp_err_shape shape)
 {
 	if (st == RELAY_E_UNAVAILABLE) {
+		/* The shared store is unreachable: try again shortly. */
 		resp->error_kind = "unavailable";
 		reply_error(resp, 503, shape, msg_unavailable);
+		retry_after(resp, 1);
 	} else {
 		resp->error_kind = "internal";
 		reply_error(resp, 500, shape, msg_internal);

@@ -111,6 +111,7 @@ internal(struct relay_response *resp, enum relay_v1_rc rc)
 	else
 		relay_response_error(resp, 503, 503,
 		    "Relay state is unavailable");
+	(void)relay_response_add_header(resp, "Retry-After", "1");
 	resp->error_kind = "state";
 }
 

@@ -19,7 +19,9 @@
 #include "clock.h"
 #include "http_server.h"
 #include "settings.h"
+#include "state_redis.h"
 #include "store.h"
+#include "timebase.h"
 #include "tokenplace/log.h"
 #include "v1_broker.h"
 #include "upstream.h"
@@ -65,10 +67,14 @@ set_upstream_url(struct relay_app *app)
 		app->upstream_url[--n] = '\0';
 }
 
+/* sysexits.h EX_CONFIG: a configuration the relay cannot run with. */
+#define EXIT_CONFIG 78
+
 static void
 log_startup(const struct relay_app *app, int port)
 {
 	const struct relay_settings *s = app->settings;
+	char state_url[2100];
 
 	TP_LOG(TP_LOG_INFO, "relay.startup",
 	    TP_LSTR("host", s->host),
@@ -79,7 +85,10 @@ log_startup(const struct relay_app *app, int port)
 	    TP_LINT("timeout_s", s->timeout_s),
 	    TP_LINT("graceful_timeout_s", s->graceful_timeout_s),
 	    TP_LINT("max_body_bytes", s->max_body_bytes),
-	    TP_LSTR("state_url", s->state_url),
+	    TP_LSTR("state_url", tp_config_redact_url(s->state_url, state_url,
+	    sizeof(state_url))),
+	    TP_LSTR("state_prefix", relay_settings_state_shared(s) ?
+	    s->state_prefix : ""),
 	    TP_LBOOL("legacy_routes", s->legacy_routes),
 	    TP_LBOOL("require_upstream_health", s->require_upstream_health),
 	    TP_LBOOL("config_ok", app->config_ok),
@@ -122,8 +131,11 @@ main(int argc, char **argv)
 	size_t noverrides = 0;
 	struct relay_app app;
 	struct relay_store *store = NULL;
+	struct relay_state_redis *shared = NULL;
+	struct relay_v1_store *v1store = NULL;
 	struct relay_v1_config v1cfg;
 	struct relay_v1 *v1 = NULL;
+	const char *setting;
 	enum tp_log_level level = TP_LOG_INFO;
 	bool check_only = false;
 	sigset_t sigs;
@@ -186,8 +198,24 @@ main(int argc, char **argv)
 	app.config_ok = rc == 0;
 	app.config_report = &report;
 	set_upstream_url(&app);
-	if (!app.config_ok)
+	if (!app.config_ok) {
 		log_config_errors(&report);
+		/*
+		 * Serving without the state the operator asked for would split
+		 * the replicas' view without a sign: a bad state setting stops
+		 * the start instead of degrading it.
+		 */
+		for (size_t i = 0; i < report.nerrors &&
+		    i < TP_CONFIG_MAX_ERRORS; i++) {
+			if (strncmp(report.errors[i].setting, "state_", 6) != 0)
+				continue;
+			TP_LOG(TP_LOG_CRITICAL, "relay.state_config_invalid",
+			    TP_LSTR("setting", report.errors[i].source),
+			    TP_LSTR("reason", report.errors[i].reason));
+			relay_settings_free(&settings);
+			return EXIT_CONFIG;
+		}
+	}
 	if (settings.workers > 1)
 		TP_LOG(TP_LOG_WARNING, "relay.workers_ignored",
 		    TP_LINT("workers", settings.workers),
@@ -200,8 +228,32 @@ main(int argc, char **argv)
 		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
 		goto out;
 	}
-	/* Relay protocol state: the embedded store (RELAY_STATE_URL memory://). */
-	store = relay_store_memory_new();
+	/*
+	 * Relay state for both generations: the embedded stores (memory://),
+	 * or one Redis/Valkey adapter shared by the legacy and the API v1
+	 * store, with the server's TIME as the clock of both brokers.
+	 */
+	if (relay_settings_state_shared(&settings)) {
+		shared = relay_state_redis_start(&settings, app.health,
+		    app.metrics, err, sizeof(err), &setting);
+		if (shared == NULL) {
+			TP_LOG(TP_LOG_CRITICAL, "relay.state_config_invalid",
+			    TP_LSTR("setting", setting), TP_LSTR("reason", err));
+			exit_code = EXIT_CONFIG;
+			goto out;
+		}
+		store = relay_store_redis_new(relay_state_redis_adapter(shared));
+		/*
+		 * API v1 on Redis: the one call site the v1 Redis store fills,
+		 * v1store = relay_v1_store_redis_new(relay_state_redis_adapter(shared));
+		 * until it lands, API v1 state stays in this process (logged).
+		 */
+		v1store = NULL;
+		TP_LOG(TP_LOG_WARNING, "relay.api_v1_state_local",
+		    TP_LSTR("reason", "the API v1 Redis store is not in this "
+		    "build; API v1 state is per replica"));
+	} else
+		store = relay_store_memory_new();
 	app.broker = store ? relay_broker_new(&settings, store, app.metrics) : NULL;
 	if (app.broker == NULL) {
 		TP_LOG0(TP_LOG_CRITICAL, "relay.state_init_failed");
@@ -210,7 +262,14 @@ main(int argc, char **argv)
 	app.stats = relay_broker_app_stats;
 	/* API v1 state; chains its /healthz counts after the legacy ones. */
 	relay_v1_config_from_settings(&settings, &v1cfg);
-	v1 = relay_v1_new(&v1cfg, NULL, app.metrics);
+	if (shared != NULL) {
+		/* Both brokers on the shared time base (before any thread reads it). */
+		v1cfg.clock = relay_timebase_clock;
+		v1cfg.clock_arg = relay_state_redis_timebase(shared);
+		relay_broker_set_clock(app.broker, relay_timebase_clock,
+		    relay_state_redis_timebase(shared));
+	}
+	v1 = relay_v1_new(&v1cfg, v1store, app.metrics);
 	if (v1 == NULL) {
 		TP_LOG0(TP_LOG_CRITICAL, "relay.api_v1_state_init_failed");
 		goto out;
@@ -275,6 +334,7 @@ out:
 	relay_broker_free(app.broker);
 	relay_v1_free(v1);
 	relay_store_free(store);
+	relay_state_redis_stop(shared);
 	relay_upstream_global_cleanup();
 	tp_metrics_registry_free(app.metrics);
 	tp_health_free(app.health);

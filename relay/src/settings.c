@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "redis.h"
 #include "tokenplace/log.h"
 #include "upstream_rules.h"
 
@@ -109,18 +110,39 @@ static int
 validate_state_url(const void *value, char *reason, size_t len)
 {
 	const char *s = *(char *const *)value;
+	struct relay_redis_config cfg;
+	char err[200];
 
 	if (s != NULL && strcmp(s, "memory://") == 0)
 		return 0;
-	if (s != NULL && strncmp(s, "redis://", 8) == 0) {
-		/* Refused loudly rather than silently running unshared. */
-		snprintf(reason, len,
-		    "the Redis/Valkey state store is not part of this build; "
-		    "use memory:// (one replica)");
+	memset(&cfg, 0, sizeof(cfg));
+	if (s == NULL || relay_redis_url_parse(s, &cfg, err, sizeof(err)) != 0) {
+		/* The reason names no part of the URL: it may hold a password. */
+		snprintf(reason, len, "%s (expected memory://, "
+		    "redis://[[user]:password@]host[:port][/db] or "
+		    "unix:///path/to/redis.sock[?db=N])",
+		    s == NULL ? "no URL" : err);
+		memset(&cfg, 0, sizeof(cfg));
 		return -1;
 	}
-	snprintf(reason, len, "'%.60s' is not memory://", s ? s : "");
-	return -1;
+	memset(&cfg, 0, sizeof(cfg));
+	return 0;
+}
+
+static int
+validate_state_prefix(const void *value, char *reason, size_t len)
+{
+	const char *s = *(char *const *)value;
+
+	for (; s != NULL && *s != '\0'; s++) {
+		if (*s <= 0x20 || *s >= 0x7f || *s == '{' || *s == '}') {
+			snprintf(reason, len, "the prefix takes printable ASCII "
+			    "without blanks, '{' or '}' (it is wrapped in one "
+			    "hash tag)");
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static int
@@ -357,10 +379,30 @@ const struct tp_setting relay_setting_table[] = {
 	  TP_SETTING_INT, "4096", 1, 10000000, OFF(api_v1_max_tombstones), NULL, 0,
 	  "control tombstones kept (oldest forgotten first)" },
 
-	/* state */
+	/* state (docs/store-redis.md) */
 	{ "state_url", "RELAY_STATE_URL", NULL, TP_SETTING_STRING, "memory://", 1,
-	  2048, OFF(state_url), validate_state_url, 0,
-	  "memory:// (all state in this one process)" },
+	  2048, OFF(state_url), validate_state_url, TP_SETTING_REDACT_URL,
+	  "memory:// (one process), or redis://[[user]:password@]host[:port][/db] "
+	  "or unix:///path.sock[?db=N] (Redis/Valkey shared by every replica)" },
+	{ "state_password", "RELAY_STATE_PASSWORD", NULL, TP_SETTING_STRING, "",
+	  0, 511, OFF(state_password), NULL,
+	  TP_SETTING_SECRET | TP_SETTING_EMPTY_OK,
+	  "Redis/Valkey password when RELAY_STATE_URL carries none" },
+	{ "state_prefix", "RELAY_STATE_PREFIX", NULL, TP_SETTING_STRING,
+	  "tokenplace:", 1, 100, OFF(state_prefix), validate_state_prefix, 0,
+	  "key prefix of this deployment (inside one hash tag: {prefix})" },
+	{ "state_connect_timeout_ms", "RELAY_STATE_CONNECT_TIMEOUT_MS", NULL,
+	  TP_SETTING_INT, "1000", 10, 60000, OFF(state_connect_timeout_ms), NULL,
+	  0, "milliseconds to open a connection to Redis/Valkey" },
+	{ "state_command_timeout_ms", "RELAY_STATE_COMMAND_TIMEOUT_MS", NULL,
+	  TP_SETTING_INT, "2000", 10, 60000, OFF(state_command_timeout_ms), NULL,
+	  0, "longest a state operation waits for Redis/Valkey (503 after)" },
+	{ "state_pool_size", "RELAY_STATE_POOL_SIZE", NULL, TP_SETTING_INT, "16",
+	  1, 1024, OFF(state_pool_size), NULL, 0,
+	  "connections to Redis/Valkey per relay process (plus one for Pub/Sub)" },
+	{ "state_time_sample_ms", "RELAY_STATE_TIME_SAMPLE_MS", NULL,
+	  TP_SETTING_INT, "2000", 100, 60000, OFF(state_time_sample_ms), NULL, 0,
+	  "how often the shared time base re-reads the Redis server's TIME" },
 };
 
 const size_t relay_setting_count =
@@ -374,6 +416,29 @@ relay_settings_load(struct relay_settings *s,
 	memset(s, 0, sizeof(*s));
 	return tp_config_load(relay_setting_table, relay_setting_count, s, NULL,
 	    NULL, overrides, noverrides, report);
+}
+
+bool
+relay_settings_state_shared(const struct relay_settings *s)
+{
+	return s->state_url != NULL && strcmp(s->state_url, "memory://") != 0;
+}
+
+int
+relay_settings_redis_config(const struct relay_settings *s,
+    struct relay_redis_config *cfg, char *err, size_t errlen)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	if (relay_redis_url_parse(s->state_url, cfg, err, errlen) != 0)
+		return -1;
+	if (cfg->password[0] == '\0' && s->state_password != NULL)
+		snprintf(cfg->password, sizeof(cfg->password), "%s",
+		    s->state_password);
+	snprintf(cfg->prefix, sizeof(cfg->prefix), "%s", s->state_prefix);
+	cfg->connect_timeout_ms = s->state_connect_timeout_ms;
+	cfg->command_timeout_ms = s->state_command_timeout_ms;
+	cfg->pool_size = (unsigned)s->state_pool_size;
+	return 0;
 }
 
 void

@@ -94,8 +94,14 @@ struct relay_settings {
 	int64_t api_v1_max_terminal;
 	int64_t api_v1_max_tombstones;
 
-	/* state store */
+	/* state store (memory:// or Redis/Valkey, docs/store-redis.md) */
 	char *state_url;
+	char *state_password;		/* used when the URL carries none */
+	char *state_prefix;		/* key prefix, inside one hash tag */
+	int64_t state_connect_timeout_ms;
+	int64_t state_command_timeout_ms;
+	int64_t state_pool_size;
+	int64_t state_time_sample_ms;	/* how often the shared time base reads TIME */
 };
 
 /* The table behind the struct, for --check-config, docs and tests. */
@@ -111,6 +117,22 @@ extern const size_t relay_setting_count;
 int relay_settings_load(struct relay_settings *s,
     const struct tp_config_override *overrides, size_t noverrides,
     struct tp_config_report *report);
+
+struct relay_redis_config;
+
+/*
+ * True when the settings select a shared Redis/Valkey store (anything but
+ * memory://).
+ */
+bool relay_settings_state_shared(const struct relay_settings *s);
+
+/*
+ * Fills the adapter configuration from the state settings (URL, then
+ * RELAY_STATE_PASSWORD when the URL has no password, prefix, timeouts,
+ * pool). Returns 0, or -1 with a reason (never the password) in err.
+ */
+int relay_settings_redis_config(const struct relay_settings *s,
+    struct relay_redis_config *cfg, char *err, size_t errlen);
 
 /* Frees the strings held by s. */
 void relay_settings_free(struct relay_settings *s);

@@ -407,7 +407,9 @@ relay_v1_new(const struct relay_v1_config *cfg, struct relay_v1_store *store,
 	b->auth = relay_auth_new(cfg->server_token, cfg->server_tokens);
 	if (b->auth == NULL)
 		goto fail_early;
-	b->clock = default_clock;
+	/* Set before the sweeper starts: it reads the clock from then on. */
+	b->clock = cfg->clock ? cfg->clock : default_clock;
+	b->clock_arg = cfg->clock_arg;
 	if (relay_hashtab_init(&b->wqs, wq_hkey, k[0], k[1]) != 0)
 		goto fail_early;
 	pthread_mutex_init(&b->wmu, NULL);

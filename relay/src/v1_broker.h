@@ -33,6 +33,9 @@ struct cJSON;
 /* 32 random bytes, base64url without padding (secrets.token_urlsafe(32)). */
 #define RELAY_V1_CREDENTIAL_LEN 43
 
+/* Milliseconds, never decreasing (default CLOCK_MONOTONIC). */
+typedef int64_t (*relay_v1_clock_fn)(void *arg);
+
 struct relay_v1_config {
 	struct relay_v1_limits lim;
 	int64_t poll_wait_ms;		/* long-poll wait; 0 = answer at once */
@@ -43,6 +46,8 @@ struct relay_v1_config {
 	bool sweeper;			/* run the background sweeper thread */
 	const char *server_token;	/* registration tokens (relay_auth_new); */
 	const char *server_tokens;	/* read by relay_v1_new only, may be NULL */
+	relay_v1_clock_fn clock;	/* NULL: CLOCK_MONOTONIC; the shared */
+	void *clock_arg;		/* time base with a Redis store */
 };
 
 /*
@@ -53,9 +58,6 @@ struct relay_v1_config {
  */
 void relay_v1_config_from_settings(const struct relay_settings *s,
     struct relay_v1_config *cfg);
-
-/* Milliseconds, never decreasing (default CLOCK_MONOTONIC). */
-typedef int64_t (*relay_v1_clock_fn)(void *arg);
 
 struct relay_v1;
 

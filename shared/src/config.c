@@ -298,12 +298,39 @@ tp_config_format_value(const struct tp_setting *s, const void *cfg, char *buf,
 	case TP_SETTING_STRING: {
 		const char *v = *(char *const *)p;
 
+		if (s->flags & TP_SETTING_REDACT_URL)
+			return tp_config_redact_url(v ? v : "", buf, len);
 		snprintf(buf, len, "%s", v ? v : "");
 		break;
 	}
 	default:
 		snprintf(buf, len, "?");
 	}
+	return buf;
+}
+
+char *
+tp_config_redact_url(const char *url, char *buf, size_t len)
+{
+	const char *auth = strstr(url, "://");
+	const char *end, *at = NULL, *colon = NULL, *q;
+
+	if (auth == NULL) {
+		snprintf(buf, len, "%s", url);
+		return buf;
+	}
+	auth += 3;
+	end = auth + strcspn(auth, "/?#");
+	/* The userinfo ends at the last '@' before the path. */
+	for (q = auth; q < end; q++)
+		if (*q == '@')
+			at = q;
+	if (at != NULL)
+		colon = memchr(auth, ':', (size_t)(at - auth));
+	if (colon == NULL)
+		snprintf(buf, len, "%s", url);
+	else
+		snprintf(buf, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
 	return buf;
 }
 

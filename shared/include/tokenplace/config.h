@@ -32,6 +32,7 @@ enum tp_setting_type {
 /* Flags for struct tp_setting.flags. */
 #define TP_SETTING_SECRET	0x1u	/* value never printed */
 #define TP_SETTING_EMPTY_OK	0x2u	/* STRING: an empty value is kept, not defaulted */
+#define TP_SETTING_REDACT_URL	0x4u	/* STRING: a URL whose password is printed as *** */
 
 /*
  * Optional extra check after type and bounds. `value` points at the parsed
@@ -112,6 +113,13 @@ void tp_config_print(const struct tp_setting *table, size_t n,
  */
 char *tp_config_format_value(const struct tp_setting *s, const void *cfg,
     char *buf, size_t len);
+
+/*
+ * Copies `url` into buf with the password of its userinfo
+ * ("scheme://user:password@host...") replaced by "***", so a URL can be
+ * printed or logged. Other URLs are copied as they are. Returns buf.
+ */
+char *tp_config_redact_url(const char *url, char *buf, size_t len);
 
 /*
  * Parses a boolean the way the token.place deployments spell them:

@@ -1,0 +1,283 @@
+/*
+ * state_redis.c -- start-up, schema check and monitor thread of the shared
+ * state (see state_redis.h).
+ */
+#include "state_redis.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "redis.h"
+#include "settings.h"
+#include "timebase.h"
+#include "tokenplace/health.h"
+#include "tokenplace/log.h"
+
+struct relay_state_redis {
+	struct relay_redis *r;
+	struct relay_timebase *tb;
+	struct tp_health *health;
+	int check;			/* index of the "state" check */
+	int schema_id;			/* the schema script */
+	int64_t sample_ms;
+	bool schema_ok;
+	bool schema_bad;
+	char schema_why[200];
+
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+};
+
+/* Read or initialise: {0, version} (set now) or {1, stored version}. */
+static const char LUA_SCHEMA[] =
+    "#!lua\n"
+    "local k = KEYS[1] .. 'schema'\n"
+    "local v = redis.call('GET', k)\n"
+    "if not v then\n"
+    "  redis.call('SET', k, ARGV[1])\n"
+    "  return {0, ARGV[1]}\n"
+    "end\n"
+    "return {1, v}\n";
+
+int
+relay_state_schema_script(struct relay_redis *r)
+{
+	return relay_redis_script(r, "schema", LUA_SCHEMA);
+}
+
+int
+relay_state_schema_check(struct relay_redis *r, int id, char *err,
+    size_t errlen)
+{
+	const char *key = relay_redis_prefix(r);
+	size_t keylen = strlen(key);
+	char ver[16];
+	const char *args[1] = { ver };
+	size_t arglens[1];
+	struct relay_redis_reply rep;
+	enum relay_redis_rc rc;
+	long v;
+	char *end;
+	int out;
+
+	snprintf(ver, sizeof(ver), "%d", RELAY_STATE_SCHEMA);
+	arglens[0] = strlen(ver);
+	rc = relay_redis_eval(r, id, 1, &key, &keylen, 1, args, arglens, &rep);
+	if (rc != RELAY_REDIS_OK) {
+		if (!relay_redis_up(r, err, errlen) && err[0] != '\0')
+			return -1;
+		snprintf(err, errlen, "the schema script failed (error %d)",
+		    (int)rc);
+		return -1;
+	}
+	if (rep.type != RELAY_REDIS_ARRAY || rep.n != 2 ||
+	    rep.elem[1].type != RELAY_REDIS_STR) {
+		relay_redis_reply_free(&rep);
+		snprintf(err, errlen, "unexpected reply to the schema check");
+		return -1;
+	}
+	v = strtol(rep.elem[1].str, &end, 10);
+	if (*end != '\0' || end == rep.elem[1].str || v > RELAY_STATE_SCHEMA ||
+	    v < RELAY_STATE_SCHEMA_MIN) {
+		snprintf(err, errlen, "key %sschema holds version '%.20s'; this "
+		    "relay reads versions %d to %d (a newer relay wrote this "
+		    "store: upgrade this relay, or give it its own "
+		    "RELAY_STATE_PREFIX)", key, rep.elem[1].str,
+		    RELAY_STATE_SCHEMA_MIN, RELAY_STATE_SCHEMA);
+		out = -2;
+	} else {
+		TP_LOG(TP_LOG_INFO, "relay.state_schema", TP_LSTR("prefix", key),
+		    TP_LINT("version", v),
+		    TP_LBOOL("initialised", rep.elem[0].integer == 0));
+		out = 0;
+	}
+	relay_redis_reply_free(&rep);
+	return out;
+}
+
+/* One round: sample TIME, check the schema if still due, report. */
+static void
+monitor_round(struct relay_state_redis *st)
+{
+	char why[200], reason[TP_HEALTH_REASON_MAX];
+	int64_t t0, t1, ms;
+	bool changed, ok;
+	int sc;
+
+	t0 = relay_mono_ms();
+	ok = relay_redis_time_ms(st->r, &ms) == RELAY_REDIS_OK;
+	t1 = relay_mono_ms();
+	if (ok)
+		relay_timebase_sample(st->tb, ms, t0, t1);
+	if (ok && !st->schema_ok && !st->schema_bad) {
+		sc = relay_state_schema_check(st->r, st->schema_id, st->schema_why,
+		    sizeof(st->schema_why));
+		if (sc == 0)
+			st->schema_ok = true;
+		else if (sc == -2) {
+			st->schema_bad = true;
+			TP_LOG(TP_LOG_ERROR, "relay.state_schema_incompatible",
+			    TP_LSTR("reason", st->schema_why),
+			    TP_LSTR("setting", "RELAY_STATE_PREFIX"));
+		}
+	}
+	if (st->schema_bad) {
+		snprintf(reason, sizeof(reason), "incompatible schema: %.130s",
+		    st->schema_why);
+		changed = tp_health_report(st->health, st->check, TP_CHECK_FAIL,
+		    reason);
+	} else if (!ok || !relay_redis_up(st->r, why, sizeof(why))) {
+		if (ok)
+			snprintf(why, sizeof(why), "no answer");
+		else if (!relay_redis_up(st->r, why, sizeof(why)) || why[0] == '\0')
+			snprintf(why, sizeof(why), "TIME failed");
+		snprintf(reason, sizeof(reason),
+		    "Redis/Valkey unreachable (RELAY_STATE_URL): %.110s", why);
+		changed = tp_health_report(st->health, st->check, TP_CHECK_FAIL,
+		    reason);
+	} else if (!st->schema_ok) {
+		snprintf(reason, sizeof(reason), "schema not checked yet: %.130s",
+		    st->schema_why);
+		changed = tp_health_report(st->health, st->check, TP_CHECK_FAIL,
+		    reason);
+	} else
+		changed = tp_health_report(st->health, st->check, TP_CHECK_OK,
+		    "");
+	(void)changed;	/* the adapter logs down/up transitions itself */
+}
+
+static void *
+monitor_main(void *arg)
+{
+	struct relay_state_redis *st = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&st->mu);
+	while (!st->stop) {
+		pthread_mutex_unlock(&st->mu);
+		monitor_round(st);
+		pthread_mutex_lock(&st->mu);
+		ts = relay_mono_timespec(relay_mono_ms() + st->sample_ms);
+		while (!st->stop &&
+		    pthread_cond_timedwait(&st->cv, &st->mu, &ts) == 0)
+			;
+	}
+	pthread_mutex_unlock(&st->mu);
+	return NULL;
+}
+
+struct relay_state_redis *
+relay_state_redis_start(const struct relay_settings *s,
+    struct tp_health *health, struct tp_metrics_registry *metrics, char *err,
+    size_t errlen, const char **setting)
+{
+	struct relay_redis_config cfg;
+	struct relay_state_redis *st;
+	pthread_condattr_t ca;
+	bool pw_from_env;
+	char why[200];
+	int sc;
+
+	*setting = "RELAY_STATE_URL";
+	if (relay_settings_redis_config(s, &cfg, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "%s", why);
+		return NULL;
+	}
+	pw_from_env = cfg.password[0] != '\0' && s->state_password != NULL &&
+	    strcmp(cfg.password, s->state_password) == 0;
+	st = calloc(1, sizeof(*st));
+	if (st == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail_cfg;
+	}
+	st->health = health;
+	st->sample_ms = s->state_time_sample_ms;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_cond_init(&st->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	st->r = relay_redis_new(&cfg, metrics, why, sizeof(why));
+	if (st->r == NULL) {
+		if (strncmp(why, "AUTH", 4) == 0 && pw_from_env)
+			*setting = "RELAY_STATE_PASSWORD";
+		snprintf(err, errlen, "%s", why);
+		goto fail;
+	}
+	st->tb = relay_timebase_new();
+	if (st->tb == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	st->schema_id = relay_state_schema_script(st->r);
+	if (st->schema_id < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	sc = relay_state_schema_check(st->r, st->schema_id, st->schema_why,
+	    sizeof(st->schema_why));
+	if (sc == -2) {
+		*setting = "RELAY_STATE_PREFIX";
+		snprintf(err, errlen, "%s", st->schema_why);
+		goto fail;
+	}
+	st->schema_ok = sc == 0;
+	st->check = tp_health_add_check(health, "state", true, 1, 1, NULL,
+	    NULL);
+	if (st->check < 0) {
+		snprintf(err, errlen, "cannot register the readiness check");
+		goto fail;
+	}
+	/* The first sample and verdict before the relay can become ready. */
+	monitor_round(st);
+	if (pthread_create(&st->thread, NULL, monitor_main, st) != 0) {
+		snprintf(err, errlen, "cannot start the state monitor thread");
+		goto fail;
+	}
+	st->started = true;
+	memset(&cfg, 0, sizeof(cfg));
+	return st;
+fail:
+	relay_state_redis_stop(st);
+fail_cfg:
+	memset(&cfg, 0, sizeof(cfg));
+	return NULL;
+}
+
+struct relay_redis *
+relay_state_redis_adapter(struct relay_state_redis *st)
+{
+	return st->r;
+}
+
+struct relay_timebase *
+relay_state_redis_timebase(struct relay_state_redis *st)
+{
+	return st->tb;
+}
+
+void
+relay_state_redis_stop(struct relay_state_redis *st)
+{
+	if (st == NULL)
+		return;
+	if (st->started) {
+		pthread_mutex_lock(&st->mu);
+		st->stop = true;
+		pthread_cond_signal(&st->cv);
+		pthread_mutex_unlock(&st->mu);
+		pthread_join(st->thread, NULL);
+	}
+	relay_timebase_free(st->tb);
+	relay_redis_free(st->r);
+	pthread_cond_destroy(&st->cv);
+	pthread_mutex_destroy(&st->mu);
+	free(st);
+}

@@ -1,0 +1,69 @@
+/*
+ * relay_state_redis: bringing up and watching the shared state on
+ * Redis/Valkey, for both protocol generations at once.
+ *
+ * relay_state_redis_start() builds the one adapter (redis.c) from the
+ * settings, checks the schema version under the prefix, samples the
+ * server's TIME into the shared time base (timebase.h), registers the
+ * required readiness check "state" and starts the monitor thread, which
+ * every RELAY_STATE_TIME_SAMPLE_MS re-samples TIME and reports the check:
+ * ok, or fail with the reason (unreachable and why, or an incompatible
+ * schema). A server that is down at start is not an error: the relay
+ * starts unready and becomes ready when the server answers.
+ *
+ * Schema compatibility rule (docs/store-redis.md): the key
+ * "<prefix>schema" holds the layout version. An empty store gets
+ * RELAY_STATE_SCHEMA; a stored version in [RELAY_STATE_SCHEMA_MIN,
+ * RELAY_STATE_SCHEMA] is accepted as it is (never rewritten, so older
+ * replicas of a rolling upgrade keep reading it); a newer one is refused.
+ */
+#ifndef RELAY_STATE_REDIS_H
+#define RELAY_STATE_REDIS_H
+
+#include <stddef.h>
+
+#define RELAY_STATE_SCHEMA 1
+#define RELAY_STATE_SCHEMA_MIN 1
+
+struct relay_settings;
+struct relay_redis;
+struct relay_timebase;
+struct tp_health;
+struct tp_metrics_registry;
+
+struct relay_state_redis;
+
+/*
+ * Starts as above. Returns NULL on a configuration error (malformed URL,
+ * wrong password, wrong database, newer schema, out of memory) with a
+ * reason in err (never the password) and the name of the environment
+ * variable to fix in *setting.
+ */
+struct relay_state_redis *relay_state_redis_start(
+    const struct relay_settings *s, struct tp_health *health,
+    struct tp_metrics_registry *metrics, char *err, size_t errlen,
+    const char **setting);
+
+/* The adapter both stores use, and the shared clock. */
+struct relay_redis *relay_state_redis_adapter(struct relay_state_redis *st);
+struct relay_timebase *relay_state_redis_timebase(struct relay_state_redis *st);
+
+/* Stops the monitor, then frees the time base and the adapter. NULL ok. */
+void relay_state_redis_stop(struct relay_state_redis *st);
+
+/*
+ * Registers the schema script with the adapter (before it is shared
+ * between threads); returns its id, or -1 when out of memory.
+ */
+int relay_state_schema_script(struct relay_redis *r);
+
+/*
+ * Runs schema script `id`: reads (and on an empty store writes) the
+ * schema version. Returns 0 when compatible, -1 when the server cannot be
+ * reached (err says why), -2 when the stored version is not one this
+ * relay can read (err says which and what to do).
+ */
+int relay_state_schema_check(struct relay_redis *r, int id, char *err,
+    size_t errlen);
+
+#endif /* RELAY_STATE_REDIS_H */
