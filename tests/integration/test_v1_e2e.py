@@ -68,8 +68,9 @@ class E2E(unittest.TestCase):
 
     @contextlib.contextmanager
     def relays(self, env):
-        with self.relays(env) as r:
+        with Relay(env=env) as r:
             yield Topology(r, r)
+
     def assert_clean(self, node):
         _, errors, violations = node.snapshot()
         self.assertEqual(errors, [], node.name)
