@@ -184,6 +184,13 @@ class TwoRelays(unittest.TestCase):
                 stuck = [c.name for c, t in zip(clients, threads)
                          if t.is_alive()]
             finally:
+                # all leave their loop; unregistering wakes each node's
+                # waiting poll (across relays too), so none waits it out
+                for n in nodes:
+                    n._stop.set()
+                for n in nodes:
+                    if n.credential:
+                        n.unregister()
                 for n in nodes:
                     n.stop()
             self.assertEqual(stuck, [])
