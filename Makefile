@@ -5,6 +5,7 @@
 #   make check       the dev build and its tests only (quick loop)
 #   make test-asan   the whole suite under ASan+UBSan
 #   make test-valgrind  the integration tests with the relay under valgrind
+#   make test-tsan   the Redis store unit tests under ThreadSanitizer
 #   make bench       wrk benchmarks on loopback (not a test)
 #   make image-multiarch  amd64 + arm64 image manifest, arm64 run under qemu
 
@@ -15,6 +16,7 @@ DEPS    := cmake/install-deps.sh
 DEV     := build/dev
 ASAN    := build/asan
 VG      := build/valgrind
+TSAN    := build/tsan
 RELEASE := build/release
 # Tests of artifacts rather than of C code, and the fuzzers (which carry
 # their own sanitizers): the ASan pass adds nothing there.
@@ -23,7 +25,7 @@ NOT_C   := chart|lint|image|windows|fuzz
 RELAY_HOST ?= 127.0.0.1
 RELAY_PORT ?= 5010
 
-.PHONY: all deps build run test check test-asan test-valgrind release bench clean
+.PHONY: all deps build run test check test-asan test-valgrind test-tsan release bench clean
 
 all: build
 
@@ -55,13 +57,22 @@ test-valgrind: build
 	  TP_TIMEOUT_SCALE=10 \
 	  $(CTEST) --test-dir $(DEV) --output-on-failure -L integration -j $(JOBS)
 
+# The Redis store's unit tests (adapter, both stores' suites, brokers; label
+# "redis", not "integration") under ThreadSanitizer: the pool, the
+# subscriber thread and the time base are shared by every worker thread.
+test-tsan: deps
+	$(CMAKE) --preset tsan >/dev/null
+	$(CMAKE) --build --preset tsan -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  $(CTEST) --test-dir $(TSAN) --output-on-failure -j $(JOBS) -L redis -LE integration
+
 # The optimised build of everything: -O2 finds warnings (format truncation,
 # ...) that the debug builds do not, and `make run` uses it.
 release:
 	$(CMAKE) --preset release >/dev/null
 	$(CMAKE) --build --preset release -j $(JOBS)
 
-test: check test-asan test-valgrind release
+test: check test-asan test-valgrind test-tsan release
 
 bench:
 	@sh $(DEPS) bench

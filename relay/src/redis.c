@@ -46,6 +46,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,17 @@ struct relay_redis {
 	struct tp_histogram *latency;
 	struct tp_histogram_child *time_latency;
 };
+
+/* A reason into a caller's buffer; cut short when it does not fit. */
+static void __attribute__((format(printf, 3, 4)))
+set_why(char *why, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(why, len, fmt, ap);
+	va_end(ap);
+}
 
 /* ---- URL --------------------------------------------------------------- */
 
@@ -416,7 +428,7 @@ relay_redis_up(const struct relay_redis *r, char *why, size_t whylen)
 	pthread_mutex_lock(&m->mu);
 	up = m->up;
 	if (why != NULL && whylen > 0)
-		snprintf(why, whylen, "%s", up ? "" : m->why);
+		set_why(why, whylen, "%s", up ? "" : m->why);
 	pthread_mutex_unlock(&m->mu);
 	return up;
 }
@@ -465,23 +477,23 @@ dial(const struct relay_redis_config *cfg, enum relay_redis_rc *rc, char *why,
 		    tv_ms(cfg->connect_timeout_ms));
 	if (c == NULL) {
 		*rc = RELAY_REDIS_E_NOMEM;
-		snprintf(why, whylen, "out of memory");
+		set_why(why, whylen, "out of memory");
 		return NULL;
 	}
 	if (c->err != 0) {
 		*rc = RELAY_REDIS_E_UNAVAILABLE;
 		if (cfg->unix_path[0] != '\0')
-			snprintf(why, whylen, "cannot connect to %.100s: %s",
+			set_why(why, whylen, "cannot connect to %.100s: %s",
 			    cfg->unix_path, c->errstr);
 		else
-			snprintf(why, whylen, "cannot connect to %.100s:%d: %s",
+			set_why(why, whylen, "cannot connect to %.100s:%d: %s",
 			    cfg->host, cfg->port, c->errstr);
 		goto fail;
 	}
 	if (redisSetTimeout(c, tv_ms(cfg->command_timeout_ms)) != REDIS_OK ||
 	    (cfg->unix_path[0] == '\0' && redisEnableKeepAlive(c) != REDIS_OK)) {
 		*rc = RELAY_REDIS_E_UNAVAILABLE;
-		snprintf(why, whylen, "socket options: %s", c->errstr);
+		set_why(why, whylen, "socket options: %s", c->errstr);
 		goto fail;
 	}
 	if (cfg->password[0] != '\0') {
@@ -499,7 +511,7 @@ dial(const struct relay_redis_config *cfg, enum relay_redis_rc *rc, char *why,
 		if (rep->type == REDIS_REPLY_ERROR) {
 			*rc = RELAY_REDIS_E_AUTH;
 			/* The server's message names no password. */
-			snprintf(why, whylen, "AUTH refused: %.100s", rep->str);
+			set_why(why, whylen, "AUTH refused: %.100s", rep->str);
 			goto fail;
 		}
 		freeReplyObject(rep);
@@ -516,7 +528,7 @@ dial(const struct relay_redis_config *cfg, enum relay_redis_rc *rc, char *why,
 		if (rep->type == REDIS_REPLY_ERROR) {
 			*rc = strncmp(rep->str, "NOAUTH", 6) == 0 ?
 			    RELAY_REDIS_E_AUTH : RELAY_REDIS_E_CONFIG;
-			snprintf(why, whylen, "SELECT %d refused: %.100s",
+			set_why(why, whylen, "SELECT %d refused: %.100s",
 			    cfg->db, rep->str);
 			goto fail;
 		}
@@ -526,7 +538,7 @@ dial(const struct relay_redis_config *cfg, enum relay_redis_rc *rc, char *why,
 	return c;
 io:
 	*rc = RELAY_REDIS_E_UNAVAILABLE;
-	snprintf(why, whylen, "connection lost during set-up: %s", c->errstr);
+	set_why(why, whylen, "connection lost during set-up: %s", c->errstr);
 fail:
 	if (rep != NULL)
 		freeReplyObject(rep);
@@ -563,7 +575,7 @@ borrow(struct relay_redis *r, struct pooled *out, char *why, size_t whylen)
 		if (r->open < r->cfg.pool_size) {
 			if (!r->up && (r->dialing ||
 			    relay_mono_ms() < r->next_dial_ms)) {
-				snprintf(why, whylen, "%s", r->why);
+				set_why(why, whylen, "%s", r->why);
 				pthread_mutex_unlock(&r->mu);
 				count_error(r, ERR_CONNECT);
 				return RELAY_REDIS_E_UNAVAILABLE;
@@ -597,7 +609,7 @@ borrow(struct relay_redis *r, struct pooled *out, char *why, size_t whylen)
 			return RELAY_REDIS_OK;
 		}
 		if (!r->up) {
-			snprintf(why, whylen, "%s", r->why);
+			set_why(why, whylen, "%s", r->why);
 			pthread_mutex_unlock(&r->mu);
 			count_error(r, ERR_CONNECT);
 			return RELAY_REDIS_E_UNAVAILABLE;
@@ -606,12 +618,36 @@ borrow(struct relay_redis *r, struct pooled *out, char *why, size_t whylen)
 		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT &&
 		    r->nidle == 0 && r->open >= r->cfg.pool_size) {
 			pthread_mutex_unlock(&r->mu);
-			snprintf(why, whylen, "all %u connections busy for "
+			set_why(why, whylen, "all %u connections busy for "
 			    "the command timeout", r->cfg.pool_size);
 			count_error(r, ERR_POOL);
 			return RELAY_REDIS_E_UNAVAILABLE;
 		}
 	}
+}
+
+/*
+ * The command timeout is one budget per call: when waiting for a pooled
+ * connection used part of it, this command's socket timeout is what is
+ * left (put back by restore_timeout() before the connection is returned).
+ */
+static bool
+shrink_timeout(struct relay_redis *r, struct pooled *p, int64_t started)
+{
+	int64_t waited = relay_mono_ms() - started;
+	int64_t left = r->cfg.command_timeout_ms - waited;
+
+	if (waited < 2)
+		return false;
+	(void)redisSetTimeout(p->c, tv_ms(left < 1 ? 1 : left));
+	return true;
+}
+
+static void
+restore_timeout(struct relay_redis *r, struct pooled *p, bool shrunk)
+{
+	if (shrunk && p->c != NULL)
+		(void)redisSetTimeout(p->c, tv_ms(r->cfg.command_timeout_ms));
 }
 
 /* Gives a healthy connection back. */
@@ -640,7 +676,7 @@ drop(struct relay_redis *r, struct pooled *p, char *why, size_t whylen)
 	bool timeout = p->c->err == REDIS_ERR_IO &&
 	    (errno == EAGAIN || errno == EWOULDBLOCK);
 
-	snprintf(why, whylen, "%s: %s", timeout ? "command timed out" :
+	set_why(why, whylen, "%s: %s", timeout ? "command timed out" :
 	    "connection lost", p->c->errstr);
 	count_error(r, timeout ? ERR_TIMEOUT : ERR_CONNECTION_LOST);
 	redisFree(p->c);
@@ -923,15 +959,17 @@ relay_redis_eval(struct relay_redis *r, int id, size_t nkeys,
 	int64_t t0;
 	size_t i;
 	int attempt;
+	bool shrunk;
 
 	memset(out, 0, sizeof(*out));
 	if (id < 0 || (size_t)id >= r->nscripts || nkeys + nargs > MAX_ARGS)
 		return RELAY_REDIS_E_PROTOCOL;
 	s = &r->scripts[id];
+	t0 = relay_mono_ms();
 	rc = borrow(r, &p, why, sizeof(why));
 	if (rc != RELAY_REDIS_OK)
 		return rc;
-	t0 = relay_mono_ms();
+	shrunk = shrink_timeout(r, &p, t0);
 	snprintf(nk, sizeof(nk), "%zu", nkeys);
 	for (attempt = 0; ; attempt++) {
 		pthread_mutex_lock(&r->mu);
@@ -987,11 +1025,14 @@ relay_redis_eval(struct relay_redis *r, int id, size_t nkeys,
 	freeReplyObject(rep);
 	tp_histogram_child_observe(s->latency,
 	    (double)(relay_mono_ms() - t0) / 1000.0);
+	restore_timeout(r, &p, shrunk);
 	give_back(r, &p);
 	return rc;
 out:
-	if (p.c != NULL)
+	if (p.c != NULL) {
+		restore_timeout(r, &p, shrunk);
 		give_back(r, &p);
+	}
 	return rc;
 }
 
@@ -1005,11 +1046,13 @@ relay_redis_time_ms(struct relay_redis *r, int64_t *ms)
 	enum relay_redis_rc rc;
 	char why[200];
 	int64_t t0;
+	bool shrunk;
 
+	t0 = relay_mono_ms();
 	rc = borrow(r, &p, why, sizeof(why));
 	if (rc != RELAY_REDIS_OK)
 		return rc;
-	t0 = relay_mono_ms();
+	shrunk = shrink_timeout(r, &p, t0);
 	rep = redisCommandArgv(p.c, 1, argv, lens);
 	if (rep == NULL) {
 		drop(r, &p, why, sizeof(why));
@@ -1030,6 +1073,7 @@ relay_redis_time_ms(struct relay_redis *r, int64_t *ms)
 		rc = RELAY_REDIS_E_PROTOCOL;
 	}
 	freeReplyObject(rep);
+	restore_timeout(r, &p, shrunk);
 	give_back(r, &p);
 	return rc;
 }

@@ -26,13 +26,23 @@
  *   P sweep:due       str   when the next cluster-wide sweep may run
  *
  * Counts that a limit needs are O(log n): ZCOUNT over the live score range
- * (never a scan), LLEN, or a counter. Expired entries are removed in
- * batches of at most EXPIRE_BATCH per kind per call, and an entry that a
- * call looks up is checked on its own, so no call's work grows with the
- * number of nodes and one replica's call cannot stall the others past
- * their command timeout. Every key also gets a Redis TTL (its longest
- * logical lifetime plus TTL_GRACE_MS) as a backstop against a relay that
- * dies between calls; the counters get the TTL of what they count.
+ * (so entries that expired but are still stored never count), LLEN, or a
+ * counter; an entry a call looks up is checked for expiry on its own. So
+ * no call's work grows with the number of nodes, and one replica's call
+ * cannot stall the others past their command timeout. Removal of what
+ * expired happens in bounded batches: up to EXPIRE_BATCH stale servers in
+ * enqueue (queue_total counts their jobs until they go), pick_server and
+ * stats, and up to SWEEP_BATCH of each kind in the sweep that one replica
+ * per second runs for the whole cluster. Every key also gets a Redis TTL
+ * (its longest logical lifetime plus TTL_GRACE_MS) as a backstop against a
+ * relay that dies between calls; the counters get the TTL of what they
+ * count.
+ *
+ * Out of memory (maxmemory reached; docs require noeviction): the scripts
+ * that add data (enqueue, put_response, stream_append) have no flags, so
+ * the server refuses them before they run (OOM: 503, nothing half done);
+ * the ones that take data out or expire it carry allow-oom, so nodes can
+ * still drain queues and clients collect answers, which frees memory.
  *
  * Session ids: 128 bits from the kernel's CSPRNG in C (a seed per call),
  * spread over the stream jobs of one poll with SHA-1 inside the script;
@@ -48,7 +58,8 @@
 #include "random.h"
 #include "redis.h"
 
-#define EXPIRE_BATCH 256
+#define EXPIRE_BATCH 64		/* per kind, in enqueue/pick/stats */
+#define SWEEP_BATCH 2048	/* per kind, in the cluster-wide sweep */
 #define TTL_GRACE_MS 3600000LL	/* backstop TTL beyond the logical lifetime */
 #define SWEEP_INTERVAL_MS 1000	/* one sweep per interval, cluster-wide */
 #define NFX 6
@@ -63,7 +74,7 @@
 "local P = KEYS[1]\n" \
 "local now = tonumber(ARGV[1])\n" \
 "local fx = {0, 0, 0, 0, 0, 0}\n" \
-"local BATCH = " "256" "\n" \
+"local BATCH = tonumber(ARGV[#ARGV])\n" \
 "local GRACE = " "3600000" "\n" \
 "local function num(x) return string.format('%.0f', x) end\n" \
 "local function ret(rc, ...)\n" \
@@ -182,23 +193,20 @@ enum {
  * session_ttl, max_sessions, seed, key. Returns rc, fx..., registered,
  * session_limited, n, then per job: stream, data, session id.
  */
-static const char LUA_POLL[] = "#!lua\n" PRELUDE
+static const char LUA_POLL[] = "#!lua flags=allow-oom\n" PRELUDE
 "local ttl, busy = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
 "local max_servers, max_jobs = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
 "local max_bytes = tonumber(ARGV[6])\n"
 "local sttl, max_sess = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
 "local seed, k = ARGV[9], ARGV[10]\n"
 "local keep = math.max(ttl, busy) + GRACE\n"
-"evict_stale()\n"
 "local registered = 0\n"
 "if not srv_live(k) then\n"
-"  if redis.call('ZCOUNT', P .. 'srv:exp', num(now), '+inf') >= max_servers then\n"
+"  if redis.call('ZCOUNT', P .. 'srv:exp', ARGV[1], '+inf') >= max_servers then\n"
 "    return ret(3)\n"
 "  end\n"
 "  registered = 1\n"
 "end\n"
-"redis.call('ZADD', P .. 'srv:exp', num(now + ttl), k)\n"
-"redis.call('PEXPIRE', P .. 'srv:exp', keep)\n"
 "local q = P .. 'q:' .. k\n"
 "local out, n, bytes, limited, swept, seq = {}, 0, 0, 0, false, 0\n"
 "local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'\n"
@@ -260,9 +268,11 @@ static const char LUA_POLL[] = "#!lua\n" PRELUDE
 "  out[#out + 1] = sid\n"
 "  if #data < max_bytes - bytes then bytes = bytes + #data else bytes = max_bytes end\n"
 "end\n"
-"if n > 0 and busy > ttl then\n"
-"  redis.call('ZADD', P .. 'srv:exp', num(now + busy), k)\n"
-"end\n"
+/* Heard from now; a node that took work may stay silent for busy_ttl. */
+"local quiet = ttl\n"
+"if n > 0 and busy > ttl then quiet = busy end\n"
+"redis.call('ZADD', P .. 'srv:exp', num(now + quiet), k)\n"
+"redis.call('PEXPIRE', P .. 'srv:exp', keep)\n"
 "if n > 0 then redis.call('PEXPIRE', P .. 'queued', keep) end\n"
 "return ret_list(0, {registered, limited, n}, out)\n";
 
@@ -288,7 +298,7 @@ static const char LUA_ENQUEUE[] = "#!lua\n" PRELUDE
 "return ret(0)\n";
 
 /* pick_server: ARGV now, random. Returns rc, fx..., key. */
-static const char LUA_PICK[] = "#!lua\n" PRELUDE
+static const char LUA_PICK[] = "#!lua flags=allow-oom\n" PRELUDE
 "local r = tonumber(ARGV[2])\n"
 "evict_stale()\n"
 "local n = redis.call('ZCOUNT', P .. 'srv:exp', num(now), '+inf')\n"
@@ -300,8 +310,7 @@ static const char LUA_PICK[] = "#!lua\n" PRELUDE
 "return ret(0, k)\n";
 
 /* unregister: ARGV now, key. Returns rc, fx..., removed. */
-static const char LUA_UNREGISTER[] = "#!lua\n" PRELUDE
-"evict_stale()\n"
+static const char LUA_UNREGISTER[] = "#!lua flags=allow-oom\n" PRELUDE
 "if not srv_live(ARGV[2]) then return ret(0, 0) end\n"
 "fx[2] = fx[2] + srv_remove(ARGV[2])\n"
 "return ret(0, 1)\n";
@@ -309,7 +318,6 @@ static const char LUA_UNREGISTER[] = "#!lua\n" PRELUDE
 /* put_response: ARGV now, ttl, max, key, data. */
 static const char LUA_PUT_RESPONSE[] = "#!lua\n" PRELUDE
 "local ttl, max, k = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]\n"
-"expire_responses(ttl)\n"
 "if resp_live(k, ttl) then\n"
 "  fx[5] = fx[5] + 1\n"
 "elseif redis.call('ZCOUNT', P .. 'resp:exp', num(now - ttl), '+inf') >= max then\n"
@@ -321,9 +329,8 @@ static const char LUA_PUT_RESPONSE[] = "#!lua\n" PRELUDE
 "return ret(0)\n";
 
 /* take_response: ARGV now, ttl, key. Returns rc, fx..., data. */
-static const char LUA_TAKE_RESPONSE[] = "#!lua\n" PRELUDE
+static const char LUA_TAKE_RESPONSE[] = "#!lua flags=allow-oom\n" PRELUDE
 "local ttl, k = tonumber(ARGV[2]), ARGV[3]\n"
-"expire_responses(ttl)\n"
 "if not resp_live(k, ttl) then return ret(7) end\n"
 "local v = redis.call('GET', P .. 'resp:' .. k)\n"
 "resp_remove(k)\n"
@@ -333,7 +340,6 @@ static const char LUA_TAKE_RESPONSE[] = "#!lua\n" PRELUDE
 /* stream_append: ARGV now, ttl, max_chunks, id, data, final. */
 static const char LUA_STREAM_APPEND[] = "#!lua\n" PRELUDE
 "local ttl, max, id = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]\n"
-"expire_sessions(ttl)\n"
 "if not sess_live(id, ttl) then return ret(8) end\n"
 "local sc = P .. 'sc:' .. id\n"
 "if redis.call('LLEN', sc) >= max then return ret(9) end\n"
@@ -345,9 +351,8 @@ static const char LUA_STREAM_APPEND[] = "#!lua\n" PRELUDE
 "return ret(0)\n";
 
 /* stream_drain: ARGV now, ttl, client. Returns rc, fx..., id, final, chunks... */
-static const char LUA_STREAM_DRAIN[] = "#!lua\n" PRELUDE
+static const char LUA_STREAM_DRAIN[] = "#!lua flags=allow-oom\n" PRELUDE
 "local ttl, client = tonumber(ARGV[2]), ARGV[3]\n"
-"expire_sessions(ttl)\n"
 "local id = redis.call('GET', P .. 'sby:' .. client)\n"
 "if not id or not sess_live(id, ttl) then return ret(10) end\n"
 "local sc = P .. 'sc:' .. id\n"
@@ -373,7 +378,7 @@ static const char LUA_STREAM_DRAIN[] = "#!lua\n" PRELUDE
  * are reset, so a backstop TTL that removed a queue cannot leave a count
  * behind for ever.
  */
-static const char LUA_SWEEP[] = "#!lua\n" PRELUDE
+static const char LUA_SWEEP[] = "#!lua flags=allow-oom\n" PRELUDE
 "local rttl, sttl, every = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n"
 "local due = tonumber(redis.call('GET', P .. 'sweep:due') or '0')\n"
 "if due > now then return ret(0, 0) end\n"
@@ -386,7 +391,7 @@ static const char LUA_SWEEP[] = "#!lua\n" PRELUDE
 "return ret(0, 1)\n";
 
 /* stats: ARGV now, response_ttl, session_ttl. Returns rc, fx..., 5 counts. */
-static const char LUA_STATS[] = "#!lua\n" PRELUDE
+static const char LUA_STATS[] = "#!lua flags=allow-oom\n" PRELUDE
 "local rttl, sttl = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
 "evict_stale()\n"
 "expire_responses(rttl)\n"
@@ -514,6 +519,8 @@ run(struct rstore *st, int which, struct argv *a, size_t extra,
 	enum relay_redis_rc rc;
 	long long v[NFX];
 
+	/* Every script reads its expiry batch size from its last argument. */
+	arg_int(a, which == S_SWEEP ? SWEEP_BATCH : EXPIRE_BATCH);
 	rc = relay_redis_eval(st->r, st->id[which], 1, &key, &keylen, a->n,
 	    a->v, a->len, rep);
 	if (rc != RELAY_REDIS_OK)

@@ -561,6 +561,46 @@ def check_redis_hpa(objs):
             and "maxUnavailable" not in pdb["spec"], str(pdb["spec"]))
 
 
+def state_egress(objs):
+    np = find(objs, "NetworkPolicy", RELEASE)
+    return [r for r in np["spec"]["egress"]
+            if not any("ipBlock" in t or t.get("namespaceSelector", {}).get(
+                "matchLabels", {}).get("kubernetes.io/metadata.name")
+                == "kube-system" for t in r.get("to", []))]
+
+
+def check_redis_network_policy(objs):
+    n = "redis-network-policy"
+    rules = state_egress(objs)
+    R.check(f"{n}: one egress rule to the state store", len(rules) == 1,
+            str(rules))
+    if len(rules) != 1:
+        return
+    rule = rules[0]
+    R.check(f"{n}: on the port of state.url (6380)",
+            rule["ports"] == [{"port": 6380, "protocol": "TCP"}], str(rule))
+    R.check(f"{n}: to Valkey's pods in namespace data",
+            rule.get("to") == [{
+                "podSelector": {"matchLabels": {
+                    "app.kubernetes.io/name": "valkey"}},
+                "namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": "data"}}}], str(rule))
+    R.check(f"{n}: DNS, GPU host and the store only",
+            len(find(objs, "NetworkPolicy", RELEASE)["spec"]["egress"]) == 3)
+
+
+def check_redis_secret_network_policy(objs):
+    n = "redis-secret-network-policy"
+    rules = state_egress(objs)
+    R.check(f"{n}: a URL from a Secret opens the default port 6379 to any "
+            "address", len(rules) == 1 and rules[0] == {
+                "ports": [{"port": 6379, "protocol": "TCP"}]}, str(rules))
+    env = env_map(relay_container(objs))
+    R.check(f"{n}: RELAY_STATE_URL from the Secret",
+            env.get("RELAY_STATE_URL") == {"secretKeyRef": {
+                "name": "relay-state", "key": "url"}}, str(env))
+
+
 # (name, scenario file, extra helm arguments, checks)
 GOOD = [
     ("minimal", "minimal", [], check_minimal),
@@ -574,6 +614,12 @@ GOOD = [
     ("token-secret", "token-secret", [], check_token_secret),
     ("token-existing", "token-existing", [], check_token_existing),
     ("redis-hpa", "redis-hpa", [], check_redis_hpa),
+    ("redis-network-policy", "redis-network-policy", [],
+     check_redis_network_policy),
+    ("redis-secret-network-policy", "network-policy",
+     ["--set", "state.existingSecret=relay-state",
+      "--set", "networkPolicy.extraEgress=null"],
+     check_redis_secret_network_policy),
 ]
 
 # (name, helm arguments, message the failure must carry)
@@ -767,6 +813,8 @@ def check_guide():
               encoding="utf-8") as f:
         tags_src = f.read()
 
+    check_guide_shared_state(text)
+
     cmds = guide_commands(text)
     R.check("guide: has commands", len(cmds) >= 10, str(len(cmds)))
     for cmd in cmds:
@@ -774,6 +822,45 @@ def check_guide():
         ok, why = guide_command_ok(words, cmd, values_file, objs, targets,
                                    image_src, tags_src)
         R.check(f"guide command exercised: {cmd}", ok, why)
+
+
+def check_guide_shared_state(text):
+    """The shared-state section: its Valkey manifests are valid Kubernetes
+    objects with noeviction, and its relay values render two replicas on
+    the Secret's URL with egress to Valkey on 6379."""
+    blocks = {b.lstrip().splitlines()[0]: b for b in guide_blocks(text, "yaml")}
+    valkey = blocks.get("# valkey.yaml")
+    shared = blocks.get("# relay-values-shared.yaml")
+    if not R.check("guide: has the Valkey manifests and shared-state values",
+                   valkey is not None and shared is not None):
+        return
+    objs = [o for o in yaml.safe_load_all(valkey) if o]
+    conf = next((o["data"]["valkey.conf"] for o in objs
+                 if o["kind"] == "ConfigMap"), "")
+    R.check("guide: Valkey runs with maxmemory-policy noeviction",
+            "maxmemory-policy noeviction" in conf, conf)
+    validate_objects([{"scenario": "guide valkey.yaml", "object": o}
+                      for o in objs])
+    path = os.path.join(TMP, "relay-values-shared.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(shared)
+    rc, robjs, err = render("-f", path)
+    if not R.check("guide: relay-values-shared.yaml renders", rc == 0, err):
+        return
+    check_common("guide shared values", robjs)
+    dep = find(robjs, "Deployment", RELEASE)
+    R.check("guide shared values: two replicas", dep["spec"].get("replicas")
+            == 2)
+    env = env_map(relay_container(robjs))
+    R.check("guide shared values: RELAY_STATE_URL from Secret relay-state",
+            env.get("RELAY_STATE_URL") == {"secretKeyRef": {
+                "name": "relay-state", "key": "url"}}, str(env))
+    rules = state_egress(robjs)
+    R.check("guide shared values: egress to the Valkey pods on 6379",
+            rules == [{"ports": [{"port": 6379, "protocol": "TCP"}],
+                       "to": [{"podSelector": {"matchLabels": {
+                           "app.kubernetes.io/name": "valkey"}}}]}],
+            str(rules))
 
 
 def guide_command_ok(words, cmd, values_file, objs, targets, image_src,

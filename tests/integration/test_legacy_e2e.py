@@ -4,6 +4,10 @@ tests/fixtures/tp_peers.py with real cryptography, a round trip in each RSA
 padding, streaming, a batch of four, the registration token, and many nodes
 and clients at once.
 
+TP_STATE_TOPOLOGY (redistest.Deployment) runs the same tests on one relay
+(memory://) or on two relays sharing one redis-server, nodes on one and
+clients on the other (redis-ab, redis-ba).
+
 Every wait polls with a deadline stretched by TP_TIMEOUT_SCALE; nodes poll
 again at once after work and every few tens of milliseconds when idle
 (the relay's 10 s hint is for real nodes, not for tests)."""
@@ -15,7 +19,8 @@ import time
 import traceback
 import unittest
 
-from relaytest import SCALE, Relay, main, scaled, wait_for
+from redistest import Deployment
+from relaytest import SCALE, main, scaled, wait_for
 
 import tp_peers as tp
 
@@ -40,12 +45,13 @@ def make_node(relay, keys, name, **kwargs):
     kwargs.setdefault("poll_interval", NODE_IDLE_POLL)
     kwargs.setdefault("busy_interval", 0)
     kwargs.setdefault("error_interval", NODE_IDLE_POLL)
-    return tp.LegacyNode(base_url(relay), name=name, keypair=keys,
+    return tp.LegacyNode(base_url(relay.node_relay), name=name, keypair=keys,
                          timeout=HTTP_TIMEOUT, **kwargs)
 
 
 def make_client(relay, keys, name, **kwargs):
-    return tp.LegacyClient(base_url(relay), keypair=keys, name=name,
+    return tp.LegacyClient(base_url(relay.client_relay), keypair=keys,
+                           name=name,
                            poll_interval=CLIENT_POLL, timeout=HTTP_TIMEOUT,
                            **kwargs)
 
@@ -75,7 +81,7 @@ class LegacyRoundTrip(PeersTestCase):
         """c42e76c0 Python node and client.py: OAEP both ways, two turns of
         one conversation, envelopes carried byte for byte."""
         node_keys, client_keys = tp.key_pool(2)
-        with Relay(env=NODE_TTL) as r:
+        with Deployment(env=NODE_TTL) as r:
             node = make_node(r, node_keys, "node-a")
             client = make_client(r, client_keys, "alice")
             self.assertIsNone(client.next_server())
@@ -116,7 +122,7 @@ class LegacyRoundTrip(PeersTestCase):
         answers in kind; the node unwraps by falling back from OAEP. An
         OAEP client of the same node still works."""
         node_keys, browser_keys, cli_keys = tp.key_pool(3)
-        with Relay(env=NODE_TTL) as r:
+        with Deployment(env=NODE_TTL) as r:
             node = make_node(r, node_keys, "node-p", padding=tp.PKCS1V15)
             browser = make_client(r, browser_keys, "browser",
                                   padding=tp.PKCS1V15)
@@ -146,7 +152,7 @@ class LegacyStreaming(PeersTestCase):
         """/faucet with stream, the session made at dequeue, chunks drained
         in two parts, the final drain closes the session."""
         node_keys, client_keys = tp.key_pool(2)
-        with Relay(env=NODE_TTL) as r:
+        with Deployment(env=NODE_TTL) as r:
             node = make_node(r, node_keys, "streamer")
             client = make_client(r, client_keys, "bob")
             node.run_once()                 # registers, nothing queued
@@ -197,7 +203,7 @@ class LegacyStreaming(PeersTestCase):
 
     def test_stream_with_running_node(self):
         node_keys, client_keys, other_keys = tp.key_pool(3)
-        with Relay(env=NODE_TTL) as r:
+        with Deployment(env=NODE_TTL) as r:
             node = make_node(r, node_keys, "streamer", stream_pieces=6)
             client = make_client(r, client_keys, "carol")
             plain = make_client(r, other_keys, "dave")
@@ -226,7 +232,7 @@ class LegacyBatch(PeersTestCase):
         order repeating the first at the top level (one of them a stream
         with its own session), then a batch of two, then nothing."""
         keys = tp.key_pool(7)
-        with Relay(env=NODE_TTL) as r:
+        with Deployment(env=NODE_TTL) as r:
             node = make_node(r, keys[0], "batcher", max_batch_size=4)
             node.run_once()
             self.assertEqual(node.work_replies, [])
@@ -286,7 +292,7 @@ class LegacyToken(PeersTestCase):
         env = dict(NODE_TTL,
                    TOKEN_PLACE_RELAY_SERVER_TOKEN="  node-secret  ",
                    TOKEN_PLACE_RELAY_SERVER_TOKENS="rotated-a,rotated-b")
-        with Relay(env=env) as r:
+        with Deployment(env=env) as r:
             anon = make_node(r, keys[0], "anon")
             wrong = make_node(r, keys[1], "wrong", token="node-secret-2")
             for node in (anon, wrong):
@@ -363,7 +369,7 @@ class LegacyConcurrency(PeersTestCase):
         that asked, come from the node it asked, in per-node FIFO order,
         nothing lost, nothing twice."""
         keys = tp.key_pool(self.NODES + self.CLIENTS)
-        with Relay(env=NODE_TTL) as r:
+        with Deployment(env=NODE_TTL) as r:
             nodes = [make_node(r, keys[i], "node-%d" % i)
                      for i in range(self.NODES)]
             for node in nodes:

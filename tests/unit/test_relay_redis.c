@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "redis.h"
 #include "redis_server.h"
+#include "timebase.h"
 
 static struct test_redis srv;
 
@@ -435,6 +436,75 @@ test_pool_shared_by_threads(void **state)
 	relay_redis_free(r);
 }
 
+struct tb_reader {
+	struct relay_timebase *tb;
+	_Atomic bool stop;
+	_Atomic int backwards;
+};
+
+static void *
+tb_read_main(void *arg)
+{
+	struct tb_reader *t = arg;
+	int64_t last = 0, v;
+
+	while (!atomic_load(&t->stop)) {
+		v = relay_timebase_now(t->tb);
+		if (v < last)
+			atomic_fetch_add(&t->backwards, 1);
+		last = v;
+	}
+	return NULL;
+}
+
+/*
+ * The shared time base follows the server's TIME (plus local time since
+ * the sample), starts from the wall clock, and never goes back, also
+ * while samples move it and other threads read it.
+ */
+static void
+test_timebase_follows_server_never_backwards(void **state)
+{
+	struct relay_timebase *tb = relay_timebase_new();
+	struct tb_reader rd = { .tb = NULL };
+	struct relay_redis *r = adapter();
+	pthread_t th[4];
+	struct timespec ts;
+	int64_t wall, v, t0, t1, ms;
+
+	(void)state;
+	assert_non_null(tb);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	v = relay_timebase_now(tb);
+	assert_true(v >= wall - 1000 && v <= wall + 1000);
+
+	rd.tb = tb;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, tb_read_main, &rd),
+		    0);
+	/* The server is 10 minutes ahead: the clock jumps forward with it. */
+	t0 = relay_mono_ms();
+	relay_timebase_sample(tb, wall + 600000, t0, t0);
+	v = relay_timebase_now(tb);
+	assert_true(v >= wall + 600000 && v < wall + 600000 + 60000);
+	/* A sample 5 s behind holds the clock still rather than going back. */
+	relay_timebase_sample(tb, v - 5000, relay_mono_ms(), relay_mono_ms());
+	assert_true(relay_timebase_now(tb) >= v);
+	/* A real sample from the server. */
+	t0 = relay_mono_ms();
+	assert_int_equal(relay_redis_time_ms(r, &ms), RELAY_REDIS_OK);
+	t1 = relay_mono_ms();
+	relay_timebase_sample(tb, ms, t0, t1);
+	assert_true(relay_timebase_now(tb) >= v);
+	atomic_store(&rd.stop, true);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(atomic_load(&rd.backwards), 0);
+	relay_timebase_free(tb);
+	relay_redis_free(r);
+}
+
 int
 main(void)
 {
@@ -443,6 +513,7 @@ main(void)
 		cmocka_unit_test(test_eval_binary_safe_and_noscript_reload),
 		cmocka_unit_test(test_script_error_is_reported),
 		cmocka_unit_test(test_time_is_the_servers),
+		cmocka_unit_test(test_timebase_follows_server_never_backwards),
 		cmocka_unit_test(test_pool_shared_by_threads),
 		cmocka_unit_test(test_unreachable_at_start_is_not_an_error),
 		cmocka_unit_test(test_wrong_password_and_db_refused_at_start),

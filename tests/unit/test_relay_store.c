@@ -737,6 +737,150 @@ test_mt_dedicated_consumers_see_fifo(void **state)
 	run_mt(*state, true);
 }
 
+/* ---- Redis only: what the memory store has no counterpart for --------- */
+
+/* A second store on the same server and prefix: another replica. */
+static struct relay_store *
+replica(struct relay_redis **r2)
+{
+	struct relay_redis_config cfg;
+	char err[256];
+
+	test_redis_config(&redis_srv, &cfg);
+	snprintf(cfg.prefix, sizeof(cfg.prefix), "%s",
+	    relay_redis_prefix(adapter) + 1);
+	cfg.prefix[strlen(cfg.prefix) - 1] = '\0';	/* "{p}" -> "p" */
+	*r2 = relay_redis_new(&cfg, NULL, err, sizeof(err));
+	assert_non_null(*r2);
+	return relay_store_redis_new(*r2);
+}
+
+static void
+test_redis_replicas_share_state(void **state)
+{
+	struct relay_store *a = *state, *b;
+	struct relay_redis *r2;
+	struct relay_poll_result r;
+	struct relay_blob blob;
+
+	b = replica(&r2);
+	assert_int_equal(poll_s(a, &base_lim, 0, "N", 1, &r, NULL), RELAY_OK);
+	assert_int_equal(enq(b, &base_lim, 1, "N", "job"), RELAY_OK);
+	assert_int_equal(b->ops->pick_server(b, &base_lim, 1, &blob, NULL),
+	    RELAY_OK);
+	assert_memory_equal(blob.data, "N", 1);
+	relay_blob_free(&blob);
+	assert_int_equal(poll_s(a, &base_lim, 2, "N", 4, &r, NULL), RELAY_OK);
+	assert_int_equal(r.n, 1);
+	expect_job(&r.jobs[0], "job");
+	relay_poll_result_free(&r);
+	assert_int_equal(poll_s(b, &base_lim, 2, "N", 4, &r, NULL), RELAY_OK);
+	assert_int_equal(r.n, 0);
+	relay_store_free(b);
+	relay_redis_free(r2);
+}
+
+static void
+test_redis_sweep_runs_once_per_interval_cluster_wide(void **state)
+{
+	struct relay_store *a = *state, *b;
+	struct relay_redis *r2;
+	struct relay_store_effects fx = { 0 };
+	struct relay_poll_result r;
+
+	b = replica(&r2);
+	assert_int_equal(poll_s(a, &base_lim, 0, "X", 1, &r, NULL), RELAY_OK);
+	assert_int_equal(poll_s(a, &base_lim, 0, "Y", 1, &r, NULL), RELAY_OK);
+	assert_int_equal(a->ops->sweep(a, &base_lim, 10, &fx), RELAY_OK);
+	assert_int_equal(fx.evicted_servers, 0);
+	/* Both expired now; B's sweep within A's interval does nothing... */
+	assert_int_equal(b->ops->sweep(b, &base_lim, 30005, &fx), RELAY_OK);
+	assert_int_equal(fx.evicted_servers, 2);
+	assert_int_equal(poll_s(a, &base_lim, 30005, "Z", 1, &r, NULL), RELAY_OK);
+	assert_int_equal(a->ops->sweep(a, &base_lim, 31000, &fx), RELAY_OK);
+	assert_int_equal(fx.evicted_servers, 2);
+	/* ...and the next interval's sweep runs wherever it is asked first. */
+	assert_int_equal(a->ops->sweep(a, &base_lim, 61006, &fx), RELAY_OK);
+	assert_int_equal(fx.evicted_servers, 3);
+	relay_store_free(b);
+	relay_redis_free(r2);
+}
+
+static void
+test_redis_expiry_work_is_bounded_per_call(void **state)
+{
+	struct relay_store *s = *state;
+	struct relay_store_limits lim = base_lim;
+	struct relay_store_effects fx = { 0 };
+	struct relay_store_stats st;
+	struct relay_poll_result r;
+	struct relay_job_in in = { "j", 1, false, NULL, 0 };
+	char key[16];
+	int i;
+
+	lim.max_servers = 1000;
+	for (i = 0; i < 300; i++) {
+		snprintf(key, sizeof(key), "S%d", i);
+		assert_int_equal(poll_s(s, &lim, 0, key, 1, &r, NULL), RELAY_OK);
+	}
+	assert_int_equal(poll_s(s, &lim, 20000, "live", 1, &r, NULL), RELAY_OK);
+	/* 300 servers expired: an enqueue removes one bounded batch only... */
+	assert_int_equal(s->ops->enqueue(s, &lim, 40000, "live", 4, &in, &fx),
+	    RELAY_OK);
+	assert_int_equal(fx.evicted_servers, 64);
+	/* ...yet counts and limits already see only the live server. */
+	assert_int_equal(s->ops->stats(s, &lim, 40000, &st, &fx), RELAY_OK);
+	assert_int_equal(st.servers, 1);
+	assert_int_equal(st.queued, 1);
+	assert_int_equal(fx.evicted_servers, 128);
+	/* The sweep takes the rest (its batch is larger). */
+	assert_int_equal(s->ops->sweep(s, &lim, 40000, &fx), RELAY_OK);
+	assert_int_equal(fx.evicted_servers, 300);
+}
+
+static void
+test_redis_every_key_has_a_backstop_ttl(void **state)
+{
+	struct relay_store *s = *state;
+	struct relay_poll_result r;
+	struct relay_redis_reply rep;
+	const char *prefix = relay_redis_prefix(adapter);
+	size_t plen = strlen(prefix);
+	int id;
+
+	assert_int_equal(poll_s(s, &base_lim, 0, "A", 1, &r, NULL), RELAY_OK);
+	assert_int_equal(enq(s, &base_lim, 0, "A", "x"), RELAY_OK);
+	assert_int_equal(enq_stream(s, &base_lim, 0, "A", "s", "C"), RELAY_OK);
+	assert_int_equal(poll_s(s, &base_lim, 0, "A", 1, &r, NULL), RELAY_OK);
+	relay_poll_result_free(&r);
+	assert_int_equal(poll_s(s, &base_lim, 0, "A", 1, &r, NULL), RELAY_OK);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(s->ops->stream_append(s, &base_lim, 1,
+	    r.jobs[0].session_id, RELAY_SESSION_ID_LEN, "c", 1, false, NULL),
+	    RELAY_OK);
+	relay_poll_result_free(&r);
+	assert_int_equal(s->ops->put_response(s, &base_lim, 0, "C", 1, "r", 1,
+	    NULL), RELAY_OK);
+	assert_int_equal(enq(s, &base_lim, 0, "A", "y"), RELAY_OK);
+	assert_int_equal(s->ops->sweep(s, &base_lim, 5, NULL), RELAY_OK);
+	/* Keys of this prefix without a TTL (the tests write no schema key). */
+	id = relay_redis_script(adapter, "ttl_check",
+	    "#!lua flags=no-writes\n"
+	    "local out, n = {}, 0\n"
+	    "for _, k in ipairs(redis.call('KEYS', KEYS[1] .. '*')) do\n"
+	    "  n = n + 1\n"
+	    "  if redis.call('PTTL', k) < 0 then out[#out + 1] = k end\n"
+	    "end\n"
+	    "return {n, out}\n");
+	assert_int_equal(relay_redis_eval(adapter, id, 1, &prefix, &plen, 0,
+	    NULL, NULL, &rep), RELAY_REDIS_OK);
+	assert_int_equal(rep.type, RELAY_REDIS_ARRAY);
+	assert_true(rep.elem[0].integer >= 9);
+	if (rep.elem[1].n != 0)
+		fail_msg("key without TTL: %s", rep.elem[1].elem[0].str);
+	relay_redis_reply_free(&rep);
+}
+
 int
 main(void)
 {
@@ -758,11 +902,18 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_mt_shared_consumers_lose_and_duplicate_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mt_dedicated_consumers_see_fifo, setup, teardown),
 	};
-
+	const struct CMUnitTest redis_only[] = {
+		cmocka_unit_test_setup_teardown(test_redis_replicas_share_state, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_redis_sweep_runs_once_per_interval_cluster_wide, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_redis_expiry_work_is_bounded_per_call, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_redis_every_key_has_a_backstop_ttl, setup, teardown),
+	};
 	int failed;
 
 	failed = cmocka_run_group_tests_name("memory", tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("redis", tests, redis_group_setup,
 	    redis_group_teardown);
+	failed += cmocka_run_group_tests_name("redis_only", redis_only,
+	    redis_group_setup, redis_group_teardown);
 	return failed;
 }

@@ -75,6 +75,22 @@ app.kubernetes.io/component: relay
 {{- if or .Values.state.existingSecret (hasPrefix "redis://" .Values.state.url) }}true{{ end }}
 {{- end }}
 
+{{/*
+The port of the shared state store for the NetworkPolicy: networkPolicy.state.port
+when set, else the port of state.url (after any user:password@, before the
+/db), else 6379.
+*/}}
+{{- define "relay.statePort" -}}
+{{- $p := .Values.networkPolicy.state.port | int -}}
+{{- if gt $p 0 -}}
+{{- $p -}}
+{{- else -}}
+{{- $hostport := regexReplaceAll "^.*@" (regexReplaceAll "/[^@]*$" (trimPrefix "redis://" .Values.state.url) "") "" -}}
+{{- $m := regexFind ":[0-9]+$" $hostport -}}
+{{- if $m }}{{ trimPrefix ":" $m }}{{ else }}6379{{ end -}}
+{{- end -}}
+{{- end }}
+
 {{/* Seconds Kubernetes grants between SIGTERM and SIGKILL. */}}
 {{- define "relay.terminationGrace" -}}
 {{- $need := add .Values.env.gracefulTimeout .Values.preStopSleepSeconds }}
