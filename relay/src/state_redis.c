@@ -134,9 +134,8 @@ monitor_round(struct relay_state_redis *st)
 		changed = tp_health_report(st->health, st->check, TP_CHECK_FAIL,
 		    reason);
 	} else if (!ok || !relay_redis_up(st->r, why, sizeof(why))) {
-		if (ok)
-			snprintf(why, sizeof(why), "no answer");
-		else if (!relay_redis_up(st->r, why, sizeof(why)) || why[0] == '\0')
+		/* The adapter's reason (never the password), when it has one. */
+		if (relay_redis_up(st->r, why, sizeof(why)) || why[0] == '\0')
 			snprintf(why, sizeof(why), "TIME failed");
 		snprintf(reason, sizeof(reason),
 		    "Redis/Valkey unreachable (RELAY_STATE_URL): %.110s", why);

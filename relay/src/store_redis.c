@@ -36,7 +36,8 @@
  * per second runs for the whole cluster. Every key also gets a Redis TTL
  * (its longest logical lifetime plus TTL_GRACE_MS) as a backstop against a
  * relay that dies between calls; the counters get the TTL of what they
- * count.
+ * count, and a count that would go below zero (its key expired before
+ * what it counted) is removed instead.
  *
  * Out of memory (maxmemory reached; docs require noeviction): the scripts
  * that add data (enqueue, put_response, stream_append) have no flags, so
@@ -86,12 +87,15 @@
 "  for i = 1, #list do r[#r + 1] = list[i] end\n" \
 "  return r\n" \
 "end\n" \
+"local function count_down(key, n)\n" \
+"  if redis.call('DECRBY', key, n) < 0 then redis.call('DEL', key) end\n" \
+"end\n" \
 "local function srv_remove(k)\n" \
 "  local q = P .. 'q:' .. k\n" \
 "  local n = redis.call('LLEN', q)\n" \
 "  if n > 0 then\n" \
 "    redis.call('DEL', q)\n" \
-"    redis.call('DECRBY', P .. 'queued', n)\n" \
+"    count_down(P .. 'queued', n)\n" \
 "  end\n" \
 "  redis.call('ZREM', P .. 'srv:exp', k)\n" \
 "  return n\n" \
@@ -139,7 +143,7 @@
 "local function sess_remove(id)\n" \
 "  local owner = redis.call('HGET', P .. 's:' .. id, 'c')\n" \
 "  local n = redis.call('LLEN', P .. 'sc:' .. id)\n" \
-"  if n > 0 then redis.call('DECRBY', P .. 'chunks', n) end\n" \
+"  if n > 0 then count_down(P .. 'chunks', n) end\n" \
 "  redis.call('DEL', P .. 's:' .. id, P .. 'sc:' .. id)\n" \
 "  if owner and redis.call('GET', P .. 'sby:' .. owner) == id then\n" \
 "    redis.call('DEL', P .. 'sby:' .. owner)\n" \
@@ -261,7 +265,7 @@ static const char LUA_POLL[] = "#!lua flags=allow-oom\n" PRELUDE
 "    sess_ttl(sid, owner, sttl)\n"
 "  end\n"
 "  redis.call('LPOP', q)\n"
-"  redis.call('DECR', P .. 'queued')\n"
+"  count_down(P .. 'queued', 1)\n"
 "  n = n + 1\n"
 "  out[#out + 1] = owner and 1 or 0\n"
 "  out[#out + 1] = data\n"
@@ -273,6 +277,8 @@ static const char LUA_POLL[] = "#!lua flags=allow-oom\n" PRELUDE
 "if n > 0 and busy > ttl then quiet = busy end\n"
 "redis.call('ZADD', P .. 'srv:exp', num(now + quiet), k)\n"
 "redis.call('PEXPIRE', P .. 'srv:exp', keep)\n"
+/* The queue lives as long as its server's entry may. */
+"redis.call('PEXPIRE', q, keep)\n"
 "if n > 0 then redis.call('PEXPIRE', P .. 'queued', keep) end\n"
 "return ret_list(0, {registered, limited, n}, out)\n";
 
@@ -359,7 +365,7 @@ static const char LUA_STREAM_DRAIN[] = "#!lua flags=allow-oom\n" PRELUDE
 "local chunks = redis.call('LRANGE', sc, 0, -1)\n"
 "if #chunks > 0 then\n"
 "  redis.call('DEL', sc)\n"
-"  redis.call('DECRBY', P .. 'chunks', #chunks)\n"
+"  count_down(P .. 'chunks', #chunks)\n"
 "end\n"
 "local final = 0\n"
 "if redis.call('HGET', P .. 's:' .. id, 'x') == '1' then\n"

@@ -9,10 +9,18 @@
 
 #include "clock.h"
 
+/*
+ * A TIME answer slower than this is not used once a sample exists: its
+ * error (up to half the round trip) would be larger than the drift it
+ * corrects.
+ */
+#define MAX_SAMPLE_RTT_MS 250
+
 struct relay_timebase {
 	_Atomic int64_t offset;		/* shared time = mono + offset */
 	_Atomic int64_t last;		/* highest value handed out */
 	_Atomic int64_t skew;		/* server - local wall clock at the last sample */
+	_Atomic int64_t samples;	/* samples taken */
 };
 
 static int64_t
@@ -47,6 +55,10 @@ relay_timebase_sample(struct relay_timebase *tb, int64_t server_ms,
 {
 	int64_t mid = mono_before_ms + (mono_after_ms - mono_before_ms) / 2;
 
+	if (mono_after_ms - mono_before_ms > MAX_SAMPLE_RTT_MS &&
+	    atomic_load(&tb->samples) > 0)
+		return;
+	atomic_fetch_add(&tb->samples, 1);
 	atomic_store(&tb->offset, server_ms - mid);
 	atomic_store(&tb->skew, server_ms - (wall_ms() -
 	    (relay_mono_ms() - mid)));

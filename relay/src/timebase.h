@@ -9,7 +9,8 @@
  *   now = server_ms_at_sample + (mono_now - mono_at_sample)
  *
  * where mono_at_sample is the middle of the TIME round trip (the error of
- * one sample is at most half the round trip). The value handed out never
+ * one sample is at most half the round trip; once a sample exists, an
+ * answer slower than 250 ms is not used). The value handed out never
  * decreases: a sample that would move the clock back holds it still until
  * the estimate catches up. Before the first sample the estimate is the
  * wall clock (the server's TIME is also milliseconds since the epoch).

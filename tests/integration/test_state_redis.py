@@ -452,6 +452,9 @@ class Faults(unittest.TestCase):
                                    what="/healthz 503")
                 self.assertEqual(obj["checks"]["state"]["status"], "fail")
                 self.assertIn("unreachable", obj["checks"]["state"]["reason"])
+                # why, in the adapter's words
+                self.assertRegex(obj["checks"]["state"]["reason"],
+                                 "connect|connection|closed")
                 before = len(acked)
                 rs.start()
                 t0 = time.monotonic()
