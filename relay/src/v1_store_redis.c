@@ -71,6 +71,20 @@ static const char *const op_names[OP_COUNT] = {
 	"node_exists", "sweep", "stats",
 };
 
+/*
+ * Past maxmemory (the docs require noeviction) the server refuses a
+ * script whole, before it runs, unless its shebang says allow-oom. The
+ * operations that add data (a node, a reservation, a request, a response,
+ * progress) are refused (503, nothing half done); those that take data out,
+ * expire it or only change it in place still run, so nodes keep claiming
+ * and clients keep collecting, which is what frees memory.
+ */
+static const bool op_allow_oom[OP_COUNT] = {
+	[OP_POLL] = true, [OP_CONTROL] = true, [OP_CANCEL] = true,
+	[OP_RETRIEVE] = true, [OP_UNREGISTER] = true, [OP_NODE_EXISTS] = true,
+	[OP_SWEEP] = true, [OP_STATS] = true,
+};
+
 struct rstore {
 	struct relay_v1_store pub;
 	struct relay_redis *r;
@@ -778,12 +792,13 @@ relay_v1_store_redis_new(struct relay_redis *r)
 	st->prefix_len = strlen(st->prefix);
 	/* "v1_" + name: the operation label of the adapter's metrics */
 	for (i = 0; i < OP_COUNT; i++) {
-		size_t n = lib + 32 + strlen(op_names[i]);
+		size_t n = lib + 64 + strlen(op_names[i]);
 		char label[32], *text = malloc(n);
 
 		if (text == NULL)
 			goto fail;
-		snprintf(text, n, "#!lua\n%s\nreturn op_%s()\n",
+		snprintf(text, n, "#!lua%s\n%s\nreturn op_%s()\n",
+		    op_allow_oom[i] ? " flags=allow-oom" : "",
 		    relay_v1_store_redis_lua, op_names[i]);
 		snprintf(label, sizeof(label), "v1_%s", op_names[i]);
 		st->sid[i] = relay_redis_script(r, label, text);	/* copies */

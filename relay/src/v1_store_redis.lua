@@ -3,9 +3,10 @@
 -- v1_store_redis.c registers this library once per operation, behind a
 -- "#!lua" shebang and followed by "return op_<name>()", so every store
 -- call is ONE script (atomic: no other client runs a command while it
--- runs). The shebang (no flags) makes the server refuse the whole script
--- up front while it is out of memory, instead of failing at the first
--- write with half a transition done.
+-- runs). The shebang makes the server refuse a whole script up front
+-- while it is out of memory, instead of failing at the first write with
+-- half a transition done; the operations that take data out or expire it
+-- say flags=allow-oom there (see op_allow_oom in the C file).
 --
 -- Calling convention (all scripts):
 --   KEYS[1]   the deployment prefix with its hash tag, e.g. "{tokenplace:}";

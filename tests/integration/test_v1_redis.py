@@ -319,6 +319,60 @@ class TwoRelays(unittest.TestCase):
             b.stop()
 
 
+@unittest.skipUnless(shutil.which(REDIS_SERVER), "redis-server not installed")
+class OutOfMemory(unittest.TestCase):
+    def test_past_maxmemory_requests_answer_503_and_nodes_still_claim(self):
+        """Past maxmemory (noeviction): /requests answers 503 JSON with
+        Retry-After and stores nothing; a node still claims what is queued
+        (the scripts that take data out run); with memory back, requests
+        are admitted again."""
+        with RedisServer() as rs:
+            env = dict(BASE_ENV, RELAY_STATE_URL=rs.url,
+                       TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS="1")
+            with Relay(env=env) as r:
+                node_key = "LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0K" + "N" * 560
+                status, body = r.post_json(V1 + "/servers/register", {
+                    "server_public_key": node_key,
+                    "capabilities": v1.default_capabilities(16)})
+                self.assertEqual(status, 200, body)
+
+                def enqueue(rid, size):
+                    return r.request("POST", V1 + "/requests", json_body={
+                        "server_public_key": node_key,
+                        "client_public_key": "C" * 600, "request_id": rid,
+                        "ciphertext": "x" * size, "cipherkey": "K" * 344,
+                        "iv": "I" * 22 + "==",
+                        "protocol": "tokenplace_api_v1_relay_e2ee",
+                        "version": 1})
+
+                for i in range(10):
+                    self.assertEqual(enqueue("big-%d" % i, 60000)[0], 200)
+                used = int(rs.info("memory")["used_memory"])
+                rs.command("CONFIG", "SET", "maxmemory", str(used - 300000))
+                try:
+                    status, hdrs, data = enqueue("refused", 60000)
+                    self.assertEqual(status, 503, data)
+                    self.assertEqual(hdrs.get("retry-after"), "1")
+                    self.assertIn("error", json.loads(data))
+                    self.assertEqual(r.request("GET", "/livez")[0], 200)
+                    claimed = []
+                    for _ in range(10):
+                        status, work = r.post_json(V1 + "/servers/poll", {
+                            "server_public_key": node_key})
+                        self.assertEqual(status, 200, work)
+                        claimed.append(work.get("request_id"))
+                    self.assertEqual(claimed,
+                                     ["big-%d" % i for i in range(10)])
+                    # the refused request was never stored
+                    status, body = r.post_json(V1 + "/responses/retrieve", {
+                        "client_public_key": "C" * 600,
+                        "request_id": "refused"})
+                    self.assertEqual(status, 404, body)
+                finally:
+                    rs.command("CONFIG", "SET", "maxmemory", "0")
+                self.assertEqual(enqueue("after", 100)[0], 200)
+
+
 def _metric(relay, name, **labels):
     v = metric_value(relay.metrics(), name, **labels)
     return v or 0
