@@ -15,7 +15,7 @@ python3-prometheus-client redis-server libnss-wrapper libpython3.11
 python3.11-venv curl
 python3-yaml yamllint shellcheck
 podman buildah skopeo runc netavark iptables debootstrap docker-registry"
-bench="wrk nginx-light"
+bench="wrk nginx-light redis-server"
 # Windows cross-build of tokenplace-gpuhost and its wine smoke tests.
 windows="gcc-mingw-w64-x86-64 binutils-mingw-w64-x86-64 mingw-w64-x86-64-dev
 wine wine64"

@@ -683,9 +683,15 @@ drop(struct relay_redis *r, struct pooled *p, char *why, size_t whylen)
 	p->c = NULL;
 	pthread_mutex_lock(&r->mu);
 	r->open--;
-	if (!timeout)
-		r->epoch++;
-	mark_down(r, why, false);
+	/*
+	 * A connection opened before the last known loss says nothing new:
+	 * the server may be back already, so it must not mark it down again.
+	 */
+	if (p->epoch == r->epoch) {
+		if (!timeout)
+			r->epoch++;
+		mark_down(r, why, false);
+	}
 	pthread_cond_signal(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 }

@@ -13,6 +13,23 @@
  * availability state (one log line per down/up transition) and the
  * adapter's metrics.
  *
+ * Availability (relay_redis_up(); /healthz checks.state):
+ *
+ *   up   --a command's connection is lost or times out-->  down, and the
+ *         next borrower may dial at once
+ *   down --a dial fails-->  down, next dial after a back-off (100 ms,
+ *         doubling to 2 s); meanwhile every call fails at once with
+ *         RELAY_REDIS_E_UNAVAILABLE
+ *   down --a dial or a command succeeds-->  up
+ *
+ * While down only one thread dials (bounded by the connect timeout); a
+ * command never waits longer than the command timeout, pool wait
+ * included. A failure on a connection opened before the last known loss
+ * changes nothing. relay.state_store_down / relay.state_store_up are
+ * logged once per transition. The mutex inside serialises transitions;
+ * every function may be called from any thread once the scripts are
+ * registered.
+ *
  * Error convention: functions return enum relay_redis_rc; RELAY_REDIS_OK
  * is 0. Everything handed out belongs to the caller and is released with
  * the matching free function.

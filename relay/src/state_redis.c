@@ -70,6 +70,12 @@ relay_state_schema_check(struct relay_redis *r, int id, char *err,
 	snprintf(ver, sizeof(ver), "%d", RELAY_STATE_SCHEMA);
 	arglens[0] = strlen(ver);
 	rc = relay_redis_eval(r, id, 1, &key, &keylen, 1, args, arglens, &rep);
+	if (rc == RELAY_REDIS_E_AUTH) {
+		snprintf(err, errlen, "the server refuses commands without "
+		    "authentication (NOAUTH/NOPERM): set RELAY_STATE_PASSWORD, "
+		    "or the password (and user) in RELAY_STATE_URL");
+		return -3;
+	}
 	if (rc != RELAY_REDIS_OK) {
 		if (!relay_redis_up(r, err, errlen) && err[0] != '\0')
 			return -1;
@@ -121,15 +127,16 @@ monitor_round(struct relay_state_redis *st)
 		    sizeof(st->schema_why));
 		if (sc == 0)
 			st->schema_ok = true;
-		else if (sc == -2) {
+		else if (sc == -2 || sc == -3) {
 			st->schema_bad = true;
 			TP_LOG(TP_LOG_ERROR, "relay.state_schema_incompatible",
 			    TP_LSTR("reason", st->schema_why),
-			    TP_LSTR("setting", "RELAY_STATE_PREFIX"));
+			    TP_LSTR("setting", sc == -2 ? "RELAY_STATE_PREFIX" :
+			    "RELAY_STATE_PASSWORD"));
 		}
 	}
 	if (st->schema_bad) {
-		snprintf(reason, sizeof(reason), "incompatible schema: %.130s",
+		snprintf(reason, sizeof(reason), "cannot use the store: %.130s",
 		    st->schema_why);
 		changed = tp_health_report(st->health, st->check, TP_CHECK_FAIL,
 		    reason);
@@ -222,8 +229,8 @@ relay_state_redis_start(const struct relay_settings *s,
 	}
 	sc = relay_state_schema_check(st->r, st->schema_id, st->schema_why,
 	    sizeof(st->schema_why));
-	if (sc == -2) {
-		*setting = "RELAY_STATE_PREFIX";
+	if (sc == -2 || sc == -3) {
+		*setting = sc == -2 ? "RELAY_STATE_PREFIX" : "RELAY_STATE_PASSWORD";
 		snprintf(err, errlen, "%s", st->schema_why);
 		goto fail;
 	}

@@ -61,7 +61,8 @@ int relay_state_schema_script(struct relay_redis *r);
  * Runs schema script `id`: reads (and on an empty store writes) the
  * schema version. Returns 0 when compatible, -1 when the server cannot be
  * reached (err says why), -2 when the stored version is not one this
- * relay can read (err says which and what to do).
+ * relay can read (err says which and what to do), -3 when the server
+ * wants a password this relay was not given.
  */
 int relay_state_schema_check(struct relay_redis *r, int id, char *err,
     size_t errlen);

@@ -181,6 +181,8 @@ class StartAndConfiguration(unittest.TestCase):
                     "RELAY_STATE_URL": rs.url,
                     "RELAY_STATE_PASSWORD": "hunter2"},
                  "RELAY_STATE_PASSWORD"),
+                ("no password", {"RELAY_STATE_URL": rs.url},
+                 "RELAY_STATE_PASSWORD"),
                 ("wrong db", {
                     "RELAY_STATE_URL": "redis://:right@127.0.0.1:%d/4000"
                                        % rs.port}, "RELAY_STATE_URL"),

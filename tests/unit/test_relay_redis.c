@@ -19,11 +19,16 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "redis.h"
 #include "redis_server.h"
+#include "settings.h"
+#include "state_redis.h"
 #include "timebase.h"
+#include "tokenplace/health.h"
+#include "tokenplace/metrics.h"
 
 static struct test_redis srv;
 
@@ -505,6 +510,110 @@ test_timebase_follows_server_never_backwards(void **state)
 	relay_redis_free(r);
 }
 
+static void
+state_settings(struct relay_settings *s, char *url, size_t urllen,
+    char *prefix)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(url, urllen, "unix://%s", srv.sock);
+	s->state_url = url;
+	s->state_password = "";
+	s->state_prefix = prefix;
+	s->state_connect_timeout_ms = 1000;
+	s->state_command_timeout_ms = 2000;
+	s->state_pool_size = 4;
+	s->state_time_sample_ms = 100;
+}
+
+static bool
+state_check(struct tp_health *h, char *reason, size_t len)
+{
+	struct tp_health_check_status st[TP_HEALTH_MAX_CHECKS];
+	size_t n = tp_health_snapshot(h, st, TP_HEALTH_MAX_CHECKS);
+
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(st[i].name, "state") == 0) {
+			snprintf(reason, len, "%s", st[i].reason);
+			return st[i].outcome == TP_CHECK_OK;
+		}
+	}
+	fail_msg("no state check");
+	return false;
+}
+
+/*
+ * state_redis: an empty store gets the schema version and the relay is
+ * ready; the time base follows the server; metrics are registered; a
+ * store written by a newer relay is refused with the setting to change.
+ */
+static void
+test_state_start_schema_readiness(void **state)
+{
+	struct relay_settings s;
+	struct relay_state_redis *st;
+	struct tp_health *h = tp_health_new();
+	struct tp_metrics_registry *reg = tp_metrics_registry_new();
+	struct relay_redis_reply rep;
+	char url[200], prefix[64], err[256], reason[200];
+	const char *setting = NULL, *key;
+	size_t keylen;
+	struct timespec ts;
+	int64_t now, wall;
+	int id;
+	char *text;
+	size_t len;
+
+	(void)state;
+	assert_non_null(h);
+	assert_non_null(reg);
+	snprintf(prefix, sizeof(prefix), "state%d:", (int)getpid());
+	state_settings(&s, url, sizeof(url), prefix);
+	st = relay_state_redis_start(&s, h, reg, err, sizeof(err), &setting);
+	if (st == NULL)
+		fail_msg("start: %s (%s)", err, setting);
+	tp_health_transition(h, TP_LIFECYCLE_READY);
+	assert_true(state_check(h, reason, sizeof(reason)));
+	assert_true(tp_health_is_ready(h));
+	now = relay_timebase_now(relay_state_redis_timebase(st));
+	clock_gettime(CLOCK_REALTIME, &ts);
+	wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	assert_true(now > wall - 60000 && now < wall + 60000);
+	text = tp_metrics_render(reg, &len);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "tokenplace_relay_state_up 1"));
+	assert_non_null(strstr(text, "tokenplace_relay_state_command_seconds_count{operation=\"schema\"} 1"));
+	free(text);
+
+	/* The version it wrote; then pretend a newer relay rewrote it. */
+	id = relay_redis_script(relay_state_redis_adapter(st), "bump",
+	    "#!lua\nlocal v = redis.call('GET', KEYS[1] .. 'schema')\n"
+	    "redis.call('SET', KEYS[1] .. 'schema', '99')\nreturn v\n");
+	key = relay_redis_prefix(relay_state_redis_adapter(st));
+	keylen = strlen(key);
+	assert_int_equal(relay_redis_eval(relay_state_redis_adapter(st), id, 1,
+	    &key, &keylen, 0, NULL, NULL, &rep), RELAY_REDIS_OK);
+	assert_string_equal(rep.str, "1");
+	relay_redis_reply_free(&rep);
+	relay_state_redis_stop(st);
+	tp_metrics_registry_free(reg);
+	tp_health_free(h);
+
+	h = tp_health_new();
+	assert_null(relay_state_redis_start(&s, h, NULL, err, sizeof(err),
+	    &setting));
+	assert_string_equal(setting, "RELAY_STATE_PREFIX");
+	assert_non_null(strstr(err, "'99'"));
+	tp_health_free(h);
+
+	/* A malformed URL names RELAY_STATE_URL. */
+	h = tp_health_new();
+	s.state_url = "redis://h:0";
+	assert_null(relay_state_redis_start(&s, h, NULL, err, sizeof(err),
+	    &setting));
+	assert_string_equal(setting, "RELAY_STATE_URL");
+	tp_health_free(h);
+}
+
 int
 main(void)
 {
@@ -517,6 +626,7 @@ main(void)
 		cmocka_unit_test(test_pool_shared_by_threads),
 		cmocka_unit_test(test_unreachable_at_start_is_not_an_error),
 		cmocka_unit_test(test_wrong_password_and_db_refused_at_start),
+		cmocka_unit_test(test_state_start_schema_readiness),
 		cmocka_unit_test(test_down_fails_fast_and_resumes),
 		cmocka_unit_test(test_pubsub_wakeups_and_resubscribe),
 	};
