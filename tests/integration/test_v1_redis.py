@@ -9,7 +9,12 @@ with the token.place-compatible peers of tests/fixtures/tp_peers_v1.py:
 * max_concurrency holds with clients racing on both relays;
 * relay A SIGKILLed mid-load while clients enqueue through it and the
   node works through relay B: every job A accepted is delivered through
-  B, none twice.
+  B, none twice;
+* redis-server SIGKILLed mid-load and started again (AOF): 503 JSON with
+  Retry-After meanwhile, /livez 200, service back within 5 s without a
+  relay restart, no job handed out twice;
+* past maxmemory: admissions answer 503 and store nothing while nodes
+  still claim.
 
 Each test has its own key prefix on the one server. Waits poll with
 deadlines stretched by TP_TIMEOUT_SCALE; nothing here is timed except the
@@ -371,6 +376,104 @@ class OutOfMemory(unittest.TestCase):
                 finally:
                     rs.command("CONFIG", "SET", "maxmemory", "0")
                 self.assertEqual(enqueue("after", 100)[0], 200)
+
+
+@unittest.skipUnless(shutil.which(REDIS_SERVER), "redis-server not installed")
+class RedisFaults(unittest.TestCase):
+    def test_redis_killed_mid_load_and_back_with_aof(self):
+        """A node long-polls relay A, a client enqueues through relay B;
+        redis-server is SIGKILLed mid-load: API v1 routes answer 503 JSON
+        with Retry-After, /livez stays 200, no relay dies; it comes back
+        (AOF on): service resumes within 5 s without a relay restart (the
+        resubscribed wake-ups reach the node's polls again) and no job is
+        handed out twice."""
+        node = "LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0K" + "F" * 560
+        client = "C" * 600
+        with RedisServer(unix=True, aof=True) as rs:
+            env = dict(BASE_ENV, RELAY_STATE_URL=rs.url,
+                       RELAY_STATE_PREFIX="faults:",
+                       RELAY_STATE_TIME_SAMPLE_MS="200",
+                       TOKENPLACE_API_V1_MAX_REQUESTS="100000")
+            with Relay(env=env) as a, Relay(env=env) as b:
+                status, body = a.post_json(V1 + "/servers/register", {
+                    "server_public_key": node,
+                    "capabilities": v1.default_capabilities(64)})
+                self.assertEqual(status, 200, body)
+                stop = threading.Event()
+                acked, delivered, statuses = [], [], []
+
+                def producer():
+                    i = 0
+                    while not stop.is_set():
+                        rid = "job-%d" % i
+                        i += 1
+                        st, _, _ = b.request("POST", V1 + "/requests",
+                                             json_body={
+                            "server_public_key": node,
+                            "client_public_key": client, "request_id": rid,
+                            "ciphertext": "x" * 64, "cipherkey": "K" * 344,
+                            "iv": "I" * 22 + "==",
+                            "protocol": "tokenplace_api_v1_relay_e2ee",
+                            "version": 1})
+                        statuses.append(st)
+                        if st == 200:
+                            acked.append(rid)
+                        else:
+                            time.sleep(0.005)
+
+                def consumer():
+                    while not stop.is_set():
+                        st, work = a.post_json(V1 + "/servers/poll", {
+                            "server_public_key": node}, timeout=POLL_WAIT * 2)
+                        if st != 200 or "request_id" not in work:
+                            if st != 200:
+                                time.sleep(0.005)
+                            continue
+                        delivered.append(work["request_id"])
+                        a.post_json(V1 + "/responses", {
+                            "client_public_key": client,
+                            "request_id": work["request_id"],
+                            "chat_history": "A", "cipherkey": "K" * 344,
+                            "iv": "I" * 22 + "==",
+                            "protocol": "tokenplace_api_v1_relay_e2ee",
+                            "version": 1})
+
+                threads = [threading.Thread(target=producer),
+                           threading.Thread(target=consumer)]
+                for t in threads:
+                    t.start()
+                try:
+                    wait_for(lambda: len(delivered) >= 50, 30, what="load")
+                    rs.kill()
+                    status, hdrs, data = b.request(
+                        "POST", V1 + "/requests", json_body={
+                            "server_public_key": node,
+                            "client_public_key": client,
+                            "request_id": "while-down", "ciphertext": "x",
+                            "cipherkey": "K", "iv": "I",
+                            "protocol": "tokenplace_api_v1_relay_e2ee",
+                            "version": 1})
+                    self.assertEqual(status, 503, data)
+                    self.assertIn("error", json.loads(data))
+                    self.assertEqual(hdrs.get("retry-after"), "1")
+                    for r in (a, b):
+                        self.assertEqual(r.request("GET", "/livez")[0], 200)
+                    before = len(delivered)
+                    rs.start()
+                    t0 = time.monotonic()
+                    wait_for(lambda: len(delivered) > before + 5, 10,
+                             what="service resumed")
+                    self.assertLess(time.monotonic() - t0, scaled(5.0))
+                finally:
+                    stop.set()
+                    for t in threads:
+                        t.join(POLL_WAIT * 2 + 10)
+                for r in (a, b):
+                    self.assertIsNone(r.proc.poll(), "a relay died")
+                self.assertIn(503, statuses)
+                self.assertEqual(len(delivered), len(set(delivered)),
+                                 "a job was handed out twice")
+                self.assertTrue(set(delivered) <= set(acked))
 
 
 def _metric(relay, name, **labels):
