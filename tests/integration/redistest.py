@@ -215,6 +215,7 @@ class Deployment:
     """The relays one test talks to, chosen by TP_STATE_TOPOLOGY:
 
     memory    one relay on memory:// (node_relay is client_relay);
+    redis     (RelayOnState only) each relay on a redis-server of its own;
     redis-ab  two relays on one redis-server: nodes poll relay A, clients
               use relay B;
     redis-ba  the same, the other way round.
@@ -238,14 +239,14 @@ class Deployment:
                 r = self._Relay(env=self.env).start()
                 self.relays = [r]
                 self.node_relay = self.client_relay = r
-            elif self.topology in ("redis-ab", "redis-ba"):
+            elif self.topology in ("redis-ab", "redis-ba", "redis"):
                 self.redis = RedisServer().start()
                 env = dict(self.env, RELAY_STATE_URL=self.redis.url)
                 a = self._Relay(env=env).start()
                 self.relays.append(a)
                 b = self._Relay(env=env).start()
                 self.relays.append(b)
-                if self.topology == "redis-ab":
+                if self.topology in ("redis-ab", "redis"):
                     self.node_relay, self.client_relay = a, b
                 else:
                     self.node_relay, self.client_relay = b, a
@@ -274,3 +275,47 @@ class Deployment:
         if name.startswith("_") or self.client_relay is None:
             raise AttributeError(name)
         return getattr(self.client_relay, name)
+
+
+def _relay_on_state_class():
+    from relaytest import Relay
+
+    class RelayOnState(Relay):
+        """A Relay that, when TP_STATE_TOPOLOGY is not "memory", runs on a
+        redis-server of its own (unix socket), started before it and
+        stopped after it: the same tests then cover the Redis store."""
+
+        def start(self):
+            self._redis = None
+            if TOPOLOGY != "memory":
+                self._redis = RedisServer(unix=True).start()
+                self.env_overrides.setdefault("RELAY_STATE_URL",
+                                              self._redis.url)
+            try:
+                return super().start()
+            except BaseException:
+                self._stop_redis()
+                raise
+
+        def _stop_redis(self):
+            if getattr(self, "_redis", None) is not None:
+                self._redis.stop()
+                shutil.rmtree(self._redis.dir, ignore_errors=True)
+                self._redis = None
+
+        def stop(self, timeout=40):
+            try:
+                return super().stop(timeout)
+            finally:
+                self._stop_redis()
+
+        def kill(self):
+            try:
+                super().kill()
+            finally:
+                self._stop_redis()
+
+    return RelayOnState
+
+
+RelayOnState = _relay_on_state_class()

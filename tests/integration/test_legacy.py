@@ -15,7 +15,8 @@ import time
 import unittest
 import uuid
 
-from relaytest import Relay, main, metric_value, scaled, wait_for
+from redistest import RelayOnState as Relay
+from relaytest import main, metric_value, scaled, wait_for
 
 JSON = {"Content-Type": "application/json"}
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
