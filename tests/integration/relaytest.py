@@ -11,7 +11,6 @@ slow runs such as valgrind.
 """
 
 import http.client
-import itertools
 import json
 import os
 import shlex
@@ -23,10 +22,6 @@ import time
 import unittest
 
 RELAY_BIN = os.environ.get("TP_RELAY_BIN", "")
-# TP_SHARED_STATE=redis: every Relay that does not choose its state itself
-# keeps it in one redis-server started for the run, each under a key
-# prefix of its own (so a whole suite runs on the Redis stores unchanged).
-SHARED_STATE = os.environ.get("TP_SHARED_STATE", "")
 WRAPPER = shlex.split(os.environ.get("TP_RELAY_WRAPPER", ""))
 SCALE = float(os.environ.get("TP_TIMEOUT_SCALE", "1"))
 
@@ -88,10 +83,6 @@ class Relay:
             env = dict(os.environ)
         env.setdefault("RELAY_HOST", "127.0.0.1")
         env.setdefault("RELAY_PORT", "0")
-        if SHARED_STATE == "redis" and \
-                "RELAY_STATE_URL" not in self.env_overrides:
-            env["RELAY_STATE_URL"] = _shared_redis().url
-            env["RELAY_STATE_PREFIX"] = "run%d:" % next(_shared_prefixes)
         env.update(self.env_overrides)
         return env
 
@@ -243,26 +234,6 @@ class Relay:
         status, _, data = self.request("GET", "/metrics")
         assert status == 200, status
         return data.decode("utf-8")
-
-
-_shared = []
-_shared_prefixes = itertools.count()
-
-
-def _shared_redis():
-    """The run's redis-server for TP_SHARED_STATE=redis, stopped at exit."""
-    if not _shared:
-        import atexit
-        import shutil
-        from redistest import RedisServer
-        rs = RedisServer().start()
-        _shared.append(rs)
-
-        def stop():
-            rs.stop()
-            shutil.rmtree(rs.dir, ignore_errors=True)
-        atexit.register(stop)
-    return _shared[0]
 
 
 def metric_value(text, name, **labels):

@@ -9,22 +9,20 @@ decrypt) -> 200 it decrypts and checks. Also a request cancelled while
 the node works on it, a deadline that passes mid-flight, owner-fenced
 responses from nodes that send their proof, and a browser-style client.
 
-Every scenario runs three ways: on one relay with the memory store, and on
-two relays sharing one redis-server (RELAY_STATE_URL) with the nodes on
-relay A and the clients on relay B, then the reverse. Counters are summed
-over the relays.
+TP_STATE_TOPOLOGY (redistest.Deployment) runs the same tests on one relay
+with the memory store (default), or on two relays sharing one redis-server
+with the nodes on relay A and the clients on relay B (redis-ab), or the
+reverse (redis-ba). Counters are summed over the relays.
 
 Waits poll with deadlines stretched by TP_TIMEOUT_SCALE."""
 
 import contextlib
-import itertools
-import shutil
 import threading
 import time
 import unittest
 
-from redistest import REDIS_SERVER, RedisServer
-from relaytest import SCALE, Relay, main, metric_value, scaled, wait_for
+from redistest import Deployment
+from relaytest import SCALE, main, metric_value, scaled, wait_for
 
 import tp_peers as tp
 import tp_peers_v1 as v1
@@ -49,11 +47,10 @@ def user(text):
 class Topology:
     """Where the nodes and the clients talk to: node_url and client_url."""
 
-    def __init__(self, node_relay, client_relay):
-        self.relays = [node_relay] if node_relay is client_relay else \
-            [node_relay, client_relay]
-        self.node_url = url(node_relay)
-        self.client_url = url(client_relay)
+    def __init__(self, deployment):
+        self.relays = deployment.relays
+        self.node_url = url(deployment.node_relay)
+        self.client_url = url(deployment.client_relay)
 
     def metric(self, name, **labels):
         """A counter summed over the relays (None when none has it)."""
@@ -64,12 +61,10 @@ class Topology:
 
 
 class E2E(unittest.TestCase):
-    """One relay, the memory store."""
-
     @contextlib.contextmanager
     def relays(self, env):
-        with Relay(env=env) as r:
-            yield Topology(r, r)
+        with Deployment(env=env) as d:
+            yield Topology(d)
 
     def assert_clean(self, node):
         _, errors, violations = node.snapshot()
@@ -236,45 +231,6 @@ class E2E(unittest.TestCase):
             for n in nodes:
                 self.assertEqual(n.unregister(), (200, {
                     "message": "Server unregistered", "removed": True}))
-
-
-_prefixes = itertools.count()
-
-
-class _SharedStore:
-    """Mixin: two relays on one redis-server, a fresh key prefix per test."""
-
-    NODES_ON_FIRST = True
-
-    @classmethod
-    def setUpClass(cls):
-        cls.redis = RedisServer()
-        cls.redis.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.redis.stop()
-        shutil.rmtree(cls.redis.dir, ignore_errors=True)
-
-    @contextlib.contextmanager
-    def relays(self, env):
-        env = dict(env, RELAY_STATE_URL=self.redis.url,
-                   RELAY_STATE_PREFIX="e2e%d:" % next(_prefixes))
-        with Relay(env=env) as a, Relay(env=env) as b:
-            yield Topology(a, b) if self.NODES_ON_FIRST else Topology(b, a)
-
-
-@unittest.skipUnless(shutil.which(REDIS_SERVER), "redis-server not installed")
-class E2ESharedNodesOnA(_SharedStore, E2E):
-    """Nodes poll relay A, clients use relay B (one Redis)."""
-
-
-@unittest.skipUnless(shutil.which(REDIS_SERVER), "redis-server not installed")
-class E2ESharedNodesOnB(_SharedStore, E2E):
-    """Clients use relay A, nodes poll relay B (one Redis)."""
-
-    NODES_ON_FIRST = False
-
 
 
 def _try_select(client):
