@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "handlers.h"
 #include "http_server.h"
+#include "redis.h"
 #include "routes.h"
 #include "settings.h"
 #include "state_redis.h"
@@ -222,6 +223,8 @@ main(int argc, char **argv)
 	struct relay_store *store = NULL;
 	struct relay_state_redis *shared = NULL;
 	struct relay_v1_store *v1store = NULL;
+	struct relay_v1_link v1link;
+	bool v1linked = false;
 	struct relay_v1_config v1cfg;
 	struct relay_v1 *v1 = NULL;
 	const char *setting;
@@ -344,15 +347,13 @@ main(int argc, char **argv)
 			goto out;
 		}
 		store = relay_store_redis_new(relay_state_redis_adapter(shared));
-		/*
-		 * API v1 on Redis: the one call site the v1 Redis store fills,
-		 * v1store = relay_v1_store_redis_new(relay_state_redis_adapter(shared));
-		 * until it lands, API v1 state stays in this process (logged).
-		 */
-		v1store = NULL;
-		TP_LOG(TP_LOG_WARNING, "relay.api_v1_state_local",
-		    TP_LSTR("reason", "the API v1 Redis store is not in this "
-		    "build; API v1 state is per replica"));
+		v1store = relay_v1_store_redis_new(
+		    relay_state_redis_adapter(shared));
+		if (v1store == NULL) {
+			/* never fall back to per-replica API v1 state unseen */
+			TP_LOG0(TP_LOG_CRITICAL, "relay.api_v1_state_init_failed");
+			goto out;
+		}
 	} else
 		store = relay_store_memory_new();
 	app.broker = store ? relay_broker_new(&settings, store, app.metrics) : NULL;
@@ -371,11 +372,27 @@ main(int argc, char **argv)
 		    relay_state_redis_timebase(shared));
 	}
 	v1 = relay_v1_new(&v1cfg, v1store, app.metrics);
+	v1store = NULL;		/* the broker's now, also when it failed */
 	if (v1 == NULL) {
 		TP_LOG0(TP_LOG_CRITICAL, "relay.api_v1_state_init_failed");
 		goto out;
 	}
 	relay_v1_attach(v1, &app);
+	if (shared != NULL) {
+		/*
+		 * Long polls across replicas: the adapter's subscriber thread
+		 * wakes this process's polls of a node when another relay
+		 * enqueues for it (docs/internals/long-polls.md).
+		 */
+		relay_v1_link_init(&v1link, v1, relay_state_redis_adapter(shared));
+		v1linked = true;
+		if (relay_redis_subscribe(relay_state_redis_adapter(shared),
+		    relay_v1_link_on_message, relay_v1_link_on_subscribed,
+		    &v1link) != RELAY_REDIS_OK) {
+			TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
+			goto out;
+		}
+	}
 	/* Also registers the "upstream" readiness check and its metrics. */
 	app.upstream = relay_upstream_new(&app, err, sizeof(err));
 	if (app.upstream == NULL) {
@@ -433,9 +450,14 @@ out:
 	relay_http_stop(app.http);
 	relay_upstream_free(app.upstream);
 	relay_broker_free(app.broker);
+	if (v1linked)
+		relay_v1_link_clear(&v1link);	/* no wake-up reaches a freed broker */
 	relay_v1_free(v1);
+	relay_v1_store_free(v1store);
 	relay_store_free(store);
-	relay_state_redis_stop(shared);
+	relay_state_redis_stop(shared);		/* joins the subscriber thread */
+	if (v1linked)
+		relay_v1_link_destroy(&v1link);
 	relay_upstream_global_cleanup();
 	tp_metrics_registry_free(app.metrics);
 	relay_web_free(app.web);	/* after the registry: its gauges read it */

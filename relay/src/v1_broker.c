@@ -10,6 +10,17 @@
  * (below the thread pool size); a poll over the cap is answered at once
  * with a short retry hint and its connection closed, which gives the
  * thread back, so probes and clients always find a free thread.
+ *
+ * Across replicas (a shared store), an enqueue on another relay cannot
+ * signal our condition variables: the Redis store publishes a wake-up per
+ * node, one subscriber thread per process calls relay_v1_wake_id(), and
+ * after every (re)subscription relay_v1_wake_all() makes every waiting
+ * poll look again. Polls are therefore filed under the node's compact id
+ * (relay_v1_node_id), the name the channel carries. A poll files its
+ * waiter BEFORE it re-checks the store, so a wake-up can only come early,
+ * never be missed; a message lost while unsubscribed costs one look at
+ * the store after the resubscription, never a job. The store's answer is
+ * the only truth: a wake-up just means "look again".
  */
 #include "v1_broker.h"
 
@@ -28,6 +39,7 @@
 #include "tokenplace/log.h"
 #include "tokenplace/metrics.h"
 #include "random.h"
+#include "redis.h"
 
 #define container_of(p, type, member) \
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
@@ -464,7 +476,7 @@ relay_v1_node_authorized(const struct relay_v1 *b, const char *header)
 
 /* ---- long-poll waiting --------------------------------------------------------- */
 
-/* Files w under key; called with wmu held. -1 when out of memory. */
+/* Files w under node id `key`; called with wmu held. -1 when out of memory. */
 static int
 waiter_add(struct relay_v1 *b, const char *key, size_t key_len,
     struct waiter *w)
@@ -525,36 +537,123 @@ waiter_del(struct relay_v1 *b, const char *key, size_t key_len,
 	free(q);
 }
 
-static void
-wake_node(struct relay_v1 *b, const char *key, size_t key_len)
+/* Wakes the polls filed under node id `id`; returns how many. */
+static size_t
+wake_id(struct relay_v1 *b, const char *id, size_t id_len)
 {
 	struct relay_hnode *h;
 	struct waiter *w;
+	size_t n = 0;
 
 	pthread_mutex_lock(&b->wmu);
-	h = relay_hashtab_get(&b->wqs, key, key_len);
+	h = relay_hashtab_get(&b->wqs, id, id_len);
 	if (h != NULL)
 		for (w = container_of(h, struct wq, h)->head; w; w = w->next) {
 			w->woken = true;
 			pthread_cond_signal(&w->cv);
+			n++;
 		}
 	pthread_mutex_unlock(&b->wmu);
+	return n;
+}
+
+static void
+wake_node(struct relay_v1 *b, const char *key, size_t key_len)
+{
+	char id[RELAY_V1_NODE_ID_LEN + 1];
+
+	relay_v1_node_id(key, key_len, id);
+	(void)wake_id(b, id, RELAY_V1_NODE_ID_LEN);
+}
+
+/*
+ * Wakes every waiting poll (returns how many); with `drain`, new polls
+ * answer at once too.
+ */
+static size_t
+wake_all(struct relay_v1 *b, bool drain)
+{
+	struct wq *q;
+	struct waiter *w;
+	size_t n = 0;
+
+	pthread_mutex_lock(&b->wmu);
+	if (drain)
+		b->draining = true;
+	for (q = b->all; q != NULL; q = q->next_all)
+		for (w = q->head; w != NULL; w = w->next) {
+			w->woken = true;
+			pthread_cond_signal(&w->cv);
+			n++;
+		}
+	pthread_mutex_unlock(&b->wmu);
+	return n;
 }
 
 void
 relay_v1_drain(struct relay_v1 *b)
 {
-	struct wq *q;
-	struct waiter *w;
+	(void)wake_all(b, true);
+}
 
-	pthread_mutex_lock(&b->wmu);
-	b->draining = true;
-	for (q = b->all; q != NULL; q = q->next_all)
-		for (w = q->head; w != NULL; w = w->next) {
-			w->woken = true;
-			pthread_cond_signal(&w->cv);
-		}
-	pthread_mutex_unlock(&b->wmu);
+size_t
+relay_v1_wake_id(struct relay_v1 *b, const char *id, size_t id_len)
+{
+	return wake_id(b, id, id_len);
+}
+
+size_t
+relay_v1_wake_all(struct relay_v1 *b)
+{
+	return wake_all(b, false);
+}
+
+void
+relay_v1_link_init(struct relay_v1_link *l, struct relay_v1 *b,
+    struct relay_redis *r)
+{
+	pthread_mutex_init(&l->mu, NULL);
+	l->b = b;
+	l->r = r;
+}
+
+void
+relay_v1_link_clear(struct relay_v1_link *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->b = NULL;
+	pthread_mutex_unlock(&l->mu);
+}
+
+void
+relay_v1_link_destroy(struct relay_v1_link *l)
+{
+	pthread_mutex_destroy(&l->mu);
+}
+
+void
+relay_v1_link_on_message(void *arg, const char *suffix, size_t len)
+{
+	struct relay_v1_link *l = arg;
+
+	/* anything but a node id is not ours to act on */
+	if (len != RELAY_V1_NODE_ID_LEN)
+		return;
+	pthread_mutex_lock(&l->mu);
+	if (l->b != NULL)
+		relay_redis_wakeups_add(l->r, relay_v1_wake_id(l->b, suffix, len));
+	pthread_mutex_unlock(&l->mu);
+}
+
+void
+relay_v1_link_on_subscribed(void *arg)
+{
+	struct relay_v1_link *l = arg;
+
+	pthread_mutex_lock(&l->mu);
+	if (l->b != NULL)
+		relay_redis_wakeups_add(l->r, relay_v1_wake_all(l->b));
+	pthread_mutex_unlock(&l->mu);
 }
 
 long
@@ -577,6 +676,7 @@ relay_v1_poll(struct relay_v1 *b, const char *key, size_t key_len,
 	enum relay_v1_rc rc;
 	int64_t wait = b->cfg.poll_wait_ms, until;
 	bool slot = false, filed = false;
+	char id[RELAY_V1_NODE_ID_LEN + 1];
 
 	memset(out, 0, sizeof(*out));
 	memset(&fx, 0, sizeof(fx));
@@ -605,8 +705,9 @@ relay_v1_poll(struct relay_v1 *b, const char *key, size_t key_len,
 		goto out;
 	w.woken = false;
 	until = relay_mono_ms() + wait;
+	relay_v1_node_id(key, key_len, id);
 	pthread_mutex_lock(&b->wmu);
-	filed = waiter_add(b, key, key_len, &w) == 0;
+	filed = waiter_add(b, id, RELAY_V1_NODE_ID_LEN, &w) == 0;
 	pthread_mutex_unlock(&b->wmu);
 	while (filed) {
 		struct timespec ts;
@@ -637,7 +738,7 @@ relay_v1_poll(struct relay_v1 *b, const char *key, size_t key_len,
 	}
 	pthread_mutex_lock(&b->wmu);
 	if (filed)
-		waiter_del(b, key, key_len, &w);
+		waiter_del(b, id, RELAY_V1_NODE_ID_LEN, &w);
 	pthread_mutex_unlock(&b->wmu);
 	pthread_cond_destroy(&w.cv);
 out:

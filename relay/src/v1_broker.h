@@ -17,6 +17,7 @@
 #ifndef RELAY_V1_BROKER_H
 #define RELAY_V1_BROKER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@
 #include "v1_store.h"
 
 struct relay_app;
+struct relay_redis;
 struct relay_settings;
 struct tp_metrics_registry;
 struct cJSON;
@@ -87,6 +89,48 @@ bool relay_v1_node_authorized(const struct relay_v1 *b, const char *header);
 
 /* Wakes every waiting long poll and makes new polls answer at once. */
 void relay_v1_drain(struct relay_v1 *b);
+
+/*
+ * Cross-replica wake-ups (a shared store's subscriber thread calls these;
+ * neither blocks beyond the broker's own short lock):
+ * relay_v1_wake_id() wakes the long polls of the node whose compact id
+ * (relay_v1_node_id) is id; relay_v1_wake_all() makes every waiting poll
+ * look at the store again (after a (re)subscription, when messages may
+ * have been missed). Both return the number of polls woken.
+ */
+size_t relay_v1_wake_id(struct relay_v1 *b, const char *id, size_t id_len);
+size_t relay_v1_wake_all(struct relay_v1 *b);
+
+/*
+ * The bridge from a Redis adapter's subscriber thread to a broker:
+ *
+ *	relay_v1_link_init(&link, b, r);
+ *	relay_redis_subscribe(r, relay_v1_link_on_message,
+ *	    relay_v1_link_on_subscribed, &link);
+ *	...
+ *	relay_v1_link_clear(&link);	before relay_v1_free(b)
+ *	relay_redis_free(r);		joins the subscriber thread
+ *	relay_v1_link_destroy(&link);	only now
+ *
+ * The link outlives the subscriber thread (the adapter has no
+ * unsubscribe), so a message arriving while the broker is being freed
+ * finds a cleared link instead of a freed broker. Polls woken this way
+ * are counted in the adapter's tokenplace_relay_state_wakeups_total.
+ */
+struct relay_v1_link {
+	pthread_mutex_t mu;
+	struct relay_v1 *b;		/* NULL once cleared */
+	struct relay_redis *r;
+};
+
+void relay_v1_link_init(struct relay_v1_link *l, struct relay_v1 *b,
+    struct relay_redis *r);
+void relay_v1_link_clear(struct relay_v1_link *l);
+void relay_v1_link_destroy(struct relay_v1_link *l);
+/* relay_redis_message_fn: suffix is the node id of "<prefix>wake:<id>". */
+void relay_v1_link_on_message(void *arg, const char *suffix, size_t len);
+/* relay_redis_subscribed_fn */
+void relay_v1_link_on_subscribed(void *arg);
 
 /* The broker's configuration (read-only) and clock. */
 const struct relay_v1_config *relay_v1_config(const struct relay_v1 *b);

@@ -1,7 +1,7 @@
 /*
  * relay_v1_store: the API v1 relay state (PROTOCOL.md section 4.4) behind
- * one interface, so the embedded in-memory store (v1_store_memory.c) and a
- * shared Redis/Valkey store could be swapped under the API v1 broker.
+ * one interface, so the embedded in-memory store (v1_store_memory.c) and the
+ * shared Redis/Valkey store (v1_store_redis.c) swap under the API v1 broker.
  *
  * State: compute nodes keyed by public key (capabilities, SHA-256 of the
  * control credential, lease, long-poll mark, FIFO of queued requests,
@@ -12,7 +12,7 @@
  *
  * Contract for every implementation (the same as relay_store's):
  *   - Every operation is ONE atomic transition: nobody sees a state in
- *     between (the memory store holds one mutex; a Redis store would run
+ *     between (the memory store holds one mutex; the Redis store runs
  *     one Lua script per call). In particular reservation of a node's
  *     capacity and enqueue are one step, so max_concurrency holds however
  *     many clients ask at once.
@@ -372,6 +372,41 @@ struct relay_v1_store {
  * NULL when out of memory (or no randomness for its hash keys).
  */
 struct relay_v1_store *relay_v1_store_memory_new(void);
+
+struct relay_redis;
+
+/*
+ * The shared store on Redis/Valkey (v1_store_redis.c): every operation is
+ * one Lua script run through the adapter `r`, which stays the caller's
+ * (destroy() frees only the store's own memory). Enqueue and unregister
+ * publish a wake-up on "<prefix>wake:<node id>" (relay_v1_node_id()).
+ * Returns NULL when out of memory.
+ */
+struct relay_v1_store *relay_v1_store_redis_new(struct relay_redis *r);
+
+#define RELAY_V1_NODE_ID_LEN 32
+
+/*
+ * A node's compact id: the first 32 hex digits of SHA-256 of its public
+ * key. The Redis store keys a node by it and names its wake-up channel
+ * after it; the broker files long polls under it, so a wake-up message
+ * finds its waiters without the key.
+ */
+static inline void
+relay_v1_node_id(const char *key, size_t key_len,
+    char out[RELAY_V1_NODE_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char d[TP_SHA256_LEN];
+	size_t i;
+
+	tp_sha256(key, key_len, d);
+	for (i = 0; i < RELAY_V1_NODE_ID_LEN / 2; i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
+	}
+	out[RELAY_V1_NODE_ID_LEN] = '\0';
+}
 
 static inline void
 relay_v1_store_free(struct relay_v1_store *s)

@@ -9,7 +9,9 @@ nodes (max_concurrency 1-4) and 128 clients.
 
 The relay is blind, so these peers send opaque strings; real cryptography
 is in test_v1_e2e.py. Every wait polls with a deadline (TP_TIMEOUT_SCALE
-stretches them for valgrind); no fixed sleep decides an outcome."""
+stretches them for valgrind); no fixed sleep decides an outcome. With
+TP_STATE_TOPOLOGY=redis every relay keeps its state on a redis-server of
+its own (redistest.RelayOnState), so the same tests cover the Redis store."""
 
 import http.client
 import json
@@ -20,7 +22,8 @@ import threading
 import time
 import unittest
 
-from relaytest import SCALE, Relay, main, metric_value, scaled, wait_for
+from redistest import RelayOnState as Relay
+from relaytest import SCALE, main, metric_value, scaled, wait_for
 
 V1 = "/api/v1/relay"
 PROTO = "tokenplace_api_v1_relay_e2ee"

@@ -9,13 +9,20 @@ decrypt) -> 200 it decrypts and checks. Also a request cancelled while
 the node works on it, a deadline that passes mid-flight, owner-fenced
 responses from nodes that send their proof, and a browser-style client.
 
+TP_STATE_TOPOLOGY (redistest.Deployment) runs the same tests on one relay
+with the memory store (default), or on two relays sharing one redis-server
+with the nodes on relay A and the clients on relay B (redis-ab), or the
+reverse (redis-ba). Counters are summed over the relays.
+
 Waits poll with deadlines stretched by TP_TIMEOUT_SCALE."""
 
+import contextlib
 import threading
 import time
 import unittest
 
-from relaytest import SCALE, Relay, main, metric_value, scaled, wait_for
+from redistest import Deployment
+from relaytest import SCALE, main, metric_value, scaled, wait_for
 
 import tp_peers as tp
 import tp_peers_v1 as v1
@@ -37,7 +44,28 @@ def user(text):
     return [{"role": "user", "content": text}]
 
 
+class Topology:
+    """Where the nodes and the clients talk to: node_url and client_url."""
+
+    def __init__(self, deployment):
+        self.relays = deployment.relays
+        self.node_url = url(deployment.node_relay)
+        self.client_url = url(deployment.client_relay)
+
+    def metric(self, name, **labels):
+        """A counter summed over the relays (None when none has it)."""
+        values = [metric_value(r.metrics(), name, **labels)
+                  for r in self.relays]
+        values = [v for v in values if v is not None]
+        return sum(values) if values else None
+
+
 class E2E(unittest.TestCase):
+    @contextlib.contextmanager
+    def relays(self, env):
+        with Deployment(env=env) as d:
+            yield Topology(d)
+
     def assert_clean(self, node):
         _, errors, violations = node.snapshot()
         self.assertEqual(errors, [], node.name)
@@ -45,14 +73,14 @@ class E2E(unittest.TestCase):
 
     def test_round_trip_with_progress(self):
         node_keys, client_keys, browser_keys = tp.key_pool(3)
-        with Relay(env=BASE_ENV) as r:
-            node = v1.ApiV1Node(url(r), name="gpu-1", keypair=node_keys,
+        with self.relays(BASE_ENV) as r:
+            node = v1.ApiV1Node(r.node_url, name="gpu-1", keypair=node_keys,
                                 work_seconds=0.6, control_interval=0.15,
                                 timeout=HTTP_TIMEOUT)
-            client = v1.ApiV1Client(url(r), keypair=client_keys,
+            client = v1.ApiV1Client(r.client_url, keypair=client_keys,
                                     padding=tp.OAEP, poll_interval=CLIENT_POLL,
                                     timeout=HTTP_TIMEOUT, name="cli")
-            browser = v1.ApiV1Client(url(r), keypair=browser_keys,
+            browser = v1.ApiV1Client(r.client_url, keypair=browser_keys,
                                      padding=tp.PKCS1V15,
                                      poll_interval=CLIENT_POLL,
                                      timeout=HTTP_TIMEOUT, name="browser")
@@ -88,21 +116,19 @@ class E2E(unittest.TestCase):
             self.assertIn("active", jobs[0].control_states)
             # registered once, never evicted between jobs (PROTOCOL.md 4.8b)
             self.assertEqual(node.registrations, 1)
-            text = r.metrics()
-            self.assertEqual(metric_value(
-                text, "tokenplace_relay_request_outcomes_total",
+            self.assertEqual(r.metric(
+                "tokenplace_relay_request_outcomes_total",
                 outcome="completed"), 2)
-            self.assertGreaterEqual(metric_value(
-                text, "tokenplace_relay_compute_control_lease_renewals_total"),
-                2)
+            self.assertGreaterEqual(r.metric(
+                "tokenplace_relay_compute_control_lease_renewals_total"), 2)
 
     def test_cancel_while_generating(self):
         node_keys, client_keys = tp.key_pool(2)
-        with Relay(env=BASE_ENV) as r:
-            node = v1.ApiV1Node(url(r), name="slow", keypair=node_keys,
+        with self.relays(BASE_ENV) as r:
+            node = v1.ApiV1Node(r.node_url, name="slow", keypair=node_keys,
                                 work_seconds=scaled(30), control_interval=0.1,
                                 timeout=HTTP_TIMEOUT)
-            client = v1.ApiV1Client(url(r), keypair=client_keys,
+            client = v1.ApiV1Client(r.client_url, keypair=client_keys,
                                     poll_interval=CLIENT_POLL,
                                     timeout=HTTP_TIMEOUT)
             with node:
@@ -121,19 +147,19 @@ class E2E(unittest.TestCase):
                 self.assertEqual(got[1]["error"]["reason"],
                                  "requester_cancelled")
             self.assert_clean(node)
-            self.assertEqual(metric_value(
-                r.metrics(), "tokenplace_relay_compute_control_requests_total",
+            self.assertEqual(r.metric(
+                "tokenplace_relay_compute_control_requests_total",
                 state="acknowledged"), 1)
 
     def test_deadline_passes(self):
         node_keys, client_keys = tp.key_pool(2)
         env = dict(BASE_ENV, TOKEN_PLACE_API_V1_REQUEST_DEADLINE_SECONDS=str(
             int(scaled(2))))
-        with Relay(env=env) as r:
-            node = v1.ApiV1Node(url(r), name="late", keypair=node_keys,
+        with self.relays(env) as r:
+            node = v1.ApiV1Node(r.node_url, name="late", keypair=node_keys,
                                 work_seconds=scaled(30), control_interval=0.1,
                                 timeout=HTTP_TIMEOUT)
-            client = v1.ApiV1Client(url(r), keypair=client_keys,
+            client = v1.ApiV1Client(r.client_url, keypair=client_keys,
                                     poll_interval=CLIENT_POLL,
                                     timeout=HTTP_TIMEOUT)
             with node:
@@ -150,13 +176,13 @@ class E2E(unittest.TestCase):
 
     def test_nodes_with_proof_and_many_clients(self):
         keys = tp.key_pool(10)
-        with Relay(env=BASE_ENV) as r:
-            nodes = [v1.ApiV1Node(url(r), name="n%d" % i, keypair=keys[i],
+        with self.relays(BASE_ENV) as r:
+            nodes = [v1.ApiV1Node(r.node_url, name="n%d" % i, keypair=keys[i],
                                   capabilities=v1.default_capabilities(2),
                                   work_seconds=0.05, control_interval=0.05,
                                   proof=True, timeout=HTTP_TIMEOUT)
                      for i in range(2)]
-            clients = [v1.ApiV1Client(url(r), keypair=keys[2 + i],
+            clients = [v1.ApiV1Client(r.client_url, keypair=keys[2 + i],
                                       poll_interval=CLIENT_POLL,
                                       timeout=HTTP_TIMEOUT, name="c%d" % i)
                        for i in range(8)]

@@ -3,7 +3,9 @@ written by the test and served from memory at / and /static/, the node
 counter at /relay/diagnostics and the model list from live API v1 nodes
 (tests/fixtures/tp_peers_v1.py), the routing rule between the model list
 and the forwarded API (tests/fixtures/upstream_server.py), and the
-start-up refusal above RELAY_WEB_MAX_BYTES.
+start-up refusal above RELAY_WEB_MAX_BYTES. With TP_STATE_TOPOLOGY=redis
+each relay keeps its state on a redis-server of its own, so the counter
+and the model list come from the Redis stores' listings.
 
 Waits poll with deadlines stretched by TP_TIMEOUT_SCALE."""
 
@@ -15,7 +17,8 @@ import subprocess
 import tempfile
 import unittest
 
-from relaytest import RELAY_BIN, WRAPPER, Relay, main, metric_value, scaled, \
+from redistest import RelayOnState as Relay
+from relaytest import RELAY_BIN, WRAPPER, main, metric_value, scaled, \
     wait_for
 
 import tp_peers as tp

@@ -1,6 +1,7 @@
 /*
- * test_relay_v1_store.c -- the API v1 request lifecycle on the memory
- * store, driven by an explicit clock (now_ms is an argument of every
+ * test_relay_v1_store.c -- the API v1 request lifecycle on both stores
+ * (the memory store, then the Redis store on a redis-server this test
+ * starts: one suite, two groups), driven by an explicit clock (now_ms is an argument of every
  * call): leases and eviction, deadlines mid-flight, cancellation before
  * and after a claim, tombstones and acknowledgement, unregistration with
  * queued and claimed work, re-registration, duplicate/late responses,
@@ -17,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "redis.h"
+#include "redis_server.h"
 #include "v1_store.h"
 
 #define S 1000		/* ms per second */
@@ -37,8 +40,32 @@ static const struct relay_v1_limits lim = {
 
 struct t {
 	struct relay_v1_store *s;
+	struct relay_redis *r;
 	struct relay_v1_effects fx;
 };
+
+/* The group being run: the memory store, or Redis on `server`. */
+static bool use_redis;
+static struct test_redis server;
+
+static int
+redis_group_setup(void **state)
+{
+	(void)state;
+	if (test_redis_start(&server) != 0)
+		return -1;
+	use_redis = true;
+	return 0;
+}
+
+static int
+redis_group_teardown(void **state)
+{
+	(void)state;
+	test_redis_stop(&server);
+	use_redis = false;
+	return 0;
+}
 
 static unsigned char cred_a[TP_SHA256_LEN], cred_b[TP_SHA256_LEN];
 static unsigned char tok[TP_SHA256_LEN], bad[TP_SHA256_LEN];
@@ -49,8 +76,20 @@ setup(void **state)
 	struct t *t = calloc(1, sizeof(*t));
 
 	assert_non_null(t);
-	t->s = relay_v1_store_memory_new();
+	if (use_redis) {
+		struct relay_redis_config cfg;
+		char err[256];
+
+		/* a fresh key prefix per test: nothing carries over */
+		test_redis_config(&server, &cfg);
+		t->r = relay_redis_new(&cfg, NULL, err, sizeof(err));
+		assert_non_null(t->r);
+		t->s = relay_v1_store_redis_new(t->r);
+	} else {
+		t->s = relay_v1_store_memory_new();
+	}
 	assert_non_null(t->s);
+	assert_string_equal(t->s->ops->name, use_redis ? "redis" : "memory");
 	tp_sha256("cred-a", 6, cred_a);
 	tp_sha256("cred-b", 6, cred_b);
 	tp_sha256("token", 5, tok);
@@ -65,6 +104,7 @@ teardown(void **state)
 	struct t *t = *state;
 
 	relay_v1_store_free(t->s);
+	relay_redis_free(t->r);
 	free(t);
 	return 0;
 }
@@ -877,6 +917,136 @@ test_list_nodes(void **state)
 	relay_v1_node_list_free(&l);
 }
 
+/*
+ * Redis only: after a full lifecycle (queued, claimed, answered, retrieved,
+ * cancelled, unregistered with work), every key under the prefix carries
+ * a TTL backstop except the sequence counters, and no key outlives its
+ * logical lifetime by more than the grace (the longest here: a node
+ * tombstone, 300 s, plus the 60 s grace plus the node's own lease).
+ */
+static const char keys_lua[] =
+    "local out = {}\n"
+    "for _, k in ipairs(redis.call('KEYS', KEYS[1] .. '*')) do\n"
+    "  out[#out + 1] = k\n"
+    "  out[#out + 1] = redis.call('PTTL', k)\n"
+    "end\n"
+    "return out\n";
+
+static void
+test_every_key_has_a_backstop(void **state)
+{
+	struct t *t = *state;
+	struct relay_redis_reply rep;
+	const char *key;
+	size_t keylen, i, counters = 0;
+	bool removed, dup;
+	const char *gone;
+	int id, n;
+	char *w;
+
+	if (!use_redis)
+		skip();
+	reg(t, 0, "A", cred_a, TP_V1_TIER_8K, 4);
+	reg(t, 0, "B", cred_b, TP_V1_TIER_8K, 4);
+	assert_int_equal(enq(t, 1, "A", "C", "1", true, 480 * S), V1_OK);
+	assert_int_equal(enq(t, 1, "A", "C", "2", true, 480 * S), V1_OK);
+	assert_int_equal(enq(t, 1, "B", "C", "3", true, 480 * S), V1_OK);
+	assert_int_equal(enq(t, 1, "B", "C", "4", true, 480 * S), V1_OK);
+	w = poll_work(t, 2, "A", NULL);
+	assert_non_null(w);
+	free(w);
+	w = poll_work(t, 2, "B", NULL);
+	assert_non_null(w);
+	free(w);
+	assert_int_equal(respond(t, 3, "C", "1", "A", cred_a, true, &dup, &gone),
+	    V1_OK);
+	assert_int_equal(cancel(t, 3, "C", "2", tok, &n), V1_OK);
+	assert_int_equal(t->s->ops->unregister(t->s, &lim, 4, "B", 1, cred_b,
+	    &removed, &t->fx), V1_OK);
+	assert_true(removed);
+
+	id = relay_redis_script(t->r, "test_keys", keys_lua);
+	assert_true(id >= 0);
+	key = relay_redis_prefix(t->r);
+	keylen = strlen(key);
+	assert_int_equal(relay_redis_eval(t->r, id, 1, &key, &keylen, 0, NULL,
+	    NULL, &rep), RELAY_REDIS_OK);
+	assert_int_equal(rep.type, RELAY_REDIS_ARRAY);
+	assert_true(rep.n > 20);
+	for (i = 0; i + 1 < rep.n; i += 2) {
+		const char *k = rep.elem[i].str;
+		long long ttl = rep.elem[i + 1].integer;
+		const char *tail = strrchr(k, ':');
+
+		if (tail != NULL && (strcmp(tail, ":gen") == 0 ||
+		    strcmp(tail, ":selseq") == 0 || strcmp(tail, ":regseq") == 0 ||
+		    strcmp(tail, ":rseq") == 0)) {
+			assert_int_equal(ttl, -1);	/* never goes backwards */
+			counters++;
+			continue;
+		}
+		if (ttl <= 0 || ttl > (480 + 300 + 300 + 300 + 60) * S)
+			fail_msg("%s: pttl %lld", k, ttl);
+	}
+	assert_true(counters >= 2);
+	relay_redis_reply_free(&rep);
+}
+
+static const char wipe_lua[] =
+    "for _, k in ipairs(redis.call('KEYS', KEYS[1] .. '*')) do\n"
+    "  redis.call('DEL', k)\n"
+    "end\n"
+    "return 0\n";
+
+static uint64_t
+claim_generation(struct t *t, int64_t now, const char *id)
+{
+	struct relay_v1_work w;
+	bool has = false;
+	uint64_t g;
+
+	assert_int_equal(enq(t, now, "A", "C", id, false, now + 480 * S), V1_OK);
+	assert_int_equal(t->s->ops->poll(t->s, &lim, now, "A", 1, NULL, 0, &w,
+	    &has, &t->fx), V1_OK);
+	assert_true(has);
+	g = w.generation;
+	relay_blob_free(&w.envelope);
+	return g;
+}
+
+/*
+ * Claim generations only grow; under Redis also after the server lost
+ * everything (the counter restarts above every earlier value).
+ */
+static void
+test_generations_never_go_back(void **state)
+{
+	struct t *t = *state;
+	struct relay_redis_reply rep;
+	uint64_t g1, g2, g3;
+	const char *key;
+	size_t keylen;
+	int id;
+
+	reg(t, 1000 * S, "A", cred_a, TP_V1_TIER_8K, 4);
+	g1 = claim_generation(t, 1000 * S, "1");
+	g2 = claim_generation(t, 1000 * S, "2");
+	assert_true(g2 > g1);
+	if (!use_redis)
+		return;
+	id = relay_redis_script(t->r, "test_wipe", wipe_lua);
+	assert_true(id >= 0);
+	key = relay_redis_prefix(t->r);
+	keylen = strlen(key);
+	assert_int_equal(relay_redis_eval(t->r, id, 1, &key, &keylen, 0, NULL,
+	    NULL, &rep), RELAY_REDIS_OK);
+	relay_redis_reply_free(&rep);
+	/* an empty store, one second later */
+	reg(t, 1001 * S, "A", cred_a, TP_V1_TIER_8K, 4);
+	g3 = claim_generation(t, 1001 * S, "3");
+	assert_true(g3 > g2);
+}
+
 int
 main(void)
 {
@@ -900,7 +1070,15 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_enqueue_duplicate_and_conflict, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_response_ttl_expires_undelivered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_terminal_records_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_every_key_has_a_backstop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_generations_never_go_back, setup, teardown),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed;
+
+	failed = cmocka_run_group_tests_name("v1_store_memory", tests, NULL,
+	    NULL);
+	failed += cmocka_run_group_tests_name("v1_store_redis", tests,
+	    redis_group_setup, redis_group_teardown);
+	return failed;
 }
