@@ -375,7 +375,12 @@ class PassThrough(unittest.TestCase):
         status, _, _ = self.relay.request("POST", "/v1/chat/completions",
                                           json_body={"a": 1})
         self.assertEqual(status, 200)
-        text = self.relay.metrics()
+        # The counters follow the answer the client already has (the
+        # access log runs after the send): poll for them, never read once.
+        text = wait_for(lambda: (lambda t: t if metric_value(
+            t, "tokenplace_relay_requests_total", method="POST",
+            endpoint="forward", status="200") else None)(
+                self.relay.metrics()), 10, what="the forward counted")
         self.assertEqual(metric_value(
             text, "tokenplace_relay_upstream_requests_total",
             route="/v1/chat/completions", status="200"), n0 + 1)

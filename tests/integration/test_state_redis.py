@@ -300,6 +300,9 @@ class TwoRelays(unittest.TestCase):
                     register(b, node)
                     acked, lock = [], threading.Lock()
                     stop = threading.Event()
+                    # Set once every client has returned: only then may an
+                    # empty sink mean that nothing acknowledged is left.
+                    clients_done = threading.Event()
                     errors, delivered = [], []
 
                     def client(relay, name):
@@ -323,7 +326,7 @@ class TwoRelays(unittest.TestCase):
 
                     def node_loop():
                         while True:
-                            done = stop.is_set()
+                            done = clients_done.is_set()
                             st, jobs = sink(b, node, 16)
                             if st != 200:
                                 errors.append("sink: %d" % st)
@@ -350,6 +353,8 @@ class TwoRelays(unittest.TestCase):
                     stop.set()
                     for t in clients:
                         t.join(scaled(30))
+                    self.assertFalse(any(t.is_alive() for t in clients))
+                    clients_done.set()
                     poller.join(scaled(60))
                     self.assertFalse(poller.is_alive())
                     self.assertEqual(errors, [])
