@@ -593,6 +593,24 @@ take_str(struct relay_redis_reply *e, struct relay_blob *b)
 	e->len = 0;
 }
 
+/*
+ * The string a successful script returns after its effects, moved into
+ * *out; `missing` when there is none. Frees the reply.
+ */
+static enum relay_status
+reply_str(struct relay_redis_reply *rep, enum relay_status status,
+    struct relay_blob *out, enum relay_status missing)
+{
+	if (status == RELAY_OK) {
+		if (rep->n > 1 + NFX && rep->elem[1 + NFX].type == RELAY_REDIS_STR)
+			take_str(&rep->elem[1 + NFX], out);
+		else
+			status = missing;
+	}
+	relay_redis_reply_free(rep);
+	return status;
+}
+
 static int64_t
 keep_ms(const struct relay_store_limits *lim)
 {
@@ -724,14 +742,7 @@ r_pick_server(struct relay_store *s, const struct relay_store_limits *lim,
 	rc = run(R(s), S_PICK, &a, 0, &rep, fx, &status);
 	if (rc != RELAY_OK)
 		return rc;
-	if (status == RELAY_OK) {
-		if (rep.n > 7 && rep.elem[7].type == RELAY_REDIS_STR)
-			take_str(&rep.elem[7], out);
-		else
-			status = RELAY_E_NO_SERVERS;
-	}
-	relay_redis_reply_free(&rep);
-	return status;
+	return reply_str(&rep, status, out, RELAY_E_NO_SERVERS);
 }
 
 static enum relay_status
@@ -793,14 +804,7 @@ r_take_response(struct relay_store *s, const struct relay_store_limits *lim,
 	rc = run(R(s), S_TAKE_RESPONSE, &a, 0, &rep, fx, &status);
 	if (rc != RELAY_OK)
 		return rc;
-	if (status == RELAY_OK) {
-		if (rep.n > 7 && rep.elem[7].type == RELAY_REDIS_STR)
-			take_str(&rep.elem[7], out);
-		else
-			status = RELAY_E_NO_RESPONSE;
-	}
-	relay_redis_reply_free(&rep);
-	return status;
+	return reply_str(&rep, status, out, RELAY_E_NO_RESPONSE);
 }
 
 static enum relay_status

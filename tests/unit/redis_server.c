@@ -170,3 +170,25 @@ test_redis_config(const struct test_redis *t, struct relay_redis_config *cfg)
 	cfg->command_timeout_ms = 2000;
 	cfg->pool_size = 8;
 }
+
+struct test_redis test_redis_group;
+bool test_redis_active;
+
+int
+test_redis_group_setup(void **state)
+{
+	(void)state;
+	if (test_redis_start(&test_redis_group) != 0)
+		return -1;
+	test_redis_active = true;
+	return 0;
+}
+
+int
+test_redis_group_teardown(void **state)
+{
+	(void)state;
+	test_redis_stop(&test_redis_group);
+	test_redis_active = false;
+	return 0;
+}

@@ -44,4 +44,16 @@ int test_redis_restart(struct test_redis *t);
 void test_redis_config(const struct test_redis *t,
     struct relay_redis_config *cfg);
 
+/*
+ * The "redis" group of a test binary that runs one suite against both
+ * stores: the group setup starts test_redis_group and sets
+ * test_redis_active (so a fixture builds the Redis store), the teardown
+ * stops the server and clears the flag. Both have CMocka's group
+ * signature; the setup fails the group when redis-server cannot start.
+ */
+extern struct test_redis test_redis_group;
+extern bool test_redis_active;
+int test_redis_group_setup(void **state);
+int test_redis_group_teardown(void **state);
+
 #endif

@@ -26,10 +26,6 @@
 #include "tokenplace/log.h"
 #include "tokenplace/metrics.h"
 
-/* The group being run: the memory store, or Redis on redis_srv. */
-static bool use_redis;
-static struct test_redis redis_srv;
-
 struct fixture {
 	struct relay_settings s;
 	struct relay_redis *redis;	/* Redis group: a fresh key prefix per start() */
@@ -78,30 +74,13 @@ new_store(struct relay_redis **redis)
 	char err[256];
 
 	*redis = NULL;
-	if (!use_redis)
+	if (!test_redis_active)
 		return relay_store_memory_new();
-	test_redis_config(&redis_srv, &cfg);
+	test_redis_config(&test_redis_group, &cfg);
 	*redis = relay_redis_new(&cfg, NULL, err, sizeof(err));
 	if (*redis == NULL)
 		fail_msg("relay_redis_new: %s", err);
 	return relay_store_redis_new(*redis);
-}
-
-static int
-redis_group_setup(void **state)
-{
-	(void)state;
-	use_redis = true;
-	return test_redis_start(&redis_srv);
-}
-
-static int
-redis_group_teardown(void **state)
-{
-	(void)state;
-	test_redis_stop(&redis_srv);
-	use_redis = false;
-	return 0;
 }
 
 /* (Re)creates the broker from f->s. */
@@ -713,7 +692,7 @@ main(void)
 	int failed;
 
 	failed = cmocka_run_group_tests_name("memory", tests, NULL, NULL);
-	failed += cmocka_run_group_tests_name("redis", tests, redis_group_setup,
-	    redis_group_teardown);
+	failed += cmocka_run_group_tests_name("redis", tests, test_redis_group_setup,
+	    test_redis_group_teardown);
 	return failed;
 }

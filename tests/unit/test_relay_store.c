@@ -35,9 +35,6 @@ static const struct relay_store_limits base_lim = {
 	.max_stream_chunks = 100,
 };
 
-/* The group being run: the memory store, or Redis on `srv`. */
-static bool use_redis;
-static struct test_redis redis_srv;
 static struct relay_redis *adapter;	/* of the running test (Redis group) */
 
 static int
@@ -46,12 +43,12 @@ setup(void **state)
 	struct relay_redis_config cfg;
 	char err[256];
 
-	if (!use_redis) {
+	if (!test_redis_active) {
 		*state = relay_store_memory_new();
 		return *state == NULL ? -1 : 0;
 	}
 	/* A fresh prefix per test: the tests never see each other's keys. */
-	test_redis_config(&redis_srv, &cfg);
+	test_redis_config(&test_redis_group, &cfg);
 	adapter = relay_redis_new(&cfg, NULL, err, sizeof(err));
 	if (adapter == NULL) {
 		fprintf(stderr, "relay_redis_new: %s\n", err);
@@ -67,23 +64,6 @@ teardown(void **state)
 	relay_store_free(*state);
 	relay_redis_free(adapter);
 	adapter = NULL;
-	return 0;
-}
-
-static int
-redis_group_setup(void **state)
-{
-	(void)state;
-	use_redis = true;
-	return test_redis_start(&redis_srv);
-}
-
-static int
-redis_group_teardown(void **state)
-{
-	(void)state;
-	test_redis_stop(&redis_srv);
-	use_redis = false;
 	return 0;
 }
 
@@ -801,7 +781,7 @@ replica(struct relay_redis **r2)
 	struct relay_redis_config cfg;
 	char err[256];
 
-	test_redis_config(&redis_srv, &cfg);
+	test_redis_config(&test_redis_group, &cfg);
 	snprintf(cfg.prefix, sizeof(cfg.prefix), "%s",
 	    relay_redis_prefix(adapter) + 1);
 	cfg.prefix[strlen(cfg.prefix) - 1] = '\0';	/* "{p}" -> "p" */
@@ -967,9 +947,9 @@ main(void)
 	int failed;
 
 	failed = cmocka_run_group_tests_name("memory", tests, NULL, NULL);
-	failed += cmocka_run_group_tests_name("redis", tests, redis_group_setup,
-	    redis_group_teardown);
+	failed += cmocka_run_group_tests_name("redis", tests, test_redis_group_setup,
+	    test_redis_group_teardown);
 	failed += cmocka_run_group_tests_name("redis_only", redis_only,
-	    redis_group_setup, redis_group_teardown);
+	    test_redis_group_setup, test_redis_group_teardown);
 	return failed;
 }

@@ -26,12 +26,10 @@
 
 #include <cmocka.h>
 
+#include "clock.h"
 #include "redis.h"
 #include "redis_server.h"
 #include "v1_broker.h"
-
-static bool use_redis;
-static struct test_redis server;
 
 /* A broker with what it runs on: its adapter and wake-up link (Redis). */
 struct replica {
@@ -55,7 +53,7 @@ open_replica(const struct relay_v1_config *cfg,
 	assert_true(nreplicas < MAX_REPLICAS);
 	p = &replicas[nreplicas++];
 	memset(p, 0, sizeof(*p));
-	if (use_redis) {
+	if (test_redis_active) {
 		p->r = relay_redis_new(rcfg, NULL, err, sizeof(err));
 		assert_non_null(p->r);
 		st = relay_v1_store_redis_new(p->r);
@@ -63,7 +61,7 @@ open_replica(const struct relay_v1_config *cfg,
 	}
 	p->b = relay_v1_new(cfg, st, NULL);
 	assert_non_null(p->b);
-	if (use_redis) {
+	if (test_redis_active) {
 		relay_v1_link_init(&p->link, p->b, p->r);
 		assert_int_equal(relay_redis_subscribe(p->r,
 		    relay_v1_link_on_message, relay_v1_link_on_subscribed,
@@ -79,8 +77,8 @@ open_broker(const struct relay_v1_config *cfg)
 	struct relay_redis_config rcfg;
 
 	memset(&rcfg, 0, sizeof(rcfg));
-	if (use_redis)
-		test_redis_config(&server, &rcfg);
+	if (test_redis_active)
+		test_redis_config(&test_redis_group, &rcfg);
 	return open_replica(cfg, &rcfg);
 }
 
@@ -95,11 +93,11 @@ open_pair(const struct relay_v1_config *cfg, struct relay_v1 **a,
 	struct relay_redis_config rcfg;
 
 	memset(&rcfg, 0, sizeof(rcfg));
-	if (!use_redis) {
+	if (!test_redis_active) {
 		*a = *b = open_replica(cfg, &rcfg);
 		return;
 	}
-	test_redis_config(&server, &rcfg);
+	test_redis_config(&test_redis_group, &rcfg);
 	*a = open_replica(cfg, &rcfg);
 	*b = open_replica(cfg, &rcfg);
 }
@@ -126,34 +124,6 @@ close_broker(struct relay_v1 *b)
 		return;
 	}
 	fail_msg("close_broker: not a replica of this test");
-}
-
-static int
-redis_group_setup(void **state)
-{
-	(void)state;
-	if (test_redis_start(&server) != 0)
-		return -1;
-	use_redis = true;
-	return 0;
-}
-
-static int
-redis_group_teardown(void **state)
-{
-	(void)state;
-	test_redis_stop(&server);
-	use_redis = false;
-	return 0;
-}
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -246,10 +216,10 @@ static void *
 poll_main(void *arg)
 {
 	struct poller *p = arg;
-	int64_t t0 = mono_ms();
+	int64_t t0 = relay_mono_ms();
 
 	p->rc = relay_v1_poll(p->b, p->key, strlen(p->key), NULL, &p->res);
-	p->took_ms = mono_ms() - t0;
+	p->took_ms = relay_mono_ms() - t0;
 	return NULL;
 }
 
@@ -266,10 +236,10 @@ start_poller(struct poller *p, struct relay_v1 *b, const char *key)
 static void
 await_long_polls(struct relay_v1 *b, long n)
 {
-	int64_t until = mono_ms() + 10000;
+	int64_t until = relay_mono_ms() + 10000;
 
 	while (relay_v1_long_polls(b) != n) {
-		assert_true(mono_ms() < until);
+		assert_true(relay_mono_ms() < until);
 		nap_ms(2);
 	}
 }
@@ -641,9 +611,9 @@ static void *
 consumer_main(void *arg)
 {
 	struct consumer *c = arg;
-	int64_t until = mono_ms() + 60000;
+	int64_t until = relay_mono_ms() + 60000;
 
-	while (mono_ms() < until) {
+	while (relay_mono_ms() < until) {
 		struct relay_v1_poll_result pr;
 		const char *at;
 		int n;
@@ -745,6 +715,6 @@ main(void)
 	failed = cmocka_run_group_tests_name("v1_broker_memory", tests, NULL,
 	    NULL);
 	failed += cmocka_run_group_tests_name("v1_broker_redis", tests,
-	    redis_group_setup, redis_group_teardown);
+	    test_redis_group_setup, test_redis_group_teardown);
 	return failed;
 }

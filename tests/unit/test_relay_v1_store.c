@@ -44,29 +44,6 @@ struct t {
 	struct relay_v1_effects fx;
 };
 
-/* The group being run: the memory store, or Redis on `server`. */
-static bool use_redis;
-static struct test_redis server;
-
-static int
-redis_group_setup(void **state)
-{
-	(void)state;
-	if (test_redis_start(&server) != 0)
-		return -1;
-	use_redis = true;
-	return 0;
-}
-
-static int
-redis_group_teardown(void **state)
-{
-	(void)state;
-	test_redis_stop(&server);
-	use_redis = false;
-	return 0;
-}
-
 static unsigned char cred_a[TP_SHA256_LEN], cred_b[TP_SHA256_LEN];
 static unsigned char tok[TP_SHA256_LEN], bad[TP_SHA256_LEN];
 
@@ -76,12 +53,12 @@ setup(void **state)
 	struct t *t = calloc(1, sizeof(*t));
 
 	assert_non_null(t);
-	if (use_redis) {
+	if (test_redis_active) {
 		struct relay_redis_config cfg;
 		char err[256];
 
 		/* a fresh key prefix per test: nothing carries over */
-		test_redis_config(&server, &cfg);
+		test_redis_config(&test_redis_group, &cfg);
 		t->r = relay_redis_new(&cfg, NULL, err, sizeof(err));
 		assert_non_null(t->r);
 		t->s = relay_v1_store_redis_new(t->r);
@@ -89,7 +66,7 @@ setup(void **state)
 		t->s = relay_v1_store_memory_new();
 	}
 	assert_non_null(t->s);
-	assert_string_equal(t->s->ops->name, use_redis ? "redis" : "memory");
+	assert_string_equal(t->s->ops->name, test_redis_active ? "redis" : "memory");
 	tp_sha256("cred-a", 6, cred_a);
 	tp_sha256("cred-b", 6, cred_b);
 	tp_sha256("token", 5, tok);
@@ -944,7 +921,7 @@ test_every_key_has_a_backstop(void **state)
 	int id, n;
 	char *w;
 
-	if (!use_redis)
+	if (!test_redis_active)
 		skip();
 	reg(t, 0, "A", cred_a, TP_V1_TIER_8K, 4);
 	reg(t, 0, "B", cred_b, TP_V1_TIER_8K, 4);
@@ -1032,7 +1009,7 @@ test_generations_never_go_back(void **state)
 	g1 = claim_generation(t, 1000 * S, "1");
 	g2 = claim_generation(t, 1000 * S, "2");
 	assert_true(g2 > g1);
-	if (!use_redis)
+	if (!test_redis_active)
 		return;
 	id = relay_redis_script(t->r, "test_wipe", wipe_lua);
 	assert_true(id >= 0);
@@ -1079,6 +1056,6 @@ main(void)
 	failed = cmocka_run_group_tests_name("v1_store_memory", tests, NULL,
 	    NULL);
 	failed += cmocka_run_group_tests_name("v1_store_redis", tests,
-	    redis_group_setup, redis_group_teardown);
+	    test_redis_group_setup, test_redis_group_teardown);
 	return failed;
 }
