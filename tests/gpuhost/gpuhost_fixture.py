@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import unittest
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,3 +142,37 @@ def kill_group(proc):
         except ProcessLookupError:
             pass
         proc.wait(timeout=10)
+
+
+class VenvCase(unittest.TestCase):
+    """One venv for the class; per test a directory, a free port and the
+    processes it started (self.procs), each killed with its group and its
+    worker's group when the test ends."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = Tmp()
+        cls.root = cls.tmp.__enter__()
+        cls.venv = make_venv(os.path.join(cls.root, "venv"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.__exit__(None, None, None)
+
+    def setUp(self):
+        self.dir = os.path.join(self.root, self._testMethodName)
+        os.makedirs(self.dir)
+        self.port = free_port()
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            wp = int(read_status(self.dir).get("worker_pid", "0") or 0)
+            kill_group(p)
+            if p.stdout is not None:
+                p.stdout.close()
+            if wp > 0:
+                try:
+                    os.killpg(wp, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

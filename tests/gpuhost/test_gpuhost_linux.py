@@ -11,9 +11,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpuhost_fixture import (HERE, Tmp, events, free_port, http_health,  # noqa: E402
-                             kill_group, make_venv, pid_alive, read_log,
-                             read_status, wait_for, write_config)
+from gpuhost_fixture import (HERE, VenvCase, events, http_health, pid_alive,  # noqa: E402
+                             read_log, read_status, wait_for, write_config)
 
 BIN = os.environ["GPUHOST_BIN"]
 NSS = os.environ.get("TP_NSS_WRAPPER", "")
@@ -24,34 +23,7 @@ def cli(*args, env=None, timeout=60):
                           timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 
 
-class Gpuhost(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = Tmp()
-        cls.root = cls.tmp.__enter__()
-        cls.venv = make_venv(os.path.join(cls.root, "venv"))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.__exit__(None, None, None)
-
-    def setUp(self):
-        self.dir = os.path.join(self.root, self._testMethodName)
-        os.makedirs(self.dir)
-        self.port = free_port()
-        self.procs = []
-
-    def tearDown(self):
-        for p in self.procs:
-            st = read_status(self.dir)
-            kill_group(p)
-            wp = int(st.get("worker_pid", "0") or 0)
-            if wp > 0:
-                try:
-                    os.killpg(wp, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
+class Gpuhost(VenvCase):
     def config(self, script_args="", extra=None, **kw):
         return write_config(self.dir, self.venv, self.port, script_args, extra, **kw)
 

@@ -10,15 +10,14 @@ with a deadline, every process started is stopped in tearDown."""
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpuhost_fixture import (HERE, Tmp, free_port, http_health, kill_group,  # noqa: E402
-                             make_venv, read_log, read_status, wait_for)
+from gpuhost_fixture import (HERE, VenvCase, free_port, http_health, read_log,  # noqa: E402
+                             read_status, wait_for)
 from relaytest import Relay  # noqa: E402
 
 BIN = os.environ["GPUHOST_BIN"]
@@ -36,35 +35,7 @@ def closed_port():
     return free_port()
 
 
-class GpuhostRelay(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = Tmp()
-        cls.root = cls.tmp.__enter__()
-        cls.venv = make_venv(os.path.join(cls.root, "venv"))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.__exit__(None, None, None)
-
-    def setUp(self):
-        self.dir = os.path.join(self.root, self._testMethodName)
-        os.makedirs(self.dir)
-        self.port = free_port()
-        self.procs = []
-
-    def tearDown(self):
-        for p in self.procs:
-            wp = int(read_status(self.dir).get("worker_pid", "0") or 0)
-            kill_group(p)
-            if p.stdout is not None:
-                p.stdout.close()
-            if wp > 0:
-                try:
-                    os.killpg(wp, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-
+class GpuhostRelay(VenvCase):
     def config(self, relay_url=None, token=None, args=None, checks=None,
                checkout=CHECKOUT, mode=0o600):
         lines = ["[python]", "checkout = %s" % checkout, "venv = %s" % self.venv]
