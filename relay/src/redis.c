@@ -656,11 +656,17 @@ give_back(struct relay_redis *r, struct pooled *p)
 {
 	pthread_mutex_lock(&r->mu);
 	if (p->epoch != r->epoch) {
+		/*
+		 * Opened before the last known loss: its answer may have left
+		 * the server before that loss, so it proves nothing about now
+		 * (marking up here made a down/up/down flap on a restart).
+		 */
 		redisFree(p->c);
 		r->open--;
-	} else
+	} else {
 		r->idle[r->nidle++] = *p;
-	mark_up(r);
+		mark_up(r);
+	}
 	pthread_cond_signal(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 }
