@@ -149,7 +149,9 @@ class Gpuhost(VenvCase):
         self.assertEqual(ev["exit"], "exit code 7")
         self.assertEqual(ev["level"], "ERROR")
         self.assertIn("fixture: exiting with 7", read_log(self.dir, "server.log"))
-        self.assertEqual(read_status(self.dir)["state"], "backoff")
+        # The status file follows the log line: poll, never read once.
+        wait_for(lambda: read_status(self.dir).get("state") == "backoff", 10,
+                 "state=backoff in the status file")
         p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(timeout=20), 0)
 
