@@ -582,6 +582,21 @@ bad:
 	return RELAY_E_UNAVAILABLE;
 }
 
+/* Runs a script whose answer is its verdict alone. */
+static enum relay_status
+run_status(struct rstore *st, int which, struct argv *a,
+    struct relay_store_effects *fx)
+{
+	struct relay_redis_reply rep;
+	enum relay_status rc, status;
+
+	rc = run(st, which, a, 0, &rep, fx, &status);
+	if (rc != RELAY_OK)
+		return rc;
+	relay_redis_reply_free(&rep);
+	return status;
+}
+
 /* Moves a reply string into a blob (the caller frees the blob). */
 static void
 take_str(struct relay_redis_reply *e, struct relay_blob *b)
@@ -704,8 +719,6 @@ r_enqueue(struct relay_store *s, const struct relay_store_limits *lim,
     int64_t now, const char *key, size_t key_len,
     const struct relay_job_in *in, struct relay_store_effects *fx)
 {
-	struct relay_redis_reply rep;
-	enum relay_status rc, status;
 	struct argv a = { .n = 0 };
 
 	arg_int(&a, now);
@@ -717,11 +730,7 @@ r_enqueue(struct relay_store *s, const struct relay_store_limits *lim,
 	arg_bytes(&a, in->stream && in->owner ? in->owner : "",
 	    in->stream && in->owner ? in->owner_len : 0);
 	arg_bytes(&a, in->data, in->len);
-	rc = run(R(s), S_ENQUEUE, &a, 0, &rep, fx, &status);
-	if (rc != RELAY_OK)
-		return rc;
-	relay_redis_reply_free(&rep);
-	return status;
+	return run_status(R(s), S_ENQUEUE, &a, fx);
 }
 
 static enum relay_status
@@ -772,8 +781,6 @@ r_put_response(struct relay_store *s, const struct relay_store_limits *lim,
     int64_t now, const char *key, size_t key_len, const char *data,
     size_t len, struct relay_store_effects *fx)
 {
-	struct relay_redis_reply rep;
-	enum relay_status rc, status;
 	struct argv a = { .n = 0 };
 
 	arg_int(&a, now);
@@ -781,11 +788,7 @@ r_put_response(struct relay_store *s, const struct relay_store_limits *lim,
 	arg_uint(&a, lim->max_responses);
 	arg_bytes(&a, key, key_len);
 	arg_bytes(&a, data, len);
-	rc = run(R(s), S_PUT_RESPONSE, &a, 0, &rep, fx, &status);
-	if (rc != RELAY_OK)
-		return rc;
-	relay_redis_reply_free(&rep);
-	return status;
+	return run_status(R(s), S_PUT_RESPONSE, &a, fx);
 }
 
 static enum relay_status
@@ -812,8 +815,6 @@ r_stream_append(struct relay_store *s, const struct relay_store_limits *lim,
     int64_t now, const char *id, size_t id_len, const char *data, size_t len,
     bool final, struct relay_store_effects *fx)
 {
-	struct relay_redis_reply rep;
-	enum relay_status rc, status;
 	struct argv a = { .n = 0 };
 
 	arg_int(&a, now);
@@ -822,11 +823,7 @@ r_stream_append(struct relay_store *s, const struct relay_store_limits *lim,
 	arg_bytes(&a, id, id_len);
 	arg_bytes(&a, data, len);
 	arg_bytes(&a, final ? "1" : "0", 1);
-	rc = run(R(s), S_STREAM_APPEND, &a, 0, &rep, fx, &status);
-	if (rc != RELAY_OK)
-		return rc;
-	relay_redis_reply_free(&rep);
-	return status;
+	return run_status(R(s), S_STREAM_APPEND, &a, fx);
 }
 
 static enum relay_status
@@ -887,19 +884,13 @@ static enum relay_status
 r_sweep(struct relay_store *s, const struct relay_store_limits *lim,
     int64_t now, struct relay_store_effects *fx)
 {
-	struct relay_redis_reply rep;
-	enum relay_status rc, status;
 	struct argv a = { .n = 0 };
 
 	arg_int(&a, now);
 	arg_int(&a, lim->response_ttl_ms);
 	arg_int(&a, lim->session_ttl_ms);
 	arg_int(&a, SWEEP_INTERVAL_MS);
-	rc = run(R(s), S_SWEEP, &a, 0, &rep, fx, &status);
-	if (rc != RELAY_OK)
-		return rc;
-	relay_redis_reply_free(&rep);
-	return status;
+	return run_status(R(s), S_SWEEP, &a, fx);
 }
 
 static uint64_t
