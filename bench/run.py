@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -99,12 +98,18 @@ class Nginx:
         wait_http("http://127.0.0.1:%d/" % self.port)
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, 10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def stop_process(proc, timeout):
+    """SIGTERM, then SIGKILL if it has not exited after timeout seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def listening_port(pid, timeout=20):
@@ -163,11 +168,7 @@ class RelayProc:
         return 0
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, 40)
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -93,11 +92,7 @@ class RedisProc:
         return int(re.search(r"^used_memory:(\d+)", info, re.M).group(1))
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        bench.stop_process(self.proc, 10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

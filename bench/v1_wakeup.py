@@ -17,11 +17,7 @@ p99 <= 50 ms on loopback.
 import http.client
 import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -29,46 +25,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import run as bench  # noqa: E402  (bench/run.py: RelayProc, free_port)
+from store import RedisProc  # noqa: E402  (the same redis-server set-up)
 
 V1 = "/api/v1/relay"
 KEY_HEAD = "LS0tLS1CRUdJTiBQVUJMSUMgS0VZLS0tLS0K"
 SAMPLES = 400
-
-
-class Redis:
-    """A throw-away redis-server on a free loopback port."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="tp-bench-redis-")
-        self.port = bench.free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir,
-             "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port,
-                                               timeout=1)
-                c.connect()
-                c.close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def url(self):
-        return "redis://127.0.0.1:%d/0" % self.port
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def post(conn, path, obj):
@@ -142,8 +103,8 @@ def measure(port_a, port_b, samples):
 
 
 def run(relay_bin, duration, report):
-    redis = Redis()
-    env = {"RELAY_STATE_URL": redis.url(), "RELAY_STATE_PREFIX": "benchwake:",
+    redis = RedisProc()
+    env = {"RELAY_STATE_URL": redis.url, "RELAY_STATE_PREFIX": "benchwake:",
            "TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS": "20"}
     a = b = None
     try:
