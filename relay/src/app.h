@@ -35,6 +35,8 @@ struct relay_app {
 	bool config_ok;			/* false: only probes are served */
 	const struct tp_config_report *config_report;
 	char upstream_url[2100];	/* effective upstream base URL, no trailing '/' */
+	/* upstream_url as logs and /healthz show it (no password). */
+	char upstream_url_shown[2100 + 4];
 
 	struct tp_health *health;
 	struct tp_metrics_registry *metrics;

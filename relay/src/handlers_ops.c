@@ -143,7 +143,7 @@ relay_handle_healthz(struct relay_app *app, struct relay_request *req,
 	}
 	cJSON_AddStringToObject(root, "status", status);
 	cJSON_AddStringToObject(root, "lifecycle", tp_lifecycle_name(life));
-	cJSON_AddStringToObject(root, "upstream", app->upstream_url);
+	cJSON_AddStringToObject(root, "upstream", app->upstream_url_shown);
 	cJSON_AddStringToObject(root, "gpuHost", app->settings->gpu_host);
 	cJSON_AddBoolToObject(root, "upstreamHealthRequired",
 	    app->settings->require_upstream_health);

@@ -77,6 +77,8 @@ set_upstream_url(struct relay_app *app)
 	n = strlen(app->upstream_url);
 	while (n > 0 && app->upstream_url[n - 1] == '/')
 		app->upstream_url[--n] = '\0';
+	(void)tp_config_redact_url(app->upstream_url, app->upstream_url_shown,
+	    sizeof(app->upstream_url_shown));
 }
 
 /* sysexits.h EX_CONFIG: a configuration the relay cannot run with. */
@@ -86,12 +88,12 @@ static void
 log_startup(const struct relay_app *app, int port)
 {
 	const struct relay_settings *s = app->settings;
-	char state_url[2100];
+	char state_url[RELAY_URL_SHOWN_MAX];
 
 	TP_LOG(TP_LOG_INFO, "relay.startup",
 	    TP_LSTR("host", s->host),
 	    TP_LINT("port", port),
-	    TP_LSTR("upstream", app->upstream_url),
+	    TP_LSTR("upstream", app->upstream_url_shown),
 	    TP_LINT("threads", s->threads),
 	    TP_LINT("workers", s->workers),
 	    TP_LINT("timeout_s", s->timeout_s),

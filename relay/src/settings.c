@@ -57,7 +57,10 @@ validate_http_url(const void *value, char *reason, size_t len)
 	if (s == NULL || s[0] == '\0')
 		return 0;	/* derived from the GPU host and port */
 	if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
-		snprintf(reason, len, "'%.60s' is not an http:// or https:// URL", s);
+		char shown[RELAY_URL_SHOWN_MAX];
+
+		snprintf(reason, len, "'%.60s' is not an http:// or https:// URL",
+		    tp_config_redact_url(s, shown, sizeof(shown)));
 		return -1;
 	}
 	if (strpbrk(s, " \t\r\n") != NULL) {
@@ -274,7 +277,8 @@ const struct tp_setting relay_setting_table[] = {
 	  "8000", 1, 65535, OFF(gpu_port), NULL, 0,
 	  "port of server.py on the GPU workstation" },
 	{ "upstream_url", "TOKENPLACE_RELAY_UPSTREAM_URL", NULL, TP_SETTING_STRING,
-	  "", 0, 2048, OFF(upstream_url), validate_http_url, 0,
+	  "", 0, RELAY_URL_MAX, OFF(upstream_url), validate_http_url,
+	  TP_SETTING_REDACT_URL,
 	  "base URL of the GPU host (empty = http://<gpu_host>:<gpu_port>)" },
 	{ "require_upstream_health", "TOKENPLACE_REQUIRE_UPSTREAM_HEALTH",
 	  "TOKENPLACE_RELAY_REQUIRE_UPSTREAM_HEALTH", TP_SETTING_BOOL, "false", 0,
@@ -459,7 +463,7 @@ const struct tp_setting relay_setting_table[] = {
 
 	/* state (docs/store-redis.md) */
 	{ "state_url", "RELAY_STATE_URL", NULL, TP_SETTING_STRING, "memory://", 1,
-	  2048, OFF(state_url), validate_state_url, TP_SETTING_REDACT_URL,
+	  RELAY_URL_MAX, OFF(state_url), validate_state_url, TP_SETTING_REDACT_URL,
 	  "memory:// (one process), or redis://[[user]:password@]host[:port][/db] "
 	  "or unix:///path.sock[?db=N] (Redis/Valkey shared by every replica)" },
 	{ "state_password", "RELAY_STATE_PASSWORD", NULL, TP_SETTING_STRING, "",

@@ -13,6 +13,14 @@
 
 #include "tokenplace/config.h"
 
+/* Longest URL setting (the upstream and the state store). */
+#define RELAY_URL_MAX		2048
+/*
+ * A URL as tp_config_redact_url() shows it: "***" may stand for a shorter
+ * password (or a one-character token), so it can be 3 bytes longer.
+ */
+#define RELAY_URL_SHOWN_MAX	(RELAY_URL_MAX + 4)
+
 struct relay_settings {
 	/* service */
 	char *host;

@@ -141,11 +141,14 @@ monitor_round(struct relay_state_redis *st)
 		changed = tp_health_report(st->health, st->check, TP_CHECK_FAIL,
 		    reason);
 	} else if (!ok || !relay_redis_up(st->r, why, sizeof(why))) {
-		/* The adapter's reason (never the password), when it has one. */
-		if (relay_redis_up(st->r, why, sizeof(why)) || why[0] == '\0')
-			snprintf(why, sizeof(why), "TIME failed");
-		snprintf(reason, sizeof(reason),
-		    "Redis/Valkey unreachable (RELAY_STATE_URL): %.110s", why);
+		/*
+		 * /healthz is public: the reason names neither the server nor
+		 * the adapter's detail (the relay.state_store_down line has
+		 * both).
+		 */
+		snprintf(reason, sizeof(reason), "Redis/Valkey unreachable "
+		    "(RELAY_STATE_URL); the relay.state_store_down log line "
+		    "says why");
 		changed = tp_health_report(st->health, st->check, TP_CHECK_FAIL,
 		    reason);
 	} else if (!st->schema_ok) {

@@ -104,6 +104,9 @@ struct relay_upstream {
 	struct relay_fwd_prefixes prefixes;
 	char base[2100];
 	char health_url[2200];
+	/* The two above as logs and /healthz show them (no password). */
+	char base_shown[2100 + 4];
+	char health_url_shown[2200 + 4];
 	char host_line[300];		/* "Host: ..." or "" */
 	int health_idx;
 
@@ -423,7 +426,7 @@ circuit_changed(struct relay_upstream *u)
 		    (double)(u->circuit.opened_count - u->circuit_opens_seen));
 		u->circuit_opens_seen = u->circuit.opened_count;
 		TP_LOG(TP_LOG_WARNING, "upstream.circuit_open",
-		    TP_LSTR("upstream", u->base),
+		    TP_LSTR("upstream", u->base_shown),
 		    TP_LINT("open_ms", u->circuit.open_ms));
 	}
 }
@@ -1317,7 +1320,12 @@ health_probe_tls(struct relay_upstream *u, char *reason, size_t len)
 	libcurl.slist_free_all(hdrs);
 
 	if (rc == CURLE_COULDNT_RESOLVE_HOST) {
-		const char *host = u->base + 8;	/* after "https://" */
+		/* After "https://" and any userinfo, which the reason never shows. */
+		const char *host = u->base_shown + 8;
+		const char *at = strchr(host, '@');
+
+		if (at != NULL && at < host + strcspn(host, "/"))
+			host = at + 1;
 
 		snprintf(reason, len, "%.*s does not resolve",
 		    (int)strcspn(host, "/"), host);
@@ -1449,7 +1457,7 @@ health_check_once(struct relay_upstream *u)
 		TP_LOG(idx == 0 ? TP_LOG_INFO : TP_LOG_WARNING,
 		    "upstream.health_changed",
 		    TP_LSTR("state", health_state_names[idx]),
-		    TP_LSTR("url", u->health_url),
+		    TP_LSTR("url", u->health_url_shown),
 		    TP_LSTR("reason", reason),
 		    TP_LINT("consecutive_failures", st.consecutive_failures));
 }
@@ -1514,7 +1522,8 @@ relay_upstream_get_status(struct relay_upstream *u,
 	out->state = health_state_names[health_state_index(o)];
 	out->since_unix_ms = st.since_unix_ms;
 	out->consecutive_failures = st.consecutive_failures;
-	snprintf(out->health_url, sizeof(out->health_url), "%s", u->health_url);
+	snprintf(out->health_url, sizeof(out->health_url), "%s",
+	    u->health_url_shown);
 	pthread_mutex_lock(&u->lock);
 	out->circuit = u->circuit.enabled ?
 	    relay_circuit_state_name(u->circuit.state) : "disabled";
@@ -1663,6 +1672,9 @@ relay_upstream_new(struct relay_app *app, char *err, size_t errlen)
 	snprintf(u->base, sizeof(u->base), "%s", app->upstream_url);
 	snprintf(u->health_url, sizeof(u->health_url), "%s%s", u->base,
 	    s->upstream_health_path);
+	(void)tp_config_redact_url(u->base, u->base_shown, sizeof(u->base_shown));
+	(void)tp_config_redact_url(u->health_url, u->health_url_shown,
+	    sizeof(u->health_url_shown));
 	if (s->upstream_host_header != NULL && s->upstream_host_header[0] != '\0')
 		snprintf(u->host_line, sizeof(u->host_line), "Host: %s",
 		    s->upstream_host_header);

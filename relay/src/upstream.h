@@ -79,7 +79,7 @@ struct relay_upstream_status {
 	int64_t last_error_unix_ms;	/* 0 = no error yet */
 	unsigned consecutive_failures;
 	char last_error[160];		/* latest failed check's reason, or "" */
-	char health_url[2200];
+	char health_url[2200 + 4];	/* no password (tp_config_redact_url) */
 };
 
 /* Fills st; safe from any thread. */

@@ -316,22 +316,30 @@ char *
 tp_config_redact_url(const char *url, char *buf, size_t len)
 {
 	const char *auth = strstr(url, "://");
-	const char *end, *at = NULL, *colon = NULL, *q;
+	const char *end, *at = NULL, *colon, *q;
 
 	if (auth == NULL) {
 		snprintf(buf, len, "%s", url);
 		return buf;
 	}
 	auth += 3;
-	end = auth + strcspn(auth, "/?#");
-	/* The userinfo ends at the last '@' before the path. */
+	/*
+	 * The URL parsers take the userinfo to end at the last '@' before the
+	 * query or fragment, so a password may hold '/' or '@': a shorter
+	 * scan (to the first '/') would print the rest of such a password.
+	 * Masking too much of a path that holds '@' costs nothing.
+	 */
+	end = auth + strcspn(auth, "?#");
 	for (q = auth; q < end; q++)
 		if (*q == '@')
 			at = q;
-	if (at != NULL)
-		colon = memchr(auth, ':', (size_t)(at - auth));
-	if (colon == NULL)
+	if (at == NULL) {
 		snprintf(buf, len, "%s", url);
+		return buf;
+	}
+	colon = memchr(auth, ':', (size_t)(at - auth));
+	if (colon == NULL)	/* a bare token ("https://token@host") */
+		snprintf(buf, len, "%.*s***%s", (int)(auth - url), url, at);
 	else
 		snprintf(buf, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
 	return buf;

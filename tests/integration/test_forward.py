@@ -18,7 +18,8 @@ import threading
 import time
 import unittest
 
-from relaytest import Relay, metric_value, scaled, wait_for, main, SCALE
+from relaytest import (RELAY_BIN, Relay, metric_value, scaled, wait_for,
+                       main, SCALE)
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                        "fixtures", "upstream_server.py")
@@ -966,6 +967,44 @@ class LazyLibcurl(unittest.TestCase):
                 self.assertTrue(maps_libcurl(r))
                 status, _h, data = r.request("GET", "/v1/embeddings")
                 self.assertEqual(status, 502, data)
+
+    def test_upstream_password_never_shown(self):
+        """/healthz is public and logs travel: the userinfo's password
+        (which may hold '/' and '@') shows as ***, in the upstream URL, the
+        health URL and a reason naming the host alike."""
+        secret = "pa/ss@w0rd-upstream"
+        with Upstream() as up:
+            for host in ("127.0.0.1:%d" % up.port, "tp-no-such-host.invalid:1"):
+                with self.subTest(host=host):
+                    url = "https://gpu-user:%s@%s" % (secret, host)
+                    env = {"TOKENPLACE_RELAY_UPSTREAM_URL": url,
+                           "RELAY_UPSTREAM_HEALTH_INTERVAL_MS": "50",
+                           "RELAY_UPSTREAM_HEALTH_FAILURES": "1",
+                           "RELAY_UPSTREAM_CIRCUIT": "false"}
+                    with Relay(env=env) as r:
+                        st = wait_for(lambda: (lambda s: s if s["lastError"]
+                                               else None)(upstream_state(r)),
+                                      10, what="health verdict")
+                        _s, _h, body = r.request("GET", "/healthz")
+                        obj = json.loads(body)
+                        self.assertEqual(obj["upstream"],
+                                         "https://gpu-user:***@" + host)
+                        self.assertTrue(st["url"].startswith(
+                            "https://gpu-user:***@" + host), st)
+                        self.assertNotIn(b"w0rd", body)
+                        self.assertNotIn(b"pa/ss", body)
+                        self.assertNotIn("w0rd", r.metrics())
+                        r.wait_log("upstream.health_changed")
+                    logs = "".join(r.raw_logs()) + r.stderr_text()
+                    self.assertNotIn("w0rd", logs)
+                    self.assertNotIn("pa/ss", logs)
+                    self.assertIn("gpu-user:***@", logs)
+            p = subprocess.run([RELAY_BIN, "--check-config"], env=dict(
+                os.environ, TOKENPLACE_RELAY_UPSTREAM_URL=url),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stdout)
+            self.assertNotIn(b"w0rd", p.stdout)
+            self.assertIn(b"gpu-user:***@", p.stdout)
 
     def test_libcurl_that_cannot_be_loaded(self):
         """A missing libcurl costs forwarding only: 500 JSON for forwarded

@@ -147,11 +147,16 @@ class StartAndConfiguration(unittest.TestCase):
         secret = "s3cr3t-pw-for-test"
         with RedisServer(password=secret) as rs:
             url = "redis://:%s@127.0.0.1:%d/0" % (secret, rs.port)
-            p = run_check_config({"RELAY_STATE_URL": url})
-            out = (p.stdout + p.stderr).decode()
-            self.assertEqual(p.returncode, 0, out)
-            self.assertNotIn(secret, out)
-            self.assertIn("redis://:***@127.0.0.1", out)
+            # Generated passwords hold '/' and '@': the mask ends where the
+            # parser's userinfo ends (the last '@'), not at the first '/'.
+            for shown_pw in (secret, "ab/cd", "x/y@z/w"):
+                p = run_check_config({"RELAY_STATE_URL": url.replace(
+                    secret, shown_pw)})
+                out = (p.stdout + p.stderr).decode()
+                self.assertEqual(p.returncode, 0, out)
+                self.assertNotIn(shown_pw, out)
+                self.assertNotIn(shown_pw.split("/")[-1] + "@", out)
+                self.assertIn("redis://:***@127.0.0.1:%d/0" % rs.port, out)
             for env in ({"RELAY_STATE_URL": url},
                         {"RELAY_STATE_URL": rs.url,
                          "RELAY_STATE_PASSWORD": secret}):
@@ -227,6 +232,9 @@ class StartAndConfiguration(unittest.TestCase):
                 self.assertIn("unreachable", obj["checks"]["state"]["reason"])
                 self.assertIn("RELAY_STATE_URL",
                               obj["checks"]["state"]["reason"])
+                # /healthz is public: the host and port are for the log.
+                self.assertNotIn(":%d" % rs.port, json.dumps(obj))
+                self.assertNotIn("127.0.0.1", obj["checks"]["state"]["reason"])
                 self.assertEqual(r.request("GET", "/livez")[0], 200)
                 status, data = post(r, "/sink",
                                     {"server_public_key": wire_key()})

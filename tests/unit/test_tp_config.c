@@ -346,6 +346,46 @@ test_relay_forward_settings(void **state)
 	relay_settings_free(&s);
 }
 
+/*
+ * The mask follows the parsers' rule (the userinfo ends at the last '@'
+ * before '?' or '#'): generated passwords hold '/' and '@'.
+ */
+static void
+expect_redacted_url(const char *url, const char *want)
+{
+	char buf[256];
+
+	assert_string_equal(tp_config_redact_url(url, buf, sizeof(buf)), want);
+}
+
+static void
+test_redact_url(void **state)
+{
+	char small[12];
+
+	(void)state;
+	expect_redacted_url("redis://:ab/cd@host:6379/0",
+	    "redis://:***@host:6379/0");
+	expect_redacted_url("redis://user:p@ss/w@rd@host/1",
+	    "redis://user:***@host/1");
+	expect_redacted_url("redis://:secret@127.0.0.1",
+	    "redis://:***@127.0.0.1");
+	expect_redacted_url("http://user:pass@gpu:8000",
+	    "http://user:***@gpu:8000");
+	expect_redacted_url("https://tok3n@gpu:8443/base",
+	    "https://***@gpu:8443/base");
+	expect_redacted_url("http://gpu:8000/a?next=x@y",
+	    "http://gpu:8000/a?next=x@y");
+	expect_redacted_url("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0");
+	expect_redacted_url("memory://", "memory://");
+	expect_redacted_url("unix:///run/redis.sock?db=2",
+	    "unix:///run/redis.sock?db=2");
+	expect_redacted_url("", "");
+	/* A short buffer cuts the host, never uncovers the password. */
+	assert_string_equal(tp_config_redact_url("redis://:pw/pw@host", small,
+	    sizeof(small)), "redis://:**");
+}
+
 int
 main(void)
 {
@@ -360,6 +400,7 @@ main(void)
 		cmocka_unit_test(test_relay_table_rejects_bad_values),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_relay_forward_settings),
+		cmocka_unit_test(test_redact_url),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -131,8 +131,12 @@ char *tp_config_format_value(const struct tp_setting *s, const void *cfg,
 
 /*
  * Copies `url` into buf with the password of its userinfo
- * ("scheme://user:password@host...") replaced by "***", so a URL can be
- * printed or logged. Other URLs are copied as they are. Returns buf.
+ * ("scheme://user:password@host...") replaced by "***" (the whole userinfo
+ * when it has no ':', a bare token), so a URL can be printed, logged or
+ * shown in /healthz. The userinfo ends at the last '@' before '?' or '#',
+ * the rule of the relay's URL parsers, so a password holding '/' or '@' is
+ * masked whole. Other URLs are copied as they are; a URL longer than len
+ * is cut, never the mask. Returns buf.
  */
 char *tp_config_redact_url(const char *url, char *buf, size_t len);
 
