@@ -377,6 +377,10 @@ const struct tp_setting relay_setting_table[] = {
 	  "seconds an undelivered response is kept" },
 	{ "max_responses", "RELAY_MAX_RESPONSES", NULL, TP_SETTING_INT, "65536",
 	  1, 100000000, OFF(max_responses), NULL, 0, "undelivered responses kept" },
+	{ "response_redelivery", "RELAY_RESPONSE_REDELIVERY_SECONDS", NULL,
+	  TP_SETTING_INT, "30", 0, 300, OFF(response_redelivery_s), NULL, 0,
+	  "seconds a delivered response is handed out again to the same "
+	  "client retrying its retrieve (0 = never)" },
 	{ "max_stream_sessions", "RELAY_MAX_STREAM_SESSIONS", NULL,
 	  TP_SETTING_INT, "4096", 1, 10000000, OFF(max_stream_sessions), NULL, 0,
 	  "open stream sessions" },

@@ -76,6 +76,7 @@ struct relay_settings {
 	int64_t queue_per_server;
 	int64_t queue_total;
 	int64_t response_ttl_s;
+	int64_t response_redelivery_s;
 	int64_t max_responses;
 	int64_t max_stream_sessions;
 	int64_t max_stream_chunks;

@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define RELAY_SESSION_ID_LEN 22	/* 16 random bytes, base64url, no padding */
 
@@ -277,6 +278,24 @@ relay_blob_free(struct relay_blob *b)
 	b->mem = NULL;
 	b->data = NULL;
 	b->len = 0;
+}
+
+/*
+ * Fills *b with a copy of len bytes at data (NUL-terminated too), owned
+ * by the caller. Returns 0, or -1 out of memory (*b untouched).
+ */
+static inline int
+relay_blob_copy(struct relay_blob *b, const char *data, size_t len)
+{
+	char *p = malloc(len + 1);
+
+	if (p == NULL)
+		return -1;
+	memcpy(p, data, len);
+	p[len] = '\0';
+	b->data = b->mem = p;
+	b->len = len;
+	return 0;
 }
 
 static inline void

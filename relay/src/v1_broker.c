@@ -95,6 +95,7 @@ struct relay_v1 {
 	struct tp_counter_child *acknowledged;
 	struct tp_counter_child *renewals;
 	struct tp_counter_child *polls_refused;
+	struct tp_counter_child *redelivered;
 
 	void (*prev_stats)(struct relay_app *, struct cJSON *, struct cJSON *);
 };
@@ -155,6 +156,7 @@ relay_v1_config_from_settings(const struct relay_settings *s,
 	cfg->lim.terminal_ttl_ms = s->api_v1_terminal_ttl_s * 1000;
 	cfg->lim.response_ttl_ms = s->api_v1_response_ttl_s * 1000;
 	cfg->lim.reservation_ttl_ms = s->api_v1_reservation_ttl_s * 1000;
+	cfg->lim.redeliver_ms = s->response_redelivery_s * 1000;
 	cfg->lim.max_nodes = (uint64_t)s->api_v1_max_nodes;
 	cfg->lim.max_requests = (uint64_t)s->api_v1_max_requests;
 	cfg->lim.max_terminal = (uint64_t)s->api_v1_max_terminal;
@@ -209,6 +211,8 @@ apply(struct relay_v1 *b, const struct relay_v1_effects *fx)
 		tp_counter_child_add(b->renewals, (double)fx->lease_renewals);
 	if (fx->acknowledged)
 		tp_counter_child_add(b->acknowledged, (double)fx->acknowledged);
+	if (fx->redelivered)
+		tp_counter_child_add(b->redelivered, (double)fx->redelivered);
 	if (fx->evicted_nodes)
 		TP_LOG(TP_LOG_INFO, "relay.api_v1.nodes_evicted",
 		    TP_LUINT("count", fx->evicted_nodes),
@@ -282,7 +286,7 @@ register_metrics(struct relay_v1 *b, struct tp_metrics_registry *reg)
 		{ "tokenplace_relay_api_v1_oldest_in_flight_age_seconds", "Age of the oldest claimed API v1 request", g_oldest_in_flight },
 		{ "tokenplace_relay_api_v1_long_polls", "Node long polls waiting right now", g_long_polls },
 	};
-	struct tp_counter *oc, *ev, *rx, *dr, *ctl, *ren, *ref;
+	struct tp_counter *oc, *ev, *rx, *dr, *ctl, *ren, *ref, *rdl;
 	const char *v[1];
 	size_t i;
 
@@ -303,7 +307,11 @@ register_metrics(struct relay_v1 *b, struct tp_metrics_registry *reg)
 	    "In-flight leases renewed by /servers/control", 0, NULL);
 	ref = tp_counter_new(reg, "tokenplace_relay_api_v1_long_polls_refused_total",
 	    "Polls answered at once because max_long_polls were waiting", 0, NULL);
-	if (!oc || !ev || !rx || !dr || !ctl || !ren || !ref)
+	rdl = tp_counter_new(reg,
+	    "tokenplace_relay_api_v1_responses_redelivered_total",
+	    "Responses handed out again to a client retrying its retrieve "
+	    "within RELAY_RESPONSE_REDELIVERY_SECONDS", 0, NULL);
+	if (!oc || !ev || !rx || !dr || !ctl || !ren || !ref || !rdl)
 		return -1;
 	for (i = 0; i < V1_OUTCOME_COUNT; i++) {
 		v[0] = outcomes[i];
@@ -326,6 +334,7 @@ register_metrics(struct relay_v1 *b, struct tp_metrics_registry *reg)
 	b->acknowledged = tp_counter_child(ctl, v);
 	b->renewals = tp_counter_child(ren, NULL);
 	b->polls_refused = tp_counter_child(ref, NULL);
+	b->redelivered = tp_counter_child(rdl, NULL);
 	for (i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)
 		if (tp_gauge_fn_new(reg, gauges[i].name, gauges[i].help,
 		    gauges[i].fn, b) != 0)

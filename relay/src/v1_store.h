@@ -66,6 +66,7 @@ struct relay_v1_limits {
 	int64_t terminal_ttl_ms;	/* cancelled/expired/completed memory */
 	int64_t response_ttl_ms;	/* undelivered responses */
 	int64_t reservation_ttl_ms;	/* select's hold on a node's capacity */
+	int64_t redeliver_ms;		/* a delivered response kept for a retry (0 = not) */
 	uint64_t max_nodes;
 	uint64_t max_requests;		/* queued + in flight + response ready */
 	uint64_t max_terminal;		/* terminal records (oldest dropped) */
@@ -96,6 +97,7 @@ struct relay_v1_effects {
 	uint64_t dropped_tombstones;	/* tombstones pushed out at max */
 	uint64_t lease_renewals;	/* /control renewed a claim */
 	uint64_t acknowledged;		/* tombstones acknowledged */
+	uint64_t redelivered;		/* a response handed out again */
 };
 
 struct relay_v1_stats {
@@ -313,9 +315,12 @@ struct relay_v1_store_ops {
 	    struct relay_v1_effects *fx);
 
 	/*
-	 * A client's pickup: the response (handed over once; the request is
-	 * then remembered as completed), or pending with the latest progress
-	 * (handed over once), or terminal, or unknown.
+	 * A client's pickup: the response (the request is then remembered as
+	 * completed; the same client key and request_id get the response
+	 * again for redeliver_ms after that, in case the first copy was lost
+	 * on the way, counted in fx->redelivered; later, unknown), or pending
+	 * with the latest progress (handed over once), or terminal, or
+	 * unknown. V1_E_NOMEM when a copy of the response cannot be made.
 	 */
 	enum relay_v1_rc (*retrieve)(struct relay_v1_store *s,
 	    const struct relay_v1_limits *lim, int64_t now_ms,

@@ -70,6 +70,13 @@ struct req {
 	int64_t claimed_at;
 	int64_t claim_expires;
 	int64_t until;		/* READY: response expiry; TERMINAL: record expiry */
+	/*
+	 * TERMINAL "completed" with the response still held (body) for a
+	 * client whose copy was lost on the way: until when, and its place
+	 * in mem.redeliver_list (linked to nothing otherwise).
+	 */
+	int64_t redeliver_until;
+	struct dlink rlink;
 	uint64_t generation;
 	bool cancellable;
 	unsigned char cancel[TP_SHA256_LEN];
@@ -110,6 +117,7 @@ struct mem {
 	pthread_mutex_t mu;
 	struct relay_hashtab nodes, reqs, tombs, ntombs;
 	struct dlink node_list, live_list, ready_list, terminal_list;
+	struct dlink redeliver_list;	/* by redeliver_until: same window for all */
 	struct dlink tomb_list, ntomb_list;
 	uint64_t nnodes, nlive, nready, nterminal, ntomb;
 	uint64_t select_seq, generation;
@@ -326,6 +334,7 @@ req_free(struct mem *m, struct req *r)
 	relay_hashtab_del(&m->reqs, &r->h);
 	dl_unlink(&r->link);
 	dl_unlink(&r->live);
+	dl_unlink(&r->rlink);
 	switch (r->state) {
 	case RS_QUEUED:
 		r->node->nqueued--;
@@ -358,6 +367,7 @@ terminalize(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 {
 	dl_unlink(&r->link);
 	dl_unlink(&r->live);
+	dl_unlink(&r->rlink);
 	switch (r->state) {
 	case RS_QUEUED:
 		r->node->nqueued--;
@@ -842,6 +852,7 @@ mem_enqueue(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	memcpy(work, in->work, in->work_len);
 	work[in->work_len] = '\0';
 	memset(r, 0, sizeof(*r));
+	dl_init(&r->rlink);
 	memcpy(r->bytes, in->client, in->client_len);
 	r->bytes[in->client_len] = '\0';
 	memcpy(r->bytes + in->client_len + 1, in->request_id, in->request_id_len);
@@ -1169,6 +1180,7 @@ mem_retrieve(struct relay_v1_store *s, const struct relay_v1_limits *lim,
     size_t id_len, struct relay_v1_retrieval *out, struct relay_v1_effects *fx)
 {
 	struct mem *m = M(s);
+	enum relay_v1_rc rc = V1_OK;
 	struct req *r;
 
 	memset(out, 0, sizeof(*out));
@@ -1179,20 +1191,45 @@ mem_retrieve(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		goto out;
 	switch (r->state) {
 	case RS_TERMINAL:
-		if (strcmp(r->t_status, "completed") == 0)
-			break;		/* delivered before: unknown, as HEAD */
-		out->kind = V1_RET_TERMINAL;
-		out->status = r->t_status;
-		out->reason = r->t_reason;
-		break;
-	case RS_READY:
-		out->kind = V1_RET_RESPONSE;
-		out->body.data = out->body.mem = r->body;
-		out->body.len = r->body_len;
+		if (strcmp(r->t_status, "completed") != 0) {
+			out->kind = V1_RET_TERMINAL;
+			out->status = r->t_status;
+			out->reason = r->t_reason;
+		} else if (r->body != NULL && r->redeliver_until > now) {
+			/* Its first copy may not have reached the client. */
+			if (relay_blob_copy(&out->body, r->body, r->body_len) != 0) {
+				rc = V1_E_NOMEM;
+				break;
+			}
+			out->kind = V1_RET_RESPONSE;
+			if (fx)
+				fx->redelivered++;
+		}
+		break;		/* else delivered before: unknown, as HEAD */
+	case RS_READY: {
+		char *body = r->body;
+		size_t len = r->body_len;
+
+		if (lim->redeliver_ms > 0 &&
+		    relay_blob_copy(&out->body, body, len) != 0) {
+			rc = V1_E_NOMEM;
+			break;
+		}
 		r->body = NULL;
 		terminalize(m, lim, now, r, "completed", "delivered",
 		    V1_OUTCOME_COUNT, fx);
+		out->kind = V1_RET_RESPONSE;
+		if (lim->redeliver_ms > 0) {
+			r->body = body;
+			r->body_len = len;
+			r->redeliver_until = now + lim->redeliver_ms;
+			dl_push_tail(&m->redeliver_list, &r->rlink);
+		} else {
+			out->body.data = out->body.mem = body;
+			out->body.len = len;
+		}
 		break;
+	}
 	case RS_QUEUED:
 	case RS_IN_FLIGHT:
 		out->kind = V1_RET_PENDING;
@@ -1206,7 +1243,7 @@ mem_retrieve(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	}
 out:
 	pthread_mutex_unlock(&m->mu);
-	return V1_OK;
+	return rc;
 }
 
 static enum relay_v1_rc
@@ -1339,6 +1376,16 @@ sweep_locked(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 		if (r->until > now)
 			break;
 		req_free(m, r);
+	}
+	while (!dl_empty(&m->redeliver_list)) {
+		struct req *r = container_of(m->redeliver_list.next, struct req,
+		    rlink);
+
+		if (r->redeliver_until > now)
+			break;
+		dl_unlink(&r->rlink);
+		free(r->body);
+		r->body = NULL;
 	}
 	while (!dl_empty(&m->tomb_list)) {
 		struct tomb *t = container_of(m->tomb_list.next, struct tomb, fifo);
@@ -1478,6 +1525,7 @@ relay_v1_store_memory_new(void)
 	dl_init(&m->live_list);
 	dl_init(&m->ready_list);
 	dl_init(&m->terminal_list);
+	dl_init(&m->redeliver_list);
 	dl_init(&m->tomb_list);
 	dl_init(&m->ntomb_list);
 	m->pub.ops = &mem_ops;

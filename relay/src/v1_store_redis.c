@@ -279,7 +279,7 @@ run(struct rstore *st, enum op op, struct call *c,
 		return map_rc(rrc);
 	if (rep->type != RELAY_REDIS_ARRAY || rep->n < 2 ||
 	    rep->elem[0].type != RELAY_REDIS_INT ||
-	    rep->elem[1].type != RELAY_REDIS_ARRAY || rep->elem[1].n != 10) {
+	    rep->elem[1].type != RELAY_REDIS_ARRAY || rep->elem[1].n != 11) {
 		TP_LOG(TP_LOG_ERROR, "relay.api_v1.store_reply_invalid",
 		    TP_LSTR("operation", op_names[op]));
 		relay_redis_reply_free(rep);
@@ -298,6 +298,7 @@ run(struct rstore *st, enum op op, struct call *c,
 		fx->dropped_tombstones += (uint64_t)el_int(f, 7);
 		fx->lease_renewals += (uint64_t)el_int(f, 8);
 		fx->acknowledged += (uint64_t)el_int(f, 9);
+		fx->redelivered += (uint64_t)el_int(f, 10);
 	}
 	rc = rep->elem[0].integer;
 	if (rc < V1_OK || rc > V1_E_EXPIRED) {
@@ -622,6 +623,7 @@ rs_retrieve(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	request_rid(client, client_len, rq, rq_len, rid);
 	call_begin(&c, lim, now);
 	arg_str(&c, rid);
+	arg_i64(&c, lim->redeliver_ms);
 	rc = run(st, OP_RETRIEVE, &c, &rep, fx);
 	if (rc != V1_OK)
 		goto out;

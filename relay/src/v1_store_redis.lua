@@ -39,6 +39,8 @@
 --   P.claims (claim expiry) P.ready (response expiry) P.term (record
 --   expiry) P.resv (reservation expiry): zsets of <rid> / reservations,
 --   the due-time indexes that keep every call's work bounded.
+--   P.rdl       zset <rid> -> until when a delivered ('t' completed)
+--               record still holds its body for a retrying client
 --   P.t:<tid> / P.tombs   control tombstones and their expiry index
 --   P.nt:<id> / P.ntombs  node tombstones ("recently unregistered")
 -- Every key but the counters carries a TTL backstop: its logical lifetime
@@ -66,7 +68,8 @@ local E_CONFLICT, E_GONE, E_NOT_ACTIVE, E_EXPIRED = 10, 11, 12, 13
 local FX_COMPLETED, FX_CANCELLED, FX_EXPIRED = 1, 2, 3
 local FX_EVICTED, FX_UNREGISTERED, FX_EXPIRED_RESP = 4, 5, 6
 local FX_DROPPED_TERM, FX_DROPPED_TOMBS, FX_RENEWALS, FX_ACKED = 7, 8, 9, 10
-local fx = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+local FX_REDELIVERED = 11
+local fx = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 local function call(...) return redis.call(...) end
 
@@ -794,18 +797,31 @@ end
 -- ARGV: rid
 -- Reply: rc fx kind body deadline status reason
 --   kind: 0 unknown, 1 response, 2 pending, 3 terminal
+-- ARGV: rid redeliver_ms
+-- A delivered response stays in its completed record, for redeliver_ms,
+-- for a client whose copy was lost on the way (P.rdl drops it after).
 local function op_retrieve()
-	local rid = ARGV[A]
+	local rid, window = ARGV[A], tonumber(ARGV[A + 1])
 	local r = req_find(rid)
 	if r == nil then return reply(OK, 0, '', 0, '', '') end
 	if r.state == 't' then
 		if r.t_status == 'completed' then
+			if r.body ~= nil and num(r.rdl) > now then
+				fx[FX_REDELIVERED] = fx[FX_REDELIVERED] + 1
+				return reply(OK, 1, r.body, 0, '', '')
+			end
 			return reply(OK, 0, '', 0, '', '') -- delivered before
 		end
 		return reply(OK, 3, '', 0, r.t_status, r.t_reason)
 	elseif r.state == 'r' then
 		local body = r.body or ''
 		terminalize(rid, r, 'completed', 'delivered', nil)
+		if window > 0 then
+			local u = now + window
+			call('HSET', rkey(rid), 'body', body, 'rdl', u)
+			call('ZADD', P .. 'rdl', u, rid)
+			expire_at_least(P .. 'rdl', window + GRACE)
+		end
 		return reply(OK, 1, body, 0, '', '')
 	end
 	local body = r.body
@@ -837,6 +853,13 @@ local function sweep_batch()
 	if expire_due('live', BATCH) >= BATCH then more = 1 end
 	if expire_due('ready', BATCH) >= BATCH then more = 1 end
 	if expire_due('term', BATCH) >= BATCH then more = 1 end
+	local rdl = call('ZRANGEBYSCORE', P .. 'rdl', '-inf', now, 'LIMIT', 0,
+	    BATCH)
+	for _, rid in ipairs(rdl) do
+		call('HDEL', rkey(rid), 'body', 'rdl')
+		call('ZREM', P .. 'rdl', rid)
+	end
+	if #rdl >= BATCH then more = 1 end
 	local tids = call('ZRANGEBYSCORE', P .. 'tombs', '-inf', now, 'LIMIT', 0,
 	    BATCH)
 	for _, tid in ipairs(tids) do tomb_free(tid) end

@@ -367,14 +367,20 @@ class Routes(unittest.TestCase):
         st, body = r.post_json(V1 + "/responses", response_body("CR", "r1"))
         self.assertEqual((st, body), (200, {
             "message": "Response already queued for client"}))
-        st, body = retrieve(r, "CR", "r1")
-        self.assertEqual((st, body), (200, {
+        answer = {
             "chat_history": "RC-r1", "cipherkey": "RK", "ciphertext": "RC-r1",
             "client_public_key": "CR", "iv": "RI", "protocol": PROTO,
-            "request_id": "r1", "version": 1}))
+            "request_id": "r1", "version": 1}
         st, body = retrieve(r, "CR", "r1")
-        self.assertEqual((st, body), (404, {"error": {
-            "code": 404, "message": "Unknown request_id: r1"}}))
+        self.assertEqual((st, body), (200, answer))
+        # a retry (the first reply lost on the way) gets the same answer
+        # within RELAY_RESPONSE_REDELIVERY_SECONDS (30 s by default)
+        st, body = retrieve(r, "CR", "r1")
+        self.assertEqual((st, body), (200, answer))
+        self.assertEqual(metric_value(
+            r.metrics(), "tokenplace_relay_api_v1_responses_redelivered_total"),
+            1)
+        self.assertEqual(retrieve(r, "OTHER", "r1")[0], 404)
         st, body = r.post_json(V1 + "/responses", response_body("CR", "r1"))
         self.assertEqual(st, 410)
         self.assertEqual(body["error"]["status"], "completed")
@@ -537,6 +543,49 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(metric_value(
                 r.metrics(), "tokenplace_relay_request_outcomes_total",
                 outcome="expired"), 1)
+
+    def test_redelivery_window_then_unknown(self):
+        env = {"RELAY_RESPONSE_REDELIVERY_SECONDS": "1",
+               "TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS": "0"}
+        env.update(SLOW_LEASE)
+        with Relay(env=env) as r:
+            register(r, "W", 1)
+            r.post_json(V1 + "/requests", request_body("W", "CW", "w"))
+            poll(r, "W")
+            self.assertEqual(r.post_json(V1 + "/responses",
+                                         response_body("CW", "w"))[0], 200)
+            self.assertEqual(retrieve(r, "CW", "w")[0], 200)
+            wait_for(lambda: retrieve(r, "CW", "w")[0] == 404, 10,
+                     what="the redelivery window to close")
+            st, body = retrieve(r, "CW", "w")
+            self.assertEqual((st, body), (404, {"error": {
+                "code": 404, "message": "Unknown request_id: w"}}))
+            self.assertEqual(metric_value(
+                r.metrics(), "tokenplace_relay_request_outcomes_total",
+                outcome="completed"), 1)
+
+    def test_node_dead_with_a_claim_ends_the_request_at_eviction(self):
+        """A node that claimed a request and died: the client gets a
+        terminal 410 (cancelled, server_unregistered) once the claim's
+        lease and the node's have lapsed, long before the deadline."""
+        env = {"TOKEN_PLACE_API_V1_RELAY_SERVER_LEASE_SECONDS": "1",
+               "TOKEN_PLACE_API_V1_IN_FLIGHT_TTL_SECONDS": "1",
+               "TOKEN_PLACE_API_V1_RELAY_POLL_WAIT_SECONDS": "0",
+               "TOKEN_PLACE_API_V1_REQUEST_DEADLINE_SECONDS": "480"}
+        with Relay(env=env) as r:
+            register(r, "X", 1)
+            st, body = r.post_json(V1 + "/requests",
+                                   request_body("X", "CX", "x"))
+            self.assertEqual(st, 200, body)
+            st, work = poll(r, "X")
+            self.assertEqual(work["request_id"], "x")
+            self.assertEqual(retrieve(r, "CX", "x")[0], 202)
+            wait_for(lambda: retrieve(r, "CX", "x")[0] == 410, scaled(60),
+                     what="eviction to end the claimed request")
+            st, body = retrieve(r, "CX", "x")
+            self.assertEqual((body["error"]["status"],
+                              body["error"]["reason"]),
+                             ("cancelled", "server_unregistered"))
 
     def test_undelivered_response_expires(self):
         env = {"TOKENPLACE_API_V1_RESPONSE_TTL_SECONDS": "1",

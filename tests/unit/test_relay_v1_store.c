@@ -568,6 +568,100 @@ test_responses_duplicate_late_unknown(void **state)
 	assert_int_equal(stats(t, 32 * S).nodes, 1);
 }
 
+/*
+ * A delivered response whose reply was lost on the way: the same client
+ * key and request_id get it again within the redelivery window (counted,
+ * the outcome still counted once), nobody else does, and after the
+ * window it is forgotten (unknown, as before the window existed).
+ */
+static void
+test_delivered_response_redelivered_within_window(void **state)
+{
+	struct t *t = *state;
+	struct relay_v1_limits wl = lim;
+	struct relay_v1_retrieval r;
+	const char *gone;
+	bool dup;
+	char *work;
+
+	wl.redeliver_ms = 30 * S;
+	reg(t, 0, "A", cred_a, TP_V1_TIER_8K, 1);
+	assert_int_equal(enq(t, 0, "A", "C", "x", false, 480 * S), V1_OK);
+	work = poll_work(t, 1 * S, "A", NULL);
+	free(work);
+	assert_int_equal(respond(t, 2 * S, "C", "x", NULL, NULL, false, &dup,
+	    &gone), V1_OK);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(t->s->ops->retrieve(t->s, &wl, (4 + i * 10) * S,
+		    "C", 1, "x", 1, &r, &t->fx), V1_OK);
+		assert_int_equal(r.kind, V1_RET_RESPONSE);
+		assert_int_equal(r.body.len, 5);
+		assert_memory_equal(r.body.data, "\"r\":1", 5);
+		relay_blob_free(&r.body);
+	}
+	assert_int_equal(t->fx.redelivered, 2);
+	assert_int_equal(t->fx.outcomes[V1_OUTCOME_COMPLETED], 1);
+	/* another client key with the same request_id learns nothing */
+	assert_int_equal(t->s->ops->retrieve(t->s, &wl, 25 * S, "D", 1, "x", 1,
+	    &r, &t->fx), V1_OK);
+	assert_int_equal(r.kind, V1_RET_UNKNOWN);
+	/* a late copy from the node is still 410 completed */
+	assert_int_equal(respond(t, 26 * S, "C", "x", NULL, NULL, false, &dup,
+	    &gone), V1_E_GONE);
+	assert_string_equal(gone, "completed");
+	/* past the window (the sweep drops the body): unknown */
+	t->s->ops->sweep(t->s, &wl, 34 * S + 1, &t->fx);
+	assert_int_equal(t->s->ops->retrieve(t->s, &wl, 34 * S + 2, "C", 1,
+	    "x", 1, &r, &t->fx), V1_OK);
+	assert_int_equal(r.kind, V1_RET_UNKNOWN);
+	/* without a sweep, the lookup alone ends the window */
+	reg(t, 40 * S, "A", cred_a, TP_V1_TIER_8K, 1);
+	assert_int_equal(enq(t, 40 * S, "A", "C", "y", false, 480 * S), V1_OK);
+	work = poll_work(t, 41 * S, "A", NULL);
+	free(work);
+	assert_int_equal(respond(t, 42 * S, "C", "y", NULL, NULL, false, &dup,
+	    &gone), V1_OK);
+	assert_int_equal(t->s->ops->retrieve(t->s, &wl, 43 * S, "C", 1, "y", 1,
+	    &r, &t->fx), V1_OK);
+	assert_int_equal(r.kind, V1_RET_RESPONSE);
+	relay_blob_free(&r.body);
+	assert_int_equal(t->s->ops->retrieve(t->s, &wl, 73 * S, "C", 1, "y", 1,
+	    &r, &t->fx), V1_OK);
+	assert_int_equal(r.kind, V1_RET_UNKNOWN);
+	assert_int_equal(t->fx.redelivered, 2);
+}
+
+/*
+ * A node that claims a request and dies: the client learns a terminal
+ * answer (cancelled, server_unregistered) once the claim's lease and the
+ * node's lease have lapsed and a sweep ran, not at the request's deadline.
+ */
+static void
+test_dead_node_ends_its_claims_at_eviction(void **state)
+{
+	struct t *t = *state;
+	struct relay_v1_retrieval r;
+	char *work;
+
+	reg(t, 0, "A", cred_a, TP_V1_TIER_8K, 1);
+	assert_int_equal(enq(t, 0, "A", "C", "z", false, 480 * S), V1_OK);
+	work = poll_work(t, 1 * S, "A", NULL);
+	assert_non_null(work);
+	free(work);
+	/* claim lease 1 + 30 s, node lease 1 + 30 s: still pending before */
+	t->s->ops->sweep(t->s, &lim, 31 * S, &t->fx);
+	r = retrieve(t, 31 * S, "C", "z");
+	assert_int_equal(r.kind, V1_RET_PENDING);
+	relay_blob_free(&r.body);
+	/* (the Redis store sweeps at most once per 250 ms, cluster-wide) */
+	t->s->ops->sweep(t->s, &lim, 32 * S, &t->fx);
+	assert_int_equal(t->fx.evicted_nodes, 1);
+	r = retrieve(t, 32 * S, "C", "z");
+	assert_int_equal(r.kind, V1_RET_TERMINAL);
+	assert_string_equal(r.status, "cancelled");
+	assert_string_equal(r.reason, "server_unregistered");
+}
+
 static void
 test_owner_fenced_responses(void **state)
 {
@@ -1040,6 +1134,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_unregister_with_queued_and_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reregistration_gets_new_credential, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_responses_duplicate_late_unknown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delivered_response_redelivered_within_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dead_node_ends_its_claims_at_eviction, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_fenced_responses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pending_retrieval_with_progress, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reservation_and_concurrency, setup, teardown),
