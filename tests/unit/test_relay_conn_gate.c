@@ -338,8 +338,12 @@ test_pending_heads_limit(void **state)
 	assert_non_null(strstr(buf, "HTTP/1.1 429 "));
 	assert_non_null(strstr(buf, "\"code\":429"));
 	/* a whole head waiting in the queue is not a slow head */
-	assert_int_equal(send(a[0].client, "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-	    29, 0), 29);
+	{
+		static const char head[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+		assert_int_equal(send(a[0].client, head, sizeof(head) - 1, 0),
+		    (ssize_t)sizeof(head) - 1);
+	}
 	{
 		int64_t deadline = relay_mono_ms() + 10000;
 		bool admitted = false;
