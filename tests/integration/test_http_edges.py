@@ -93,19 +93,19 @@ def slow_read(r, raw, source="127.0.0.1"):
 
 def grow_metrics(r):
     """Request label sets until /metrics is past 128 KiB."""
-    conn = r.connection()
-    try:
-        for path in ("/livez", "/sink", "/faucet", "/source", "/retrieve",
-                     "/next_server", "/healthz", "/api/v1/relay/requests",
-                     "/api/v1/relay/servers/register", "/api/v1/meta",
-                     "/nowhere", "/stream/source", "/unregister"):
-            for method in ("GET", "POST", "PUT", "DELETE", "PATCH",
-                           "OPTIONS", "HEAD", "BREW"):
-                conn.request(method, path, body=b"{}", headers={
-                    "Content-Type": "application/json"})
-                conn.getresponse().read()
-    finally:
-        conn.close()
+    for path in ("/livez", "/sink", "/faucet", "/source", "/retrieve",
+                 "/next_server", "/healthz", "/api/v1/relay/requests",
+                 "/api/v1/relay/servers/register", "/api/v1/meta",
+                 "/nowhere", "/stream/source", "/unregister"):
+        for method in ("GET", "POST", "PUT", "DELETE", "PATCH",
+                       "OPTIONS", "HEAD", "BREW"):
+            try:
+                r.request(method, path, body=b"{}",
+                          headers={"Content-Type": "application/json"})
+            except OSError:
+                # only the label set matters here (a relay before graceful
+                # closes reset some of these answers)
+                pass
     assert len(r.metrics()) > 131072
 
 
