@@ -148,11 +148,13 @@ class RelayProc:
     logs discarded."""
 
     def __init__(self, binary, env=None):
-        # wrk opens every connection from 127.0.0.1, as an ingress would:
-        # the per-address limit is off unless a section sets it.
+        # wrk opens every connection from 127.0.0.1, as an ingress would,
+        # and all of them before it sends a request on any: the
+        # per-address limits are off unless a section sets them.
         e = {"PATH": "/usr/bin:/bin", "RELAY_HOST": "127.0.0.1",
              "RELAY_PORT": "0", "TOKENPLACE_LOG_LEVEL": "WARNING",
-             "RELAY_MAX_CONNECTIONS_PER_CLIENT": "0"}
+             "RELAY_MAX_CONNECTIONS_PER_CLIENT": "0",
+             "RELAY_MAX_PENDING_HEADS_PER_CLIENT": "0"}
         e.update(env or {})
         self.proc = subprocess.Popen([binary], env=e,
                                      stdout=subprocess.DEVNULL,

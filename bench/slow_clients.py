@@ -5,8 +5,9 @@ Runnable by hand or from `bench/run.py --only slow_clients`:
     python3 bench/slow_clients.py --relay build/release/relay/tokenplace-relay
 
 Three parts, against one relay with its default limits (RELAY_THREADS 64,
-RELAY_MAX_CONNECTIONS_PER_CLIENT 8, RELAY_HEAD_TIMEOUT_MS 10000) unless
---env overrides them, everything on loopback:
+RELAY_MAX_PENDING_HEADS_PER_CLIENT 8, RELAY_MAX_CONNECTIONS_PER_CLIENT 0,
+RELAY_HEAD_TIMEOUT_MS 10000) unless --env overrides them, everything on
+loopback:
 
 1. 400 slow-head connections from 127.0.0.2: each sends half a request head
    and then one byte a second, and reconnects 0.2 s after the relay cuts
@@ -273,8 +274,9 @@ def part_pool_memory(relay_bin):
 
 
 def run(relay_bin, duration, report, env=None, measure_s=15, hold_s=15):
-    # the relay's own default limit (bench.RelayProc turns it off for wrk)
-    env = dict({"RELAY_MAX_CONNECTIONS_PER_CLIENT": "8"}, **(env or {}))
+    # the relay's own default limits (bench.RelayProc turns them off for wrk)
+    env = dict({"RELAY_MAX_CONNECTIONS_PER_CLIENT": "0",
+                "RELAY_MAX_PENDING_HEADS_PER_CLIENT": "8"}, **(env or {}))
     res = {"env": env}
     res["one_address"] = part_one_address(relay_bin, env, measure_s)
     res["many_addresses"] = part_many_addresses(relay_bin, env, hold_s)

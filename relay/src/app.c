@@ -28,6 +28,14 @@ open_connections_value(void *arg)
 }
 
 static double
+lingering_value(void *arg)
+{
+	struct relay_app *app = arg;
+
+	return (double)atomic_load(&app->lingering_connections);
+}
+
+static double
 worker_stack_value(void *arg)
 {
 	struct relay_app *app = arg;
@@ -43,6 +51,9 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 	static const char *const limit_labels[] = { "limit" };
 	static const char *const kind_labels[] = { "kind" };
 	static const char *const reason_labels[] = { "reason" };
+	static const char *const end_labels[] = { "end" };
+	static const char *const ends[] = { "eof", "timeout", "drain_bytes",
+	    "reset", "evicted" };
 	static const char *const build_labels[] = { "version", "revision" };
 	const char *build_values[] = { version, revision };
 	struct tp_gauge *build;
@@ -73,13 +84,22 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 	    "tokenplace_relay_json_refusals_total",
 	    "Request bodies refused by the strict JSON reader, by rule",
 	    1, kind_labels);
+	app->m.closes = tp_counter_new(app->metrics,
+	    "tokenplace_relay_connection_closes_total",
+	    "Client connections closed gracefully (write side shut, input "
+	    "drained), by how the drain ended", 1, end_labels);
 	build = tp_gauge_new(app->metrics, "tokenplace_build_info",
 	    "Build of the running relay", 2, build_labels);
 	if (app->m.requests == NULL || app->m.duration == NULL ||
 	    app->m.limit_rejections == NULL || app->m.bad_requests == NULL ||
 	    app->m.conn_refusals == NULL || app->m.json_refusals == NULL ||
-	    build == NULL)
+	    app->m.closes == NULL || build == NULL)
 		return -1;
+	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+		const char *end[] = { ends[i] };
+
+		tp_counter_add(app->m.closes, end, 0);
+	}
 	/* Every kind from zero, so rate() works from the first refusal. */
 	for (int k = TP_JSON_SYNTAX; k < TP_JSON_KIND_COUNT; k++) {
 		const char *kind[] = { tp_json_kind_name((enum tp_json_kind)k) };
@@ -100,7 +120,11 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 	    "Requests being handled right now", in_flight_value, app) != 0 ||
 	    tp_gauge_fn_new(app->metrics, "tokenplace_relay_http_open_connections",
 	    "Client connections open right now (accepted, not yet closed)",
-	    open_connections_value, app) != 0)
+	    open_connections_value, app) != 0 ||
+	    tp_gauge_fn_new(app->metrics,
+	    "tokenplace_relay_http_lingering_connections",
+	    "Closed client connections still draining what their client sends "
+	    "(RELAY_CLOSE_LINGER_MS)", lingering_value, app) != 0)
 		return -1;
 	if (tp_gauge_fn_new(app->metrics, "tokenplace_relay_worker_stack_bytes",
 	    "Stack size of the smallest HTTP worker thread (JSON depth is "
@@ -131,6 +155,14 @@ relay_app_count_conn_refusal(struct relay_app *app, const char *reason)
 	const char *labels[] = { reason };
 
 	tp_counter_inc(app->m.conn_refusals, labels);
+}
+
+void
+relay_app_count_close(struct relay_app *app, const char *end)
+{
+	const char *labels[] = { end };
+
+	tp_counter_inc(app->m.closes, labels);
 }
 
 void

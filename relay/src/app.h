@@ -28,6 +28,7 @@ struct relay_app_metrics {
 	struct tp_counter *bad_requests;	/* tokenplace_relay_bad_requests_total{kind} */
 	struct tp_counter *conn_refusals;	/* tokenplace_relay_connections_refused_total{reason} */
 	struct tp_counter *json_refusals;	/* tokenplace_relay_json_refusals_total{kind} */
+	struct tp_counter *closes;		/* tokenplace_relay_connection_closes_total{end} */
 };
 
 struct relay_app {
@@ -50,6 +51,7 @@ struct relay_app {
 
 	_Atomic long in_flight;		/* requests being handled now */
 	_Atomic long open_connections;	/* accepted client connections now open */
+	_Atomic long lingering_connections;	/* closed, draining (conn_linger.h) */
 	/*
 	 * Smallest stack an HTTP worker thread has (bytes, measured by the
 	 * adapter as each worker starts; 0 = none started yet).
@@ -89,9 +91,16 @@ void relay_app_count_bad_request(struct relay_app *app, const char *kind);
 
 /*
  * Counts one client connection refused or cut before a request was read
- * (per_client_limit, head_timeout, connection_table_full). Any thread.
+ * (per_client_limit, pending_heads_limit, head_timeout,
+ * connection_table_full). Any thread.
  */
 void relay_app_count_conn_refusal(struct relay_app *app, const char *reason);
+
+/*
+ * Counts one client connection closed after lingering, by how the linger
+ * ended (eof, timeout, drain_bytes, reset, evicted). Any thread.
+ */
+void relay_app_count_close(struct relay_app *app, const char *end);
 /* Counts one request body refused by tp_json_read(); kind as tp_json_kind_name(). */
 void relay_app_count_json_refusal(struct relay_app *app, const char *kind);
 

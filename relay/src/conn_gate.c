@@ -17,7 +17,8 @@
 
 enum slot_state {
 	SLOT_FREE = 0,
-	SLOT_HEAD,		/* first head awaited, deadline armed */
+	SLOT_QUEUED,		/* accepted, no worker reads it yet: no deadline */
+	SLOT_HEAD,		/* a worker awaits the first head, deadline armed */
 	SLOT_OPEN,		/* serving; no deadline */
 	SLOT_CUT,		/* shut down by the watchdog, not yet closed */
 };
@@ -38,16 +39,35 @@ struct relay_gate {
 	bool stop;
 	size_t open;
 	struct slot *slots;
+	char *peek;		/* peek_bytes, used with the lock held */
 };
 
-/* The JSON answers written straight to a socket the gate refuses or cuts. */
-static const char refuse_503[] =
-    "HTTP/1.1 503 Service Unavailable\r\n"
+/*
+ * The JSON answers written straight to a socket the gate refuses or cuts.
+ * A client over its own address's limit is told 429 (it may retry once
+ * one of its connections is done); a full table is the relay's limit, 503.
+ */
+static const char refuse_429[] =
+    "HTTP/1.1 429 Too Many Requests\r\n"
     "Content-Type: application/json\r\n"
     "Content-Length: 81\r\n"
     "Retry-After: 1\r\n"
     "Connection: close\r\n\r\n"
-    "{\"error\":{\"code\":503,\"message\":\"Too many connections from this client address\"}}\n";
+    "{\"error\":{\"code\":429,\"message\":\"Too many connections from this client address\"}}\n";
+static const char refuse_429_heads[] =
+    "HTTP/1.1 429 Too Many Requests\r\n"
+    "Content-Type: application/json\r\n"
+    "Content-Length: 89\r\n"
+    "Retry-After: 1\r\n"
+    "Connection: close\r\n\r\n"
+    "{\"error\":{\"code\":429,\"message\":\"Too many unfinished requests from this client address\"}}\n";
+static const char refuse_503[] =
+    "HTTP/1.1 503 Service Unavailable\r\n"
+    "Content-Type: application/json\r\n"
+    "Content-Length: 69\r\n"
+    "Retry-After: 1\r\n"
+    "Connection: close\r\n\r\n"
+    "{\"error\":{\"code\":503,\"message\":\"Too many connections to the relay\"}}\n";
 static const char cut_408[] =
     "HTTP/1.1 408 Request Timeout\r\n"
     "Content-Type: application/json\r\n"
@@ -61,6 +81,8 @@ relay_gate_cut_reason(enum relay_gate_cut why)
 	switch (why) {
 	case RELAY_GATE_PER_CLIENT:
 		return "per_client_limit";
+	case RELAY_GATE_PENDING_HEADS:
+		return "pending_heads_limit";
 	case RELAY_GATE_TABLE_FULL:
 		return "connection_table_full";
 	case RELAY_GATE_HEAD_TIMEOUT:
@@ -94,6 +116,26 @@ fd_is_peer(int fd, uint32_t addr, uint16_t port)
 	    sa.sin_family != AF_INET)
 		return false;
 	return sa.sin_addr.s_addr == addr && sa.sin_port == port;
+}
+
+/*
+ * True when the end of a request head (an empty line; civetweb also takes
+ * a bare LF as a line end) is already in fd's receive queue: the client
+ * sent its head and only no worker has read it yet. Looks at most
+ * peek_bytes. Called with the lock held (g->peek is shared).
+ */
+static bool
+head_queued(struct relay_gate *g, int fd)
+{
+	ssize_t n;
+
+	do {
+		n = recv(fd, g->peek, g->cfg.peek_bytes, MSG_PEEK | MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return false;
+	return memmem(g->peek, (size_t)n, "\n\r\n", 3) != NULL ||
+	    memmem(g->peek, (size_t)n, "\n\n", 2) != NULL;
 }
 
 /* Called with the lock held. */
@@ -173,6 +215,16 @@ sweep(struct relay_gate *g, int64_t now, struct cut_note *notes,
 			next = now;	/* the rest on the next round */
 			break;
 		}
+		/*
+		 * The client sent its whole head in time; its worker has not
+		 * read it yet (a busy machine): no 408, look again later.
+		 */
+		if (head_queued(g, s->fd)) {
+			s->deadline_ms = now + g->cfg.head_timeout_ms;
+			if (s->deadline_ms < next)
+				next = s->deadline_ms;
+			continue;
+		}
 		why = RELAY_GATE_HEAD_TIMEOUT;
 		/*
 		 * civetweb forgets a connection (relay_gate_closed) before it
@@ -235,14 +287,15 @@ relay_gate_new(const struct relay_gate_config *cfg)
 	struct relay_gate *g;
 	pthread_condattr_t ca;
 
-	if (cfg->slots == 0 || cfg->head_timeout_ms <= 0)
+	if (cfg->slots == 0 || cfg->head_timeout_ms <= 0 || cfg->peek_bytes == 0)
 		return NULL;
 	g = calloc(1, sizeof(*g));
 	if (g == NULL)
 		return NULL;
 	g->cfg = *cfg;
 	g->slots = calloc(cfg->slots, sizeof(*g->slots));
-	if (g->slots == NULL)
+	g->peek = malloc(cfg->peek_bytes);
+	if (g->slots == NULL || g->peek == NULL)
 		goto fail_slots;
 	if (pthread_mutex_init(&g->mu, NULL) != 0)
 		goto fail_mutex;
@@ -262,8 +315,9 @@ fail_thread:
 fail_cond:
 	pthread_mutex_destroy(&g->mu);
 fail_mutex:
-	free(g->slots);
 fail_slots:
+	free(g->peek);
+	free(g->slots);
 	free(g);
 	return NULL;
 }
@@ -280,6 +334,7 @@ relay_gate_free(struct relay_gate *g)
 	pthread_join(g->watchdog, NULL);
 	pthread_cond_destroy(&g->cv);
 	pthread_mutex_destroy(&g->mu);
+	free(g->peek);
 	free(g->slots);
 	free(g);
 }
@@ -300,6 +355,38 @@ count_slots(struct relay_gate *g, uint32_t addr, struct slot **free_slot,
 			(*from_addr)++;
 		}
 	}
+}
+
+/*
+ * Connections from addr whose first head is still awaited and not yet
+ * complete in their receive queue (the slow-head shape). The queue is
+ * looked at only while the count is at the limit, so the common case
+ * costs no system call.
+ */
+static size_t
+count_pending(struct relay_gate *g, uint32_t addr)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < g->cfg.slots; i++) {
+		struct slot *s = &g->slots[i];
+
+		if (s->addr == addr &&
+		    (s->state == SLOT_QUEUED || s->state == SLOT_HEAD))
+			n++;
+	}
+	if (n < g->cfg.pending_max)
+		return n;
+	n = 0;
+	for (size_t i = 0; i < g->cfg.slots; i++) {
+		struct slot *s = &g->slots[i];
+
+		if (s->addr == addr &&
+		    (s->state == SLOT_QUEUED || s->state == SLOT_HEAD) &&
+		    !head_queued(g, s->fd))
+			n++;
+	}
+	return n;
 }
 
 /*
@@ -345,24 +432,55 @@ relay_gate_admit(struct relay_gate *g, int fd, uint32_t addr, uint16_t port)
 		why = RELAY_GATE_PER_CLIENT;
 		goto refuse;
 	}
+	if (g->cfg.pending_max > 0 &&
+	    count_pending(g, addr) >= g->cfg.pending_max &&
+	    (reap_stale(g, addr) == 0 ||
+	    count_pending(g, addr) >= g->cfg.pending_max)) {
+		why = RELAY_GATE_PENDING_HEADS;
+		goto refuse;
+	}
 	if (free_slot == NULL) {
 		why = RELAY_GATE_TABLE_FULL;
 		goto refuse;
 	}
-	free_slot->state = SLOT_HEAD;
+	/* No deadline yet: it starts when a worker reads (relay_gate_reading). */
+	free_slot->state = SLOT_QUEUED;
 	free_slot->fd = fd;
 	free_slot->addr = addr;
 	free_slot->port = port;
-	free_slot->deadline_ms = relay_mono_ms() + g->cfg.head_timeout_ms;
+	free_slot->deadline_ms = INT64_MAX;
 	set_open(g, g->open + 1);
-	pthread_cond_signal(&g->cv);
 	pthread_mutex_unlock(&g->mu);
 	return true;
 refuse:
 	pthread_mutex_unlock(&g->mu);
-	write_best_effort(fd, refuse_503, sizeof(refuse_503) - 1);
+	if (why == RELAY_GATE_TABLE_FULL)
+		write_best_effort(fd, refuse_503, sizeof(refuse_503) - 1);
+	else if (why == RELAY_GATE_PER_CLIENT)
+		write_best_effort(fd, refuse_429, sizeof(refuse_429) - 1);
+	else
+		write_best_effort(fd, refuse_429_heads,
+		    sizeof(refuse_429_heads) - 1);
 	report(g, why, addr);
 	return false;
+}
+
+void
+relay_gate_reading(struct relay_gate *g, int fd)
+{
+	pthread_mutex_lock(&g->mu);
+	for (size_t i = 0; i < g->cfg.slots; i++) {
+		struct slot *s = &g->slots[i];
+
+		if (s->state != SLOT_QUEUED || s->fd != fd ||
+		    !fd_is_peer(fd, s->addr, s->port))
+			continue;
+		s->state = SLOT_HEAD;
+		s->deadline_ms = relay_mono_ms() + g->cfg.head_timeout_ms;
+		pthread_cond_signal(&g->cv);
+		break;
+	}
+	pthread_mutex_unlock(&g->mu);
 }
 
 bool
@@ -380,18 +498,21 @@ relay_gate_head_done(struct relay_gate *g, uint32_t addr, uint16_t port)
 	return !cut;
 }
 
-void
+int
 relay_gate_closed(struct relay_gate *g, uint32_t addr, uint16_t port)
 {
 	struct slot *s;
+	int fd = -1;
 
 	pthread_mutex_lock(&g->mu);
 	s = find(g, addr, port);
 	if (s != NULL) {
+		fd = s->fd;
 		s->state = SLOT_FREE;
 		set_open(g, g->open - 1);
 	}
 	pthread_mutex_unlock(&g->mu);
+	return fd;
 }
 
 size_t

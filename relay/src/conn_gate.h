@@ -9,18 +9,28 @@
  * (request_timeout_ms) covers the head, each body read and each send
  * alike. The gate therefore works at the two points the relay does own:
  *
- *  - accept: the adapter sees every accepted socket first (http_server.c
+ *  - accept: the adapter sees every accepted socket first (sock_hooks.c
  *    wraps accept() for civetweb's listening thread). relay_gate_admit()
- *    counts the connection against its peer address and refuses it when
- *    that address already holds per_client_max connections;
+ *    counts the connection against its peer address and refuses it (429)
+ *    when that address already holds per_client_max connections, or
+ *    pending_max connections whose first request head is not complete
+ *    (the slow-head shape; a head already complete in the socket's
+ *    receive queue does not count, so a burst of clients that send whole
+ *    requests is never refused by it);
+ *  - the first read: a worker thread starting to read the connection
+ *    (relay_gate_reading(), from the adapter's poll() hook) arms the head
+ *    deadline, so time spent waiting in civetweb's queue for a busy pool
+ *    is not counted against the client;
  *  - a watchdog thread: a connection whose first request head has not
- *    arrived head_timeout_ms after accept is answered 408 and shut down
- *    (shutdown(2) both ways: civetweb's blocked read returns at once and
- *    its worker is free again).
+ *    arrived head_timeout_ms after a worker started reading it is answered
+ *    408 and shut down (shutdown(2) both ways: civetweb's blocked read
+ *    returns at once and its worker is free again), unless the whole head
+ *    is already in its receive queue (then it is looked at again later).
  *
- * States of one connection: HEAD (accepted, first head awaited; deadline
- * armed) -> OPEN (a head arrived: no deadline; keep-alive heads after the
- * first are bounded by civetweb's keep_alive_timeout_ms) -> gone
+ * States of one connection: QUEUED (accepted, no worker yet; no deadline)
+ * -> HEAD (a worker reads; deadline armed) -> OPEN (a head arrived: no
+ * deadline; keep-alive heads after the first are bounded by civetweb's
+ * keep_alive_timeout_ms) -> gone
  * (relay_gate_closed(), called by
  * civetweb's connection_close callback before it closes the socket, so the
  * watchdog never touches a descriptor number that was reused). A
@@ -44,6 +54,7 @@ struct relay_gate;
 
 enum relay_gate_cut {
 	RELAY_GATE_PER_CLIENT,		/* refused: address over its limit */
+	RELAY_GATE_PENDING_HEADS,	/* refused: too many unfinished heads */
 	RELAY_GATE_TABLE_FULL,		/* refused: no free slot */
 	RELAY_GATE_HEAD_TIMEOUT,	/* cut: first head not complete in time */
 };
@@ -51,7 +62,9 @@ enum relay_gate_cut {
 struct relay_gate_config {
 	size_t slots;			/* connections tracked at once */
 	size_t per_client_max;		/* 0 = no per-address limit */
+	size_t pending_max;		/* unfinished first heads per address, 0 = no limit */
 	int64_t head_timeout_ms;	/* > 0 */
+	size_t peek_bytes;		/* > 0: how far a queued head is looked for */
 	/*
 	 * Told about every refusal and cut, from the accepting thread or
 	 * the watchdog (never with the gate's lock held). May be NULL.
@@ -73,7 +86,9 @@ void relay_gate_free(struct relay_gate *g);
 /*
  * A connection was accepted on descriptor fd from addr:port (network byte
  * order). Returns true when it is admitted and tracked; false when it is
- * refused (the caller closes fd; on_cut has been told why).
+ * refused: the JSON refusal has been written, the caller closes fd
+ * (gracefully: the client's request is still unread) and on_cut has been
+ * told why.
  */
 bool relay_gate_admit(struct relay_gate *g, int fd, uint32_t addr,
     uint16_t port);
@@ -86,10 +101,17 @@ bool relay_gate_admit(struct relay_gate *g, int fd, uint32_t addr,
 bool relay_gate_head_done(struct relay_gate *g, uint32_t addr, uint16_t port);
 
 /*
- * The connection is being closed: forget it (before its fd is closed).
- * Unknown connections (refused, never tracked) are ignored.
+ * A worker thread starts reading the connection on fd (its first head):
+ * the head deadline starts now. Unknown descriptors are ignored.
  */
-void relay_gate_closed(struct relay_gate *g, uint32_t addr, uint16_t port);
+void relay_gate_reading(struct relay_gate *g, int fd);
+
+/*
+ * The connection is being closed: forget it (before its fd is closed).
+ * Returns its descriptor (still open, the caller does not own it), or -1
+ * for unknown connections (refused, never tracked).
+ */
+int relay_gate_closed(struct relay_gate *g, uint32_t addr, uint16_t port);
 
 /* Connections tracked now, and those from addr. */
 size_t relay_gate_open(struct relay_gate *g);

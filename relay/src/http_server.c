@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,20 +28,23 @@
 #include "app.h"
 #include "clock.h"
 #include "conn_gate.h"
+#include "conn_linger.h"
 #include "framing.h"
+#include "request_id.h"
 #include "http.h"
 #include "routes.h"
+#include "sock_hooks.h"
 #include "tokenplace/json.h"
 #include "tokenplace/log.h"
 #include "v1_broker.h"
 
-#define REQUEST_ID_MAX 128
 #define BODY_CHUNK 16384
 
 struct relay_http_server {
 	struct mg_context *ctx;
 	struct relay_app *app;
 	struct relay_gate *gate;	/* per-client limit, head deadline */
+	struct relay_linger *linger;	/* graceful closes */
 	int port;
 	_Atomic int64_t last_refusal_log_ms;
 };
@@ -227,57 +230,12 @@ relay_stream_end(struct relay_request *req, struct relay_response *resp)
 	return mg_send_chunk(req->conn->mc, "", 0) < 0 ? -1 : 0;
 }
 
-/* ---- request id -------------------------------------------------------- */
-
-/* An inbound id is kept only if it is short and printable ASCII. */
-static bool
-request_id_acceptable(const char *id)
-{
-	size_t n = 0;
-
-	if (id == NULL || id[0] == '\0')
-		return false;
-	for (; id[n] != '\0'; n++) {
-		if (n >= REQUEST_ID_MAX || id[n] < 0x21 || id[n] > 0x7e)
-			return false;
-	}
-	return true;
-}
-
-/*
- * Request ids need uniqueness, not secrecy: a per-thread splitmix64 seeded
- * once from getrandom() spares a system call per request.
- */
-static uint64_t
-next_random(void)
-{
-	static _Thread_local uint64_t state;
-	static _Thread_local bool seeded;
-	uint64_t z;
-
-	if (!seeded) {
-		if (getrandom(&state, sizeof(state), 0) != (ssize_t)sizeof(state))
-			state = (uint64_t)(relay_mono_s() * 1e9) ^
-			    (uint64_t)(uintptr_t)&state;
-		seeded = true;
-	}
-	z = (state += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
+/* ---- request id and Date header ---------------------------------------- */
 
 static void
-generate_request_id(char out[17])
+generate_request_id(char out[RELAY_REQUEST_ID_GENERATED + 1])
 {
-	static const char hex[] = "0123456789abcdef";
-	uint64_t r = next_random();
-
-	for (int i = 15; i >= 0; i--) {
-		out[i] = hex[r & 0xf];
-		r >>= 4;
-	}
-	out[16] = '\0';
+	relay_request_id_generate(out);
 }
 
 /* The Date header, formatted once per second per thread. */
@@ -661,13 +619,6 @@ admit(struct relay_app *app, struct relay_conn *c, struct relay_request *req,
 
 /* ---- connection gate (conn_gate.h) -------------------------------------- */
 
-/*
- * The server whose listening thread this is: set by init_thread() for
- * civetweb's master thread, the only thread of this process that accepts
- * on the relay's port. Other threads' accept() calls pass through.
- */
-static _Thread_local struct relay_http_server *accepting_server;
-
 static bool
 peer_of(const struct mg_request_info *ri, uint32_t *addr, uint16_t *port)
 {
@@ -693,6 +644,12 @@ gate_head_seen(struct relay_http_server *srv, const struct mg_request_info *ri)
 	return relay_gate_head_done(srv->gate, addr, port);
 }
 
+/*
+ * Runs before civetweb closes the socket. The connection is closed
+ * gracefully on a copy of its descriptor (conn_linger.h): civetweb's own
+ * close() then only drops its reference (no SO_LINGER is set, see the
+ * options), and a client still reading or sending loses nothing.
+ */
 static void
 connection_close(const struct mg_connection *mc)
 {
@@ -700,9 +657,22 @@ connection_close(const struct mg_connection *mc)
 	struct relay_http_server *srv = ri ? ri->user_data : NULL;
 	uint32_t addr;
 	uint16_t port;
+	int fd, copy;
 
-	if (srv != NULL && srv->gate != NULL && peer_of(ri, &addr, &port))
-		relay_gate_closed(srv->gate, addr, port);
+	if (srv == NULL || srv->gate == NULL || !peer_of(ri, &addr, &port))
+		return;
+	fd = relay_gate_closed(srv->gate, addr, port);
+	if (fd < 0)
+		return;
+	copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (copy >= 0)
+		relay_linger_close(srv->linger, copy);
+}
+
+static void
+linger_end(void *arg, enum relay_linger_end why)
+{
+	relay_app_count_close(arg, relay_linger_end_name(why));
 }
 
 /* Counts every refusal; logs at most one line a second (floods are likely). */
@@ -728,34 +698,18 @@ gate_cut(void *arg, enum relay_gate_cut why, uint32_t addr)
 }
 
 /*
- * civetweb 1.15 calls accept() on its master thread and hands the socket
- * to a worker, which reads the request head before any callback learns
- * who the peer is. Defining accept() here (the executable's symbol comes
- * before libc's for libcivetweb's call) is the one place the relay can
- * count a connection against its address and refuse it before it takes a
- * worker: a refused socket gets a best-effort 503 and is closed, and
- * civetweb sees a failed accept (ECONNABORTED), which it ignores. Every
- * other caller of accept() in the process is passed straight through.
+ * A worker thread starts on a new connection; its next poll() is on the
+ * connection's socket (sock_hooks.h), which starts the head deadline.
  */
-int
-accept(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict addrlen)
+static int
+init_connection(const struct mg_connection *mc, void **conn_data)
 {
-	struct relay_http_server *srv = accepting_server;
-	struct sockaddr_in peer;
-	socklen_t plen = sizeof(peer);
-	int s = accept4(fd, addr, addrlen, 0);
+	struct relay_http_server *srv = mg_get_user_data(mg_get_context(mc));
 
-	if (s < 0 || srv == NULL || srv->gate == NULL)
-		return s;
-	if (getpeername(s, (struct sockaddr *)&peer, &plen) != 0 ||
-	    peer.sin_family != AF_INET)
-		return s;
-	if (relay_gate_admit(srv->gate, s, peer.sin_addr.s_addr,
-	    peer.sin_port))
-		return s;
-	close(s);
-	errno = ECONNABORTED;
-	return -1;
+	*conn_data = NULL;
+	if (srv != NULL)
+		relay_hooks_connection_starts(srv->gate);
+	return 0;
 }
 
 static int
@@ -767,7 +721,7 @@ begin_request(struct mg_connection *mc)
 	struct relay_conn c = { .mc = mc, .ri = ri, .head = false };
 	struct relay_request req;
 	struct relay_response resp;
-	char rid[REQUEST_ID_MAX + 1];
+	char rid[RELAY_REQUEST_ID_MAX + 1];
 	const char *inbound;
 	char *body = NULL;
 	size_t body_len = 0;
@@ -779,7 +733,14 @@ begin_request(struct mg_connection *mc)
 	 * clears it when the connection closes).
 	 */
 	if (mg_get_user_connection_data(mc) == NULL) {
-		(void)gate_head_seen(srv, ri);
+		/*
+		 * The watchdog cut it as the head completed: the client was
+		 * told 408, so the request must not run.
+		 */
+		if (!gate_head_seen(srv, ri)) {
+			mg_disable_connection_keep_alive(mc);
+			return 408;
+		}
 		mg_set_user_connection_data(mc, srv);
 	}
 	atomic_fetch_add(&app->in_flight, 1);
@@ -795,7 +756,7 @@ begin_request(struct mg_connection *mc)
 	req.remote_port = ri->remote_port;
 	req.local_port = ri->server_port;
 	inbound = mg_get_header(mc, "X-Request-Id");
-	if (request_id_acceptable(inbound)) {
+	if (relay_request_id_acceptable(inbound)) {
 		memcpy(rid, inbound, strlen(inbound) + 1);
 	} else {
 		generate_request_id(rid);
@@ -947,7 +908,8 @@ init_thread(const struct mg_context *ctx, int thread_type)
 	long cur;
 
 	if (thread_type == 0) {
-		accepting_server = srv;
+		if (srv != NULL)
+			relay_hooks_listener_thread(srv->gate, srv->linger);
 		return NULL;
 	}
 	if (thread_type != 1 || app == NULL ||
@@ -990,6 +952,7 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	struct mg_server_port ports[4];
 	char listen[64], threads[16], timeout[24], header_max[24], queue[16];
 	struct relay_gate_config gc;
+	struct relay_linger_config lc;
 	const char *options[] = {
 		"listening_ports", listen,
 		"num_threads", threads,
@@ -998,7 +961,13 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 		"enable_keep_alive", "yes",
 		"keep_alive_timeout_ms", "5000",
 		"max_request_size", header_max,
-		"linger_timeout_ms", "0",
+		/*
+		 * No linger_timeout_ms: 1.15 then sets no SO_LINGER, and the
+		 * relay closes every connection gracefully itself
+		 * (connection_close()). 0 made every close a reset that threw
+		 * away the unsent end of the answer; a positive value would
+		 * block the worker in close() until a slow client read it all.
+		 */
 		"listen_backlog", "1024",
 		"decode_url", "yes",
 		/* headers and body go out in separate writes: no Nagle delay */
@@ -1028,7 +997,9 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	memset(&gc, 0, sizeof(gc));
 	gc.slots = (size_t)(s->threads + s->connection_queue) + 8;
 	gc.per_client_max = (size_t)s->max_connections_per_client;
+	gc.pending_max = (size_t)s->max_pending_heads_per_client;
 	gc.head_timeout_ms = s->head_timeout_ms;
+	gc.peek_bytes = (size_t)s->max_header_bytes;
 	gc.on_cut = gate_cut;
 	gc.arg = srv;
 	gc.open_gauge = &app->open_connections;
@@ -1040,12 +1011,12 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 		struct relay_v1_config v1;
 
 		relay_v1_config_from_settings(s, &v1);
-		if (s->max_connections_per_client > 0 &&
-		    s->max_connections_per_client + (int64_t)v1.max_long_polls >=
-		    s->threads)
+		if (s->max_pending_heads_per_client > 0 &&
+		    s->max_pending_heads_per_client +
+		    (int64_t)v1.max_long_polls >= s->threads)
 			TP_LOG(TP_LOG_WARNING, "http.per_client_limit_high",
-			    TP_LINT("max_connections_per_client",
-			    s->max_connections_per_client),
+			    TP_LINT("max_pending_heads_per_client",
+			    s->max_pending_heads_per_client),
 			    TP_LINT("max_long_polls", (int64_t)v1.max_long_polls),
 			    TP_LINT("threads", s->threads),
 			    TP_LSTR("detail", "one client address and the waiting "
@@ -1058,12 +1029,27 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 		free(srv);
 		return NULL;
 	}
+	memset(&lc, 0, sizeof(lc));
+	lc.capacity = gc.slots;
+	lc.linger_ms = s->close_linger_ms;
+	lc.max_drain_bytes = s->max_discard_bytes;
+	lc.on_end = linger_end;
+	lc.arg = app;
+	lc.gauge = &app->lingering_connections;
+	srv->linger = relay_linger_new(&lc);
+	if (srv->linger == NULL) {
+		snprintf(err, errlen, "cannot start the connection closer");
+		relay_gate_free(srv->gate);
+		free(srv);
+		return NULL;
+	}
 	memset(&cb, 0, sizeof(cb));
 	cb.begin_request = begin_request;
 	cb.http_error = http_error;
 	cb.log_message = log_message;
 	cb.init_thread = init_thread;
 	cb.connection_close = connection_close;
+	cb.init_connection = init_connection;
 	/*
 	 * No log_access callback: with one registered civetweb formats an
 	 * access line (localtime(), getnameinfo()) for every request only to
@@ -1074,6 +1060,7 @@ relay_http_start(struct relay_app *app, char *err, size_t errlen)
 	if (srv->ctx == NULL) {
 		snprintf(err, errlen, "cannot listen on %s (address in use or not local?)",
 		    listen);
+		relay_linger_free(srv->linger);
 		relay_gate_free(srv->gate);
 		free(srv);
 		return NULL;
@@ -1137,6 +1124,7 @@ relay_http_stop(struct relay_http_server *srv)
 	atomic_init(&st.done, false);
 	if (pthread_create(&th, NULL, stop_thread, &st) != 0) {
 		mg_stop(srv->ctx);
+		relay_linger_free(srv->linger);
 		relay_gate_free(srv->gate);
 		free(srv);
 		return;
@@ -1154,6 +1142,7 @@ relay_http_stop(struct relay_http_server *srv)
 	}
 	pthread_join(th, NULL);
 	/* Only now: civetweb's callbacks into the gate have all returned. */
+	relay_linger_free(srv->linger);
 	relay_gate_free(srv->gate);
 	free(srv);
 }

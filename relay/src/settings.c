@@ -237,16 +237,26 @@ const struct tp_setting relay_setting_table[] = {
 	  "stop reading a response, before it is disconnected" },
 	{ "head_timeout_ms", "RELAY_HEAD_TIMEOUT_MS", NULL, TP_SETTING_INT,
 	  "10000", 100, 600000, OFF(head_timeout_ms), NULL, 0,
-	  "milliseconds from accepting a connection to its complete first "
-	  "request head (then 408 and closed)" },
+	  "milliseconds from a worker thread starting to read a connection to "
+	  "its complete first request head (then 408 and closed)" },
 	{ "connection_queue", "RELAY_CONNECTION_QUEUE", NULL, TP_SETTING_INT,
 	  "32", 1, 4096, OFF(connection_queue), NULL, 0,
 	  "accepted connections waiting for a free worker thread (beyond them, "
 	  "new connections wait in the kernel's listen backlog)" },
 	{ "max_connections_per_client", "RELAY_MAX_CONNECTIONS_PER_CLIENT", NULL,
-	  TP_SETTING_INT, "8", 0, 100000, OFF(max_connections_per_client), NULL,
-	  0, "open connections one client IPv4 address may hold (0 = no limit; "
-	  "behind an ingress see docs/hardening.md)" },
+	  TP_SETTING_INT, "0", 0, 100000, OFF(max_connections_per_client), NULL,
+	  0, "open connections one client IPv4 address may hold, whatever they "
+	  "do (0 = no limit; 429 above)" },
+	{ "max_pending_heads_per_client", "RELAY_MAX_PENDING_HEADS_PER_CLIENT",
+	  NULL, TP_SETTING_INT, "8", 0, 100000,
+	  OFF(max_pending_heads_per_client), NULL, 0,
+	  "connections one client IPv4 address may hold before their first "
+	  "request head is complete (0 = no limit; 429 above)" },
+	{ "close_linger_ms", "RELAY_CLOSE_LINGER_MS", NULL, TP_SETTING_INT,
+	  "5000", 0, 600000, OFF(close_linger_ms), NULL, 0,
+	  "milliseconds a closed connection keeps reading and dropping what "
+	  "its client still sends, so the answer is not cut by a reset "
+	  "(0 = drop only what is already queued)" },
 	{ "graceful_timeout", "RELAY_GRACEFUL_TIMEOUT", NULL, TP_SETTING_INT, "30",
 	  0, 3600, OFF(graceful_timeout_s), NULL, 0,
 	  "seconds in-flight requests get to finish after SIGTERM" },

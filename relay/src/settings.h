@@ -37,6 +37,8 @@ struct relay_settings {
 	int64_t head_timeout_ms;
 	int64_t connection_queue;
 	int64_t max_connections_per_client;
+	int64_t max_pending_heads_per_client;
+	int64_t close_linger_ms;
 	int64_t json_max_depth;
 
 	/* GPU host and upstream */

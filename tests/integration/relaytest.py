@@ -87,7 +87,13 @@ class Relay:
         # an ingress: the per-address limit is off, as the chart sets it;
         # the tests of that limit set it themselves.
         env.setdefault("RELAY_MAX_CONNECTIONS_PER_CLIENT", "0")
-        env.update(self.env_overrides)
+        env.setdefault("RELAY_MAX_PENDING_HEADS_PER_CLIENT", "0")
+        # None unsets a variable: the relay's own default applies
+        for k, v in self.env_overrides.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
         return env
 
     def start(self):

@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -119,7 +120,7 @@ read_to_eof(int fd, char *buf, size_t cap)
 }
 
 struct cuts {
-	_Atomic int n[3];
+	_Atomic int n[4];
 	_Atomic uint32_t last_addr;
 };
 
@@ -143,6 +144,7 @@ gate(struct cuts *c, size_t slots, size_t per_client, int64_t head_ms,
 	cfg.slots = slots;
 	cfg.per_client_max = per_client;
 	cfg.head_timeout_ms = head_ms;
+	cfg.peek_bytes = 16384;
 	cfg.on_cut = on_cut;
 	cfg.arg = c;
 	cfg.open_gauge = gauge;
@@ -171,12 +173,13 @@ test_per_client_limit_refuses_one_more(void **state)
 	assert_false(relay_gate_admit(g, a[2].server, a[2].addr, a[2].port));
 	assert_int_equal(atomic_load(&c.n[RELAY_GATE_PER_CLIENT]), 1);
 	assert_int_equal(atomic_load(&c.last_addr), a[2].addr);
-	/* the caller closes a refused socket; the client read a JSON 503 */
+	/* the caller closes a refused socket; the client read a JSON 429 */
 	close(a[2].server);
 	a[2].server = -1;
 	read_to_eof(a[2].client, buf, sizeof(buf));
-	assert_non_null(strstr(buf, "HTTP/1.1 503 "));
-	assert_non_null(strstr(buf, "\"code\":503"));
+	assert_non_null(strstr(buf, "HTTP/1.1 429 "));
+	assert_non_null(strstr(buf, "Retry-After: 1\r\n"));
+	assert_non_null(strstr(buf, "\"code\":429"));
 	/* another address is not affected */
 	assert_true(relay_gate_admit(g, other.server, other.addr, other.port));
 	assert_int_equal(relay_gate_open(g), 3);
@@ -243,6 +246,8 @@ test_slow_head_is_cut_with_408(void **state)
 	assert_true(relay_gate_admit(g, served.server, served.addr, served.port));
 	assert_true(relay_gate_head_done(g, served.addr, served.port));
 	assert_true(relay_gate_admit(g, slow.server, slow.addr, slow.port));
+	/* the deadline runs from the first read by a worker */
+	relay_gate_reading(g, slow.server);
 	/* half a head, then silence: the watchdog answers 408 and cuts */
 	assert_int_equal(send(slow.client, "GET / HTTP/1.1\r\n", 16, 0), 16);
 	read_to_eof(slow.client, buf, sizeof(buf));
@@ -300,6 +305,64 @@ test_connection_closed_unseen_is_forgotten(void **state)
 	close_pair(&b);
 }
 
+/* Unfinished heads are capped per address; finished ones do not count. */
+static void
+test_pending_heads_limit(void **state)
+{
+	struct cuts c;
+	struct relay_gate_config cfg;
+	struct relay_gate *g;
+	struct pair a[4];
+	char buf[1024];
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.slots = 16;
+	cfg.pending_max = 2;
+	cfg.head_timeout_ms = 60000;
+	cfg.peek_bytes = 16384;
+	cfg.on_cut = on_cut;
+	cfg.arg = &c;
+	g = relay_gate_new(&cfg);
+	assert_non_null(g);
+	for (int i = 0; i < 4; i++)
+		a[i] = connect_from(12);
+	assert_true(relay_gate_admit(g, a[0].server, a[0].addr, a[0].port));
+	assert_true(relay_gate_admit(g, a[1].server, a[1].addr, a[1].port));
+	assert_false(relay_gate_admit(g, a[2].server, a[2].addr, a[2].port));
+	assert_int_equal(atomic_load(&c.n[RELAY_GATE_PENDING_HEADS]), 1);
+	close(a[2].server);
+	a[2].server = -1;
+	read_to_eof(a[2].client, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "HTTP/1.1 429 "));
+	assert_non_null(strstr(buf, "\"code\":429"));
+	/* a whole head waiting in the queue is not a slow head */
+	{
+		static const char head[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+		assert_int_equal(send(a[0].client, head, sizeof(head) - 1, 0),
+		    (ssize_t)sizeof(head) - 1);
+	}
+	{
+		int64_t deadline = relay_mono_ms() + 10000;
+		bool admitted = false;
+
+		/* the bytes reach the server end at once on loopback */
+		while (!(admitted = relay_gate_admit(g, a[3].server, a[3].addr,
+		    a[3].port))) {
+			assert_true(relay_mono_ms() < deadline);
+			(void)poll(NULL, 0, 1);
+		}
+	}
+	/* a head read by civetweb: the connection is established */
+	assert_true(relay_gate_head_done(g, a[0].addr, a[0].port));
+	assert_int_equal(relay_gate_open_from(g, a[0].addr), 3);
+	relay_gate_free(g);
+	for (int i = 0; i < 4; i++)
+		close_pair(&a[i]);
+}
+
 int
 main(void)
 {
@@ -308,6 +371,7 @@ main(void)
 		cmocka_unit_test(test_full_table_refuses),
 		cmocka_unit_test(test_slow_head_is_cut_with_408),
 		cmocka_unit_test(test_connection_closed_unseen_is_forgotten),
+		cmocka_unit_test(test_pending_heads_limit),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
