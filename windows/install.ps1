@@ -29,8 +29,9 @@
   Everything it creates or grants is recorded in <InstallDir>\install-state.json,
   which uninstall.ps1 reads to take exactly that back.
 
-  Run again over an installed service it upgrades in place: stops the
-  service, swaps the exe (waiting until the old one is unlocked), keeps
+  Run again over an installed service it upgrades in place: after the
+  checks (a refusal, such as a changed pin over a GPU build, leaves the
+  running service alone) it stops the service, runs pip, swaps the exe (waiting until the old one is unlocked), keeps
   gpuhost.ini (unless -Force), re-applies the grants and the firewall rule,
   checks and starts. The service registration and its account are kept.
 
@@ -144,7 +145,7 @@ if (-not (Test-Path $venvPython)) {
     if ($LASTEXITCODE -ne 0) { Fail "venv creation failed" }
 }
 
-# 2. pip, without touching a llama_cpp_python build that satisfies the pin
+# 2. llama_cpp_python and pip: decided now, run once an upgrade has stopped the service
 $helper = Join-Path $PSScriptRoot "llamacpp_state.py"
 function Get-LlamaState([string]$Requirements, [string]$Rest) {
     $helperArgs = @($helper, $Requirements)
@@ -153,14 +154,14 @@ function Get-LlamaState([string]$Requirements, [string]$Rest) {
     if ($LASTEXITCODE -ne 0) { Fail "$helper failed" }
     return ($out | Select-Object -Last 1 | ConvertFrom-Json)
 }
-function Format-Offload($state) {
-    if ($null -ne $state.gpu_offload) { return "$($state.gpu_offload)" }
-    return "unknown ($($state.import_error))"
+function Format-Offload($llama) {
+    if ($null -ne $llama.gpu_offload) { return "$($llama.gpu_offload)" }
+    return "unknown ($($llama.import_error))"
 }
 function Test-NvidiaGpu {
     @(Get-CimInstance Win32_VideoController | Where-Object { $_.Name -match 'NVIDIA' }).Count -gt 0
 }
-function Invoke-CudaBuild([string]$Spec) {
+function Assert-CudaBuildTools {
     $vswhere = Join-Path ${env:ProgramFiles(x86)} "Microsoft Visual Studio\Installer\vswhere.exe"
     $vc = $null
     if (Test-Path $vswhere) {
@@ -172,7 +173,10 @@ function Invoke-CudaBuild([string]$Spec) {
     if (-not $env:CUDA_PATH -or -not (Test-Path (Join-Path $env:CUDA_PATH "bin\nvcc.exe"))) {
         Fail "-CudaBuild needs the CUDA Toolkit (CUDA_PATH\bin\nvcc.exe not found; install it after the Build Tools and open a new PowerShell)"
     }
-    Step "building $Spec with CUDA (Build Tools at $vc, CUDA at $env:CUDA_PATH; this takes 5-20 minutes)"
+    Write-Host "CUDA build tools: Visual Studio at $vc, CUDA at $env:CUDA_PATH"
+}
+function Invoke-CudaBuild([string]$Spec) {
+    Step "building $Spec with CUDA (this takes 5-20 minutes)"
     $saved = @($env:CMAKE_ARGS, $env:FORCE_CMAKE)
     $env:CMAKE_ARGS = "-DGGML_CUDA=on"
     $env:FORCE_CMAKE = "1"
@@ -186,53 +190,7 @@ function Invoke-CudaBuild([string]$Spec) {
     }
 }
 
-$req = Join-Path $Checkout "config\requirements_server.txt"
-if (-not $SkipPip -and (Test-Path $req)) {
-    $rest = [IO.Path]::GetTempFileName()
-    try {
-        $before = Get-LlamaState $req $rest
-        if ($before.requirement) {
-            $installedText = if ($before.installed) { "$($before.installed) (GPU offload: $(Format-Offload $before))" } else { "not installed" }
-            Write-Host "llama_cpp_python: $($before.requirement) wanted, $installedText"
-        }
-        $pipFile = $req
-        if (-not $before.requirement) {
-            # Nothing to protect.
-        } elseif ($before.satisfied -eq $true -and -not ($CudaBuild -and $before.gpu_offload -ne $true)) {
-            Write-Host "keeping the installed llama_cpp_python $($before.installed): it satisfies the pin"
-            $pipFile = $rest
-        } elseif ($null -eq $before.satisfied -and $before.installed) {
-            Write-Warning "$($before.requirement) is not an exact pin; keeping the installed llama_cpp_python $($before.installed)"
-            $pipFile = $rest
-        } elseif ($CudaBuild) {
-            Invoke-CudaBuild $before.requirement
-            $pipFile = $rest
-        } elseif ($before.installed -and $before.gpu_offload -eq $true) {
-            Fail ("token.place now pins $($before.requirement), but the installed llama_cpp_python $($before.installed) is a GPU build: " +
-                "a plain pip install would replace it with a CPU-only build. Run again with -CudaBuild (rebuilds the pinned version with CUDA), " +
-                "or install the pinned version your own way and run with -SkipPip")
-        }
-        Step "pip install -r $pipFile"
-        & $venvPython -m pip install -r $pipFile
-        if ($LASTEXITCODE -ne 0) {
-            Fail ("pip install failed. llama_cpp_python has no wheel on PyPI for Windows: pip builds it from source, which needs the " +
-                "Visual Studio Build Tools ('Desktop development with C++'); see docs\gpuhost.md, step 4")
-        }
-    } finally {
-        Remove-Item -Force $rest -ErrorAction SilentlyContinue
-    }
-    $after = Get-LlamaState $req ""
-    if ($after.installed) {
-        $where = if ($after.location) { " at $($after.location)" } else { "" }
-        Write-Host "installed: llama_cpp_python $($after.installed)$where, GPU offload: $(Format-Offload $after)"
-        if ($after.gpu_offload -ne $true -and (Test-NvidiaGpu)) {
-            Write-Warning ("this machine has an NVIDIA GPU but llama_cpp_python cannot offload to it: server.py will run the model on the CPU. " +
-                "Run install.ps1 again with -CudaBuild (docs\gpuhost.md, step 4)")
-        }
-    }
-}
-
-# 3. pyvenv.cfg -> python3XY.dll
+# 3. pyvenv.cfg -> python3XY.dll, the relay and its token: checked before anything changes
 $cfgLines = Get-Content (Join-Path $venv "pyvenv.cfg")
 $home_ = (($cfgLines | Where-Object { $_ -match '^\s*home\s*=' }) -replace '^\s*home\s*=\s*', '').Trim()
 $ver = (($cfgLines | Where-Object { $_ -match '^\s*version(_info)?\s*=' }) -replace '^\s*version(_info)?\s*=\s*', '') | Select-Object -First 1
@@ -243,31 +201,6 @@ Write-Host "Python DLL: $dll"
 if ($home_ -like "C:\Users\*" -and $Account -ne "User") {
     Write-Warning "the base Python lives under $home_ (a per-user install); the $Account account may not be able to read it. Install Python for all users or use -Account User."
 }
-
-# 4. Stop a running service (upgrade), swap the exe, write the config
-New-Item -ItemType Directory -Force -Path $InstallDir, $logDir | Out-Null
-if ($upgrade) {
-    Step "stopping $ServiceName"
-    & $target --config $ini stop
-    $deadline = (Get-Date).AddSeconds(120)
-    while ((Get-Service -Name $ServiceName).Status -ne "Stopped") {
-        if ((Get-Date) -gt $deadline) { Fail "$ServiceName did not stop within 120 s" }
-        Start-Sleep -Milliseconds 500
-    }
-}
-if ($Exe -ne $target) {
-    # The worker processes exit after the service: the old exe stays locked until then.
-    $deadline = (Get-Date).AddSeconds(60)
-    while ($true) {
-        try { Copy-Item -Force $Exe $target; break }
-        catch {
-            if ((Get-Date) -gt $deadline) { Fail "could not replace $target (still in use?): $($_.Exception.Message)" }
-            Start-Sleep -Milliseconds 500
-        }
-    }
-}
-& $target --version
-Copy-Item -Force (Join-Path $PSScriptRoot "uninstall.ps1"), (Join-Path $PSScriptRoot "ServiceLogonRight.ps1") $InstallDir
 
 # The relay and its token. server.py wants scheme://host and the port apart;
 # gpuhost splits the URL, so only its shape is checked here.
@@ -292,6 +225,97 @@ if (-not $writeIni -and ($RelayUrl -or $RelayToken)) {
     Write-Warning "keeping existing $ini: -RelayUrl/-RelayToken not written (edit [relay] in it, or use -Force)"
 }
 
+# Decided before an upgrade stops the service: a refusal leaves it running.
+$req = Join-Path $Checkout "config\requirements_server.txt"
+$pipFile = $null
+$rest = $null
+$llamaCuda = $null
+if (-not $SkipPip -and (Test-Path $req)) {
+    $rest = [IO.Path]::GetTempFileName()
+    $before = Get-LlamaState $req $rest
+    if ($before.requirement) {
+        $installedText = if ($before.installed) { "$($before.installed) (GPU offload: $(Format-Offload $before))" } else { "not installed" }
+        Write-Host "llama_cpp_python: $($before.requirement) wanted, $installedText"
+    }
+    $pipFile = $req
+    if (-not $before.requirement) {
+        # Nothing to protect.
+    } elseif ($before.satisfied -eq $true -and -not ($CudaBuild -and $before.gpu_offload -ne $true)) {
+        Write-Host "keeping the installed llama_cpp_python $($before.installed): it satisfies the pin"
+        $pipFile = $rest
+    } elseif ($null -eq $before.satisfied -and $before.installed) {
+        Write-Warning "$($before.requirement) is not an exact pin; keeping the installed llama_cpp_python $($before.installed)"
+        $pipFile = $rest
+    } elseif ($CudaBuild) {
+        Assert-CudaBuildTools
+        $llamaCuda = $before.requirement
+        $pipFile = $rest
+    } elseif ($before.installed -and $before.gpu_offload -eq $true) {
+        Remove-Item -Force $rest
+        Fail ("token.place now pins $($before.requirement), but the installed llama_cpp_python $($before.installed) is a GPU build: " +
+            "a plain pip install would replace it with a CPU-only build. Nothing was changed. Run again with -CudaBuild (rebuilds the " +
+            "pinned version with CUDA), or install the pinned version your own way and run with -SkipPip")
+    }
+}
+
+# An upgrade stops the service first: pip cannot replace the DLLs of a
+# running server.py, nor can the exe be swapped while it runs. The service
+# stays stopped if a later step fails; the error says why.
+if ($upgrade) {
+    Step "stopping $ServiceName"
+    & $target --config $ini stop
+    $deadline = (Get-Date).AddSeconds(120)
+    while ((Get-Service -Name $ServiceName).Status -ne "Stopped") {
+        if ((Get-Date) -gt $deadline) { Fail "$ServiceName did not stop within 120 s" }
+        Start-Sleep -Milliseconds 500
+    }
+}
+
+if ($pipFile) {
+    try {
+        if ($llamaCuda) { Invoke-CudaBuild $llamaCuda }
+        Step "pip install -r $pipFile"
+        & $venvPython -m pip install -r $pipFile
+        if ($LASTEXITCODE -ne 0) {
+            Fail ("pip install failed. llama_cpp_python has no wheel on PyPI for Windows: pip builds it from source, which needs the " +
+                "Visual Studio Build Tools ('Desktop development with C++'); see docs\gpuhost.md, step 4")
+        }
+    } finally {
+        Remove-Item -Force $rest -ErrorAction SilentlyContinue
+    }
+    $after = Get-LlamaState $req ""
+    if ($after.installed) {
+        $where = if ($after.location) { " at $($after.location)" } else { "" }
+        Write-Host "installed: llama_cpp_python $($after.installed)$where, GPU offload: $(Format-Offload $after)"
+        if ($after.gpu_offload -ne $true -and (Test-NvidiaGpu)) {
+            Write-Warning ("this machine has an NVIDIA GPU but llama_cpp_python cannot offload to it: server.py will run the model on the CPU. " +
+                "Run install.ps1 again with -CudaBuild (docs\gpuhost.md, step 4)")
+        }
+    }
+} elseif ($upgrade -or $SkipPip) {
+    # Still say what the service will run with.
+    if (Test-Path $req) {
+        $now = Get-LlamaState $req ""
+        if ($now.installed) { Write-Host "llama_cpp_python $($now.installed), GPU offload: $(Format-Offload $now) (pip skipped)" }
+    }
+}
+
+# 4. Swap the exe, write the config
+New-Item -ItemType Directory -Force -Path $InstallDir, $logDir | Out-Null
+if ($Exe -ne $target) {
+    # The worker processes exit after the service: the old exe stays locked until then.
+    $deadline = (Get-Date).AddSeconds(60)
+    while ($true) {
+        try { Copy-Item -Force $Exe $target; break }
+        catch {
+            if ((Get-Date) -gt $deadline) { Fail "could not replace $target (still in use?): $($_.Exception.Message)" }
+            Start-Sleep -Milliseconds 500
+        }
+    }
+}
+& $target --version
+Copy-Item -Force (Join-Path $PSScriptRoot "uninstall.ps1"), (Join-Path $PSScriptRoot "ServiceLogonRight.ps1") $InstallDir
+
 # Does this exe know the data-directory key? `config` exits 78 on an unknown one.
 # uninstall.ps1 -Purge deletes the data directory only if this script created it.
 $DataDir = [IO.Path]::GetFullPath($DataDir)
@@ -301,8 +325,14 @@ New-Item -ItemType Directory -Force -Path $DataDir | Out-Null
 $DataDir = (Resolve-Path $DataDir).Path
 $probeIni = [IO.Path]::GetTempFileName()
 "[$DataDirSection]`r`n$DataDirKey = $DataDir`r`n" | Set-Content -Encoding UTF8 -Path $probeIni
-& $target --config $probeIni config | Out-Null
+# Its complaint about an unknown key is expected: stderr is dropped, with
+# errors not stopping the script meanwhile (Windows PowerShell turns a native
+# command's redirected stderr into error records).
+$eap = $ErrorActionPreference
+$ErrorActionPreference = "Continue"
+& $target --config $probeIni config 2>$null | Out-Null
 $dataDirKnown = $LASTEXITCODE -eq 0
+$ErrorActionPreference = $eap
 Remove-Item -Force $probeIni
 if (-not $dataDirKnown) {
     Write-Warning "this tokenplace-gpuhost.exe has no [$DataDirSection] $DataDirKey setting: $DataDir is prepared, but token.place keeps using its own default model directory"
@@ -310,6 +340,9 @@ if (-not $dataDirKnown) {
 
 if (-not $writeIni) {
     Write-Host "keeping existing $ini (use -Force to rewrite it)"
+    if ($dataDirKnown -and -not (Select-String -Quiet -Path $ini -Pattern "^\s*$DataDirKey\s*=")) {
+        Write-Host "note: it has no data directory; add to it:  [$DataDirSection]  $DataDirKey = $DataDir"
+    }
 } else {
     Step "writing $ini"
     $dnsMode = if ($DnsName) { "warn" } else { "off" }
