@@ -1,9 +1,10 @@
 #!/bin/bash
 # ctest windows_ps_syntax (label lint): every PowerShell script in windows/
-# through tree-sitter's PowerShell grammar (ps_syntax.cjs says what that
-# does and does not check). The parser comes from npm at the versions pinned
-# in tests/windows/package-lock.json, installed once into
-# $TP_TOOLS_DIR/pslint-<lock hash> (default build/tools, gitignored).
+# and .github/scripts/ through tree-sitter's PowerShell grammar
+# (ps_syntax.cjs says what that does and does not check). The parser comes
+# from npm at the versions pinned in tests/windows/package-lock.json,
+# installed once into $TP_TOOLS_DIR/pslint-<lock hash> (default build/tools,
+# gitignored).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -35,4 +36,4 @@ if [ ! -f "$dir/.complete" ]; then
 	done
 fi
 cd "$root"
-exec node "$here/ps_syntax.cjs" "$dir/node_modules" windows/*.ps1
+exec node "$here/ps_syntax.cjs" "$dir/node_modules" windows/*.ps1 .github/scripts/*.ps1
