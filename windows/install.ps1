@@ -31,9 +31,10 @@
 
   Run again over an installed service it upgrades in place: after the
   checks (a refusal, such as a changed pin over a GPU build, leaves the
-  running service alone) it stops the service, runs pip, swaps the exe (waiting until the old one is unlocked), keeps
-  gpuhost.ini (unless -Force), re-applies the grants and the firewall rule,
-  checks and starts. The service registration and its account are kept.
+  running service alone) it stops the service, runs pip, swaps the exe
+  (waiting until the old one is unlocked), keeps gpuhost.ini (unless
+  -Force), re-applies the grants and the firewall rule, checks and starts.
+  The service registration and its account are kept.
 
   Run:  powershell -ExecutionPolicy Bypass -File install.ps1 -Checkout C:\token.place `
           -DnsName gpu-box.example.com -RelayUrl https://relay.mycluster.dev -RelayTokenFile C:\secrets\relay-token.txt
