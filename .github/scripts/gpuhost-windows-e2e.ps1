@@ -55,9 +55,12 @@ function Invoke-Script([string]$script, [string[]]$arguments) {
     $out = Join-Path $env:RUNNER_TEMP "script.out"
     $err = Join-Path $env:RUNNER_TEMP "script.err"
     $quoted = @($arguments | ForEach-Object { if ($_ -match '\s') { "`"$_`"" } else { $_ } })
-    $p = Start-Process -FilePath powershell.exe -Wait -PassThru -NoNewWindow `
+    $p = Start-Process -FilePath powershell.exe -PassThru -NoNewWindow `
         -RedirectStandardOutput $out -RedirectStandardError $err `
         -ArgumentList (@("-NoProfile", "-ExecutionPolicy", "Bypass", "-File", (Join-Path $repo "windows\$script")) + $quoted)
+    # Reading Handle before the exit keeps ExitCode available afterwards.
+    $null = $p.Handle
+    $p.WaitForExit()
     $text = (Get-Content -Raw $out) + (Get-Content -Raw $err)
     Write-Host "---- $script $($arguments -join ' ') (exit status $($p.ExitCode))"
     Write-Host $text
