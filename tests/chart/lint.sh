@@ -47,7 +47,7 @@ for s in tests/chart/scenarios/*.yaml; do
 	fi
 done
 
-scripts=(.github/scripts/*.sh tests/chart/*.sh tests/image/*.sh)
+scripts=(.github/scripts/*.sh tests/chart/*.sh tests/image/*.sh tests/windows/*.sh)
 run "shellcheck ${scripts[*]}" shellcheck "${scripts[@]}"
 
 echo "$passed passed, $failed failed"

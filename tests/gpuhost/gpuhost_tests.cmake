@@ -29,6 +29,11 @@ add_test(NAME gpuhost_linux
 set_tests_properties(gpuhost_linux PROPERTIES LABELS gpuhost TIMEOUT 900
   ENVIRONMENT "GPUHOST_BIN=$<TARGET_FILE:tokenplace-gpuhost>;TP_NSS_WRAPPER=${TP_NSS_WRAPPER};GPUHOST_BUILD_DIR=${CMAKE_BINARY_DIR}")
 
+# windows/llamacpp_state.py: what install.ps1 decides pip may touch.
+add_test(NAME gpuhost_llamacpp_state
+  COMMAND ${TP_PYTHON} -B ${CMAKE_CURRENT_SOURCE_DIR}/gpuhost/test_llamacpp_state.py)
+set_tests_properties(gpuhost_llamacpp_state PROPERTIES LABELS gpuhost TIMEOUT 300)
+
 # token.place's command line against a real relay from the same build.
 if(TARGET tokenplace-relay)
   add_test(NAME gpuhost_relay
