@@ -80,8 +80,19 @@ function Step([string]$msg) { Write-Host "==> $msg" -ForegroundColor Cyan }
 
 # The config key gpuhost reads the data directory from. Written only when
 # the exe knows it (older builds refuse unknown keys).
-$DataDirSection = "paths"
-$DataDirKey = "data_dir"
+$DataDirSection = "data"
+$DataDirKey = "dir"
+
+# True when the INI file sets $Key inside [$Section] ("dir" alone would
+# also match [log] dir).
+function Test-IniKey([string]$Path, [string]$Section, [string]$Key) {
+    $current = ""
+    foreach ($line in Get-Content -Path $Path) {
+        if ($line -match '^\s*\[([^\]]+)\]') { $current = $Matches[1].Trim(); continue }
+        if ($current -eq $Section -and $line -match "^\s*$Key\s*=") { return $true }
+    }
+    return $false
+}
 
 # 1. Elevation, the exe, Python
 $principal = New-Object Security.Principal.WindowsPrincipal([Security.Principal.WindowsIdentity]::GetCurrent())
@@ -341,7 +352,7 @@ if (-not $dataDirKnown) {
 
 if (-not $writeIni) {
     Write-Host "keeping existing $ini (use -Force to rewrite it)"
-    if ($dataDirKnown -and -not (Select-String -Quiet -Path $ini -Pattern "^\s*$DataDirKey\s*=")) {
+    if ($dataDirKnown -and -not (Test-IniKey -Path $ini -Section $DataDirSection -Key $DataDirKey)) {
         Write-Host "note: it has no data directory; add to it:  [$DataDirSection]  $DataDirKey = $DataDir"
     }
 } else {
