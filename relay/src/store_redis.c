@@ -9,7 +9,19 @@
  * read a clock), limits come in with the call, and an operation removes
  * what expired among the entries it counts or looks up before it acts.
  *
- * Key layout (P is the prefix with its hash tag, e.g. "{tokenplace:}", so
+ * Two key layouts, chosen per call by the stored schema version (each
+ * script checks it first and answers SR_NOT_L1/SR_NOT_L2, having done
+ * nothing, when the store is on the other one; run() then runs the other
+ * layout's script and remembers the switch):
+ *   - schema 2 (store_redis.lua): no key name is built from a client's or
+ *     node's string; keys are named by relay_keyname() digests and the
+ *     full key is kept in the record and compared on every lookup;
+ *   - schema 1 (the scripts below): raw keys in key names, kept for the
+ *     replicas of the previous release during a rolling upgrade, with the
+ *     one colliding value refused (client "exp": "resp:exp" is the index).
+ * docs/store-redis.md ("Key names", "Start-up and compatibility").
+ *
+ * Layout 1 (P is the prefix with its hash tag, e.g. "{tokenplace:}", so
  * all keys of one deployment hash to one cluster slot):
  *
  *   P srv:exp         zset  server key -> expiry (ms); live: score >= now
