@@ -105,7 +105,7 @@ class StartAndConfiguration(unittest.TestCase):
     def test_runs_on_redis_and_keys_carry_prefix_tag_and_ttl(self):
         """The legacy cycle on a unix-socket Redis; every key is under
         {prefix}, every key but the schema version has a TTL, and the
-        schema key says version 1."""
+        schema key says version 2 (what a fresh store gets)."""
         with RedisServer(unix=True) as rs, \
                 Relay(env=redis_env(rs, RELAY_STATE_PREFIX="dep1:")) as r:
             node, client = wire_key("n"), wire_key("c")
