@@ -334,24 +334,27 @@ local function op_enqueue()
 	return ret(0)
 end
 
--- pick_server: now, random. Returns rc, fx..., key.
+-- pick_server: now, random. Returns rc, fx..., key. Uniform over the live
+-- servers of both layouts: until every node has polled since the switch,
+-- some are still known only in layout 1 (a node whose old queue is not
+-- drained yet is in both, and counts twice for that moment).
 local function op_pick_server()
 	if not guard() then return { 98 } end
 	local r = tonumber(ARGV[2])
 	evict_stale()
+	local old = P .. 'srv:exp'
+	local n2 = call('ZCOUNT', L .. 'srv', num(now), '+inf')
+	local n1 = call('ZCOUNT', old, num(now), '+inf')
+	if n1 + n2 == 0 then return ret(1) end
+	local i = r % (n1 + n2)
 	-- live servers are the n highest scores: ranks total-n .. total-1
-	for _, z in ipairs({ L .. 'srv', P .. 'srv:exp' }) do
-		local n = call('ZCOUNT', z, num(now), '+inf')
-		if n > 0 then
-			local total = call('ZCARD', z)
-			local m = call('ZRANGE', z, total - n + (r % n),
-			    total - n + (r % n))[1]
-			if z == P .. 'srv:exp' then return ret(0, m) end
-			local k = call('HGET', L .. 'key', m)
-			if k then return ret(0, k) end
-			return ret(1)
-		end
-	end
+	local z, n = L .. 'srv', n2
+	if i >= n2 then z, n, i = old, n1, i - n2 end
+	local rank = call('ZCARD', z) - n + i
+	local m = call('ZRANGE', z, rank, rank)[1]
+	if z == old then return ret(0, m) end
+	local k = call('HGET', L .. 'key', m)
+	if k then return ret(0, k) end
 	return ret(1)
 end
 

@@ -390,6 +390,8 @@ test_switch_keeps_layout1_state(void **state)
 	struct relay_poll_result r;
 	struct relay_store_stats st;
 	struct relay_blob pick;
+	int i, seen_old, seen_new;
+	bool removed;
 
 	(void)state;
 	b = replica_of(a);
@@ -407,6 +409,22 @@ test_switch_keeps_layout1_state(void **state)
 	assert_memory_equal(pick.data, "old-node", 8);
 	relay_blob_free(&pick);
 	assert_int_equal(enq(b->s, "old-node", 8, 2, "j2", NULL, 0), RELAY_OK);
+	/* A node of layout 2 beside it: both are chosen (2^-63 to miss one). */
+	assert_int_equal(poll_k(s, "new-node", 8, 2, &r), RELAY_OK);
+	relay_poll_result_free(&r);
+	for (i = 0, seen_old = seen_new = 0; i < 64; i++) {
+		assert_int_equal(s->ops->pick_server(s, &lim, 2, &pick, NULL),
+		    RELAY_OK);
+		assert_int_equal(pick.len, 8);
+		seen_old += memcmp(pick.data, "old-node", 8) == 0;
+		seen_new += memcmp(pick.data, "new-node", 8) == 0;
+		relay_blob_free(&pick);
+	}
+	assert_int_equal(seen_old + seen_new, 64);
+	assert_true(seen_old > 0 && seen_new > 0);
+	assert_int_equal(s->ops->unregister(s, &lim, 2, "new-node", 8, &removed,
+	    NULL), RELAY_OK);
+	assert_true(removed);
 	assert_int_equal(s->ops->stats(s, &lim, 2, &st, NULL), RELAY_OK);
 	assert_int_equal(st.servers, 1);
 	assert_int_equal(st.queued, 2);
