@@ -74,6 +74,7 @@
 #include "keyname.h"
 #include "random.h"
 #include "redis.h"
+#include "tokenplace/log.h"
 
 #define EXPIRE_BATCH 64		/* per kind, in enqueue/pick/stats */
 #define SWEEP_BATCH 2048	/* per kind, in the cluster-wide sweep */
@@ -647,7 +648,11 @@ run(struct rstore *st, int which, struct argv *a, size_t extra,
 		if (tries == 1)
 			return RELAY_E_UNAVAILABLE;	/* neither: no schema */
 		l2 = !l2;
-		atomic_store(&st->l2, l2);
+		/* One line per change of this process's layout (not per call). */
+		if (atomic_exchange(&st->l2, l2) != l2)
+			TP_LOG(TP_LOG_INFO, "relay.state_layout",
+			    TP_LSTR("prefix", key), TP_LINT("layout", l2 ? 2 : 1),
+			    TP_LSTR("generation", "legacy"));
 	}
 	if (rep->type != RELAY_REDIS_ARRAY || rep->n < 1 + NFX)
 		goto bad;

@@ -368,6 +368,8 @@ class StoreKeys(unittest.TestCase):
                                   {"client_public_key": "exp"}), 200,
                         "retrieve exp")
             self.legacy_cycle(a, b, "l1")
+            for r in (a, b):
+                r.wait_log("relay.state_layout", timeout=scaled(10), layout=1)
             # stored in layout 1, collected after the switch
             self.expect(self.post(b, "/faucet", {
                 "server_public_key": node, "client_public_key": client,
@@ -393,6 +395,7 @@ class StoreKeys(unittest.TestCase):
                                         {"client_public_key": client}),
                               200, "retrieve")
             self.assertEqual(got["chat_history"], "stored in layout 1")
+            b.wait_log("relay.state_layout", timeout=scaled(10), layout=2)
             self.assertEqual(self.expect(self.get_next(b), 200, "next"),
                              {"server_public_key": node})
             got = self.expect(self.post(b, "/sink",
