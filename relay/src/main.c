@@ -26,6 +26,7 @@
 #include "routes.h"
 #include "settings.h"
 #include "state_redis.h"
+#include "state_upgrade.h"
 #include "store.h"
 #include "timebase.h"
 #include "tokenplace/log.h"
@@ -41,14 +42,18 @@ usage(FILE *fp)
 {
 	fprintf(fp,
 	    "usage: tokenplace-relay [--host ADDR] [--port PORT] [--check-config]\n"
-	    "                        [--list-settings] [--version] [--help]\n"
+	    "                        [--state-upgrade] [--list-settings]\n"
+	    "                        [--version] [--help]\n"
 	    "\n"
 	    "Runs the token.place relay. Settings come from the environment\n"
 	    "(see docs/configuration.md); --host and --port override RELAY_HOST\n"
 	    "and RELAY_PORT. --check-config prints the effective settings and\n"
 	    "exits 0 when they are valid, 2 when they are not. --list-settings\n"
 	    "prints the settings table (name, variable, type, default, bounds)\n"
-	    "as JSON lines and exits.\n");
+	    "as JSON lines and exits. --state-upgrade raises the schema of the\n"
+	    "Redis/Valkey state (RELAY_STATE_*) to this release's once no\n"
+	    "replica of the previous release is left (docs/store-redis.md),\n"
+	    "then exits 0, or 2 when it cannot.\n");
 }
 
 static void
@@ -231,7 +236,7 @@ main(int argc, char **argv)
 	struct relay_v1 *v1 = NULL;
 	const char *setting;
 	enum tp_log_level level = TP_LOG_INFO;
-	bool check_only = false;
+	bool check_only = false, state_upgrade = false;
 	sigset_t sigs;
 	char err[256];
 	int rc, sig, exit_code = 1;
@@ -250,6 +255,8 @@ main(int argc, char **argv)
 			    relay_setting_count, stdout) == 0 ? 0 : 1;
 		} else if (strcmp(argv[i], "--check-config") == 0) {
 			check_only = true;
+		} else if (strcmp(argv[i], "--state-upgrade") == 0) {
+			state_upgrade = true;
 		} else if ((strcmp(argv[i], "--host") == 0 ||
 		    strcmp(argv[i], "--port") == 0) && i + 1 < argc &&
 		    noverrides < sizeof(overrides) / sizeof(overrides[0])) {
@@ -275,6 +282,20 @@ main(int argc, char **argv)
 		    &settings, &report, stdout);
 		relay_settings_free(&settings);
 		return rc == 0 ? 0 : 2;
+	}
+	if (state_upgrade) {
+		char msg[512];
+		int up = 2;
+
+		if (rc == 0)
+			up = relay_state_upgrade(&settings, msg, sizeof(msg));
+		else
+			snprintf(msg, sizeof(msg), "invalid settings "
+			    "(--check-config names them)");
+		fprintf(up == 0 ? stdout : stderr, "tokenplace-relay: %s\n",
+		    msg);
+		relay_settings_free(&settings);
+		return up;
 	}
 
 	(void)tp_log_level_parse(settings.log_level, &level);

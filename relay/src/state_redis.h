@@ -22,7 +22,7 @@
 
 #include <stddef.h>
 
-#define RELAY_STATE_SCHEMA 1
+#define RELAY_STATE_SCHEMA 2
 #define RELAY_STATE_SCHEMA_MIN 1
 
 struct relay_settings;

@@ -9,7 +9,19 @@
  * read a clock), limits come in with the call, and an operation removes
  * what expired among the entries it counts or looks up before it acts.
  *
- * Key layout (P is the prefix with its hash tag, e.g. "{tokenplace:}", so
+ * Two key layouts, chosen per call by the stored schema version (each
+ * script checks it first and answers SR_NOT_L1/SR_NOT_L2, having done
+ * nothing, when the store is on the other one; run() then runs the other
+ * layout's script and remembers the switch):
+ *   - schema 2 (store_redis.lua): no key name is built from a client's or
+ *     node's string; keys are named by relay_keyname() digests and the
+ *     full key is kept in the record and compared on every lookup;
+ *   - schema 1 (the scripts below): raw keys in key names, kept for the
+ *     replicas of the previous release during a rolling upgrade, with the
+ *     one colliding value refused (client "exp": "resp:exp" is the index).
+ * docs/store-redis.md ("Key names", "Start-up and compatibility").
+ *
+ * Layout 1 (P is the prefix with its hash tag, e.g. "{tokenplace:}", so
  * all keys of one deployment hash to one cluster slot):
  *
  *   P srv:exp         zset  server key -> expiry (ms); live: score >= now
@@ -54,11 +66,15 @@
 #include "store.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "keyname.h"
 #include "random.h"
 #include "redis.h"
+#include "tokenplace/log.h"
 
 #define EXPIRE_BATCH 64		/* per kind, in enqueue/pick/stats */
 #define SWEEP_BATCH 2048	/* per kind, in the cluster-wide sweep */
@@ -74,6 +90,8 @@
  */
 #define PRELUDE \
 "local P = KEYS[1]\n" \
+"local sv = redis.call('GET', P .. 'schema')\n" \
+"if sv and sv ~= '1' then return {99} end\n" \
 "local now = tonumber(ARGV[1])\n" \
 "local fx = {0, 0, 0, 0, 0, 0}\n" \
 "local BATCH = tonumber(ARGV[#ARGV])\n" \
@@ -328,6 +346,8 @@ static const char LUA_UNREGISTER[] = "#!lua flags=allow-oom\n" PRELUDE
 /* put_response: ARGV now, ttl, max, key, data. */
 static const char LUA_PUT_RESPONSE[] = "#!lua\n" PRELUDE
 "local ttl, max, k = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]\n"
+/* resp:exp is the index itself: that client cannot be served here. */
+"if k == 'exp' then return ret(6) end\n"
 "if resp_live(k, ttl) then\n"
 "  fx[5] = fx[5] + 1\n"
 "elseif redis.call('ZCOUNT', P .. 'resp:exp', num(now - ttl), '+inf') >= max then\n"
@@ -341,7 +361,7 @@ static const char LUA_PUT_RESPONSE[] = "#!lua\n" PRELUDE
 /* take_response: ARGV now, ttl, key. Returns rc, fx..., data. */
 static const char LUA_TAKE_RESPONSE[] = "#!lua flags=allow-oom\n" PRELUDE
 "local ttl, k = tonumber(ARGV[2]), ARGV[3]\n"
-"if not resp_live(k, ttl) then return ret(7) end\n"
+"if k == 'exp' or not resp_live(k, ttl) then return ret(7) end\n"
 "local v = redis.call('GET', P .. 'resp:' .. k)\n"
 "resp_remove(k)\n"
 "if not v then return ret(7) end\n"
@@ -456,14 +476,33 @@ static const struct {
 	[S_LIST_SERVERS] = { "legacy_list_servers", LUA_LIST_SERVERS },
 };
 
+/* The layout-2 library (store_redis.lua), embedded by CMake. */
+extern const char relay_store_redis_lua[];
+
+static const char *const l2_ops[S_COUNT] = {
+	[S_POLL] = "poll", [S_ENQUEUE] = "enqueue",
+	[S_PICK] = "pick_server", [S_UNREGISTER] = "unregister",
+	[S_PUT_RESPONSE] = "put_response",
+	[S_TAKE_RESPONSE] = "take_response",
+	[S_STREAM_APPEND] = "stream_append",
+	[S_STREAM_DRAIN] = "stream_drain", [S_SWEEP] = "sweep",
+	[S_STATS] = "stats", [S_LIST_SERVERS] = "list_servers",
+};
+
+/* The verdicts of a script that found the other layout's version. */
+#define SR_NOT_L1 99
+#define SR_NOT_L2 98
+
 struct rstore {
 	struct relay_store pub;
 	struct relay_redis *r;		/* borrowed */
-	int id[S_COUNT];
+	int id[S_COUNT];		/* layout 1 (schema 1) */
+	int id2[S_COUNT];		/* layout 2 (schema 2) */
+	atomic_bool l2;			/* the layout to try first */
 };
 
 /* Arguments of one call, as binary-safe strings. */
-#define MAX_ARGV 12
+#define MAX_ARGV 14
 struct argv {
 	const char *v[MAX_ARGV];
 	size_t len[MAX_ARGV];
@@ -494,6 +533,41 @@ arg_uint(struct argv *a, uint64_t v)
 	if (v > ((uint64_t)1 << 53))
 		v = (uint64_t)1 << 53;
 	arg_int(a, (int64_t)v);
+}
+
+/*
+ * A client or server key's two layout-2 arguments: its name (relay_keyname,
+ * into name, which must outlive the call) and whether layout-1 leftovers
+ * may be looked up under it: not for "exp", whose layout-1 name
+ * "resp:exp" is that layout's response index.
+ */
+static void
+arg_name(struct argv *a, char name[RELAY_KEYNAME_LEN + 1], const char *key,
+    size_t len)
+{
+	bool l1_ok = !(len == 3 && memcmp(key, "exp", 3) == 0);
+
+	relay_keyname(key, len, name);
+	arg_bytes(a, name, RELAY_KEYNAME_LEN);
+	arg_bytes(a, l1_ok ? "1" : "0", 1);
+}
+
+/* A session id this store can have made: 22 characters of base64url. */
+static bool
+session_id_ok(const char *id, size_t len)
+{
+	size_t i;
+
+	if (len != RELAY_SESSION_ID_LEN)
+		return false;
+	for (i = 0; i < len; i++) {
+		char c = id[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return false;
+	}
+	return true;
 }
 
 static struct rstore *
@@ -550,12 +624,36 @@ run(struct rstore *st, int which, struct argv *a, size_t extra,
 	enum relay_redis_rc rc;
 	long long v[NFX];
 
+	bool l2 = atomic_load(&st->l2);
+	int tries;
+
 	/* Every script reads its expiry batch size from its last argument. */
 	arg_int(a, which == S_SWEEP ? SWEEP_BATCH : EXPIRE_BATCH);
-	rc = relay_redis_eval(st->r, st->id[which], 1, &key, &keylen, a->n,
-	    a->v, a->len, rep);
-	if (rc != RELAY_REDIS_OK)
-		return map_rc(rc);
+	/*
+	 * Each script checks the stored schema version before it does
+	 * anything and answers SR_NOT_L1/SR_NOT_L2 alone when it is the other
+	 * layout's: then the other layout's script runs (nothing was done, so
+	 * this is no re-send) and this process remembers the switch.
+	 */
+	for (tries = 0;; tries++) {
+		rc = relay_redis_eval(st->r, l2 ? st->id2[which] : st->id[which],
+		    1, &key, &keylen, a->n, a->v, a->len, rep);
+		if (rc != RELAY_REDIS_OK)
+			return map_rc(rc);
+		if (rep->type != RELAY_REDIS_ARRAY || rep->n != 1 ||
+		    rep->elem[0].type != RELAY_REDIS_INT ||
+		    rep->elem[0].integer != (l2 ? SR_NOT_L2 : SR_NOT_L1))
+			break;
+		relay_redis_reply_free(rep);
+		if (tries == 1)
+			return RELAY_E_UNAVAILABLE;	/* neither: no schema */
+		l2 = !l2;
+		/* One line per change of this process's layout (not per call). */
+		if (atomic_exchange(&st->l2, l2) != l2)
+			TP_LOG(TP_LOG_INFO, "relay.state_layout",
+			    TP_LSTR("prefix", key), TP_LINT("layout", l2 ? 2 : 1),
+			    TP_LSTR("generation", "legacy"));
+	}
 	if (rep->type != RELAY_REDIS_ARRAY || rep->n < 1 + NFX)
 		goto bad;
 	for (i = 0; i < 1 + NFX; i++)
@@ -647,7 +745,7 @@ r_poll(struct relay_store *s, const struct relay_store_limits *lim,
 	struct relay_redis_reply rep;
 	enum relay_status rc, status;
 	unsigned char seed[16];
-	char hex[33];
+	char hex[33], name[RELAY_KEYNAME_LEN + 1];
 	struct argv a = { .n = 0 };
 	size_t i, n;
 
@@ -666,6 +764,7 @@ r_poll(struct relay_store *s, const struct relay_store_limits *lim,
 	arg_uint(&a, lim->max_stream_sessions);
 	arg_bytes(&a, hex, 32);
 	arg_bytes(&a, key, key_len);
+	arg_name(&a, name, key, key_len);
 	rc = run(st, S_POLL, &a, 3, &rep, fx, &status);
 	if (rc != RELAY_OK)
 		return rc;
@@ -720,6 +819,7 @@ r_enqueue(struct relay_store *s, const struct relay_store_limits *lim,
     const struct relay_job_in *in, struct relay_store_effects *fx)
 {
 	struct argv a = { .n = 0 };
+	char name[RELAY_KEYNAME_LEN + 1];
 
 	arg_int(&a, now);
 	arg_uint(&a, lim->queue_per_server);
@@ -730,6 +830,7 @@ r_enqueue(struct relay_store *s, const struct relay_store_limits *lim,
 	arg_bytes(&a, in->stream && in->owner ? in->owner : "",
 	    in->stream && in->owner ? in->owner_len : 0);
 	arg_bytes(&a, in->data, in->len);
+	arg_name(&a, name, key, key_len);
 	return run_status(R(s), S_ENQUEUE, &a, fx);
 }
 
@@ -764,9 +865,12 @@ r_unregister(struct relay_store *s, const struct relay_store_limits *lim,
 	struct argv a = { .n = 0 };
 
 	(void)lim;
+	char name[RELAY_KEYNAME_LEN + 1];
+
 	*removed = false;
 	arg_int(&a, now);
 	arg_bytes(&a, key, key_len);
+	arg_name(&a, name, key, key_len);
 	rc = run(R(s), S_UNREGISTER, &a, 1, &rep, fx, &status);
 	if (rc != RELAY_OK)
 		return rc;
@@ -782,12 +886,14 @@ r_put_response(struct relay_store *s, const struct relay_store_limits *lim,
     size_t len, struct relay_store_effects *fx)
 {
 	struct argv a = { .n = 0 };
+	char name[RELAY_KEYNAME_LEN + 1];
 
 	arg_int(&a, now);
 	arg_int(&a, lim->response_ttl_ms);
 	arg_uint(&a, lim->max_responses);
 	arg_bytes(&a, key, key_len);
 	arg_bytes(&a, data, len);
+	arg_name(&a, name, key, key_len);
 	return run_status(R(s), S_PUT_RESPONSE, &a, fx);
 }
 
@@ -799,11 +905,13 @@ r_take_response(struct relay_store *s, const struct relay_store_limits *lim,
 	struct relay_redis_reply rep;
 	enum relay_status rc, status;
 	struct argv a = { .n = 0 };
+	char name[RELAY_KEYNAME_LEN + 1];
 
 	memset(out, 0, sizeof(*out));
 	arg_int(&a, now);
 	arg_int(&a, lim->response_ttl_ms);
 	arg_bytes(&a, key, key_len);
+	arg_name(&a, name, key, key_len);
 	rc = run(R(s), S_TAKE_RESPONSE, &a, 0, &rep, fx, &status);
 	if (rc != RELAY_OK)
 		return rc;
@@ -817,6 +925,9 @@ r_stream_append(struct relay_store *s, const struct relay_store_limits *lim,
 {
 	struct argv a = { .n = 0 };
 
+	/* Only an id this store made can name a session's keys. */
+	if (!session_id_ok(id, id_len))
+		return RELAY_E_UNKNOWN_SESSION;
 	arg_int(&a, now);
 	arg_int(&a, lim->session_ttl_ms);
 	arg_uint(&a, lim->max_stream_chunks);
@@ -1003,16 +1114,32 @@ struct relay_store *
 relay_store_redis_new(struct relay_redis *r)
 {
 	struct rstore *st;
-	size_t i;
+	size_t i, lib = strlen(relay_store_redis_lua);
 
 	st = calloc(1, sizeof(*st));
 	if (st == NULL)
 		return NULL;
 	st->r = r;
+	atomic_init(&st->l2, true);
 	for (i = 0; i < S_COUNT; i++) {
+		size_t n = lib + 64;
+		char *text;
+
 		st->id[i] = relay_redis_script(r, scripts[i].name,
 		    scripts[i].lua);
-		if (st->id[i] < 0) {
+		text = malloc(n);
+		if (st->id[i] < 0 || text == NULL) {
+			free(text);
+			free(st);
+			return NULL;
+		}
+		/* The same flags as layout 1's; the same metric label. */
+		snprintf(text, n, "#!lua%s\n%s\nreturn op_%s()\n",
+		    strncmp(scripts[i].lua, "#!lua flags=allow-oom\n", 22) == 0 ?
+		    " flags=allow-oom" : "", relay_store_redis_lua, l2_ops[i]);
+		st->id2[i] = relay_redis_script(r, scripts[i].name, text);
+		free(text);
+		if (st->id2[i] < 0) {
 			free(st);
 			return NULL;
 		}

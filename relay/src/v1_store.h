@@ -39,6 +39,7 @@
 
 #include "store.h"			/* struct relay_blob */
 #include "tokenplace/proto_v1.h"
+#include "keyname.h"
 #include "tokenplace/sha256.h"
 
 enum relay_v1_rc {
@@ -389,28 +390,19 @@ struct relay_redis;
  */
 struct relay_v1_store *relay_v1_store_redis_new(struct relay_redis *r);
 
-#define RELAY_V1_NODE_ID_LEN 32
+#define RELAY_V1_NODE_ID_LEN RELAY_KEYNAME_LEN
 
 /*
- * A node's compact id: the first 32 hex digits of SHA-256 of its public
- * key. The Redis store keys a node by it and names its wake-up channel
- * after it; the broker files long polls under it, so a wake-up message
- * finds its waiters without the key.
+ * A node's compact id: relay_keyname() of its public key (the first 32 hex
+ * digits of its SHA-256). The Redis store keys a node by it and names its
+ * wake-up channel after it; the broker files long polls under it, so a
+ * wake-up message finds its waiters without the key.
  */
 static inline void
 relay_v1_node_id(const char *key, size_t key_len,
     char out[RELAY_V1_NODE_ID_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
-	unsigned char d[TP_SHA256_LEN];
-	size_t i;
-
-	tp_sha256(key, key_len, d);
-	for (i = 0; i < RELAY_V1_NODE_ID_LEN / 2; i++) {
-		out[2 * i] = hex[d[i] >> 4];
-		out[2 * i + 1] = hex[d[i] & 15];
-	}
-	out[RELAY_V1_NODE_ID_LEN] = '\0';
+	relay_keyname(key, key_len, out);
 }
 
 static inline void

@@ -96,7 +96,7 @@ struct rstore {
 
 #define MAX_ARGS 32
 #define NUM_LEN 24
-#define RID_LEN 32
+#define RID_LEN RELAY_KEYNAME_LEN
 #define SWEEP_ROUNDS 64		/* full batches per sweep() before yielding */
 #define SWEEP_INTERVAL_MS 250	/* one sweep per interval, cluster-wide */
 
@@ -176,26 +176,12 @@ arg_caps(struct call *c, const struct tp_v1_caps *caps)
 	arg(c, caps->models, caps->models_len);
 }
 
-/* 32 hex of SHA-256(client NUL request_id): the request's key. */
+/* relay_keyname2(client, request_id): the request's key. */
 static void
 request_rid(const char *client, size_t client_len, const char *id,
     size_t id_len, char out[RID_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
-	struct tp_sha256 h;
-	unsigned char d[TP_SHA256_LEN];
-	size_t i;
-
-	tp_sha256_init(&h);
-	tp_sha256_update(&h, client, client_len);
-	tp_sha256_update(&h, "", 1);
-	tp_sha256_update(&h, id, id_len);
-	tp_sha256_final(&h, d);
-	for (i = 0; i < RID_LEN / 2; i++) {
-		out[2 * i] = hex[d[i] >> 4];
-		out[2 * i + 1] = hex[d[i] & 15];
-	}
-	out[RID_LEN] = '\0';
+	relay_keyname2(client, client_len, id, id_len, out);
 }
 
 static enum relay_v1_rc

@@ -31,7 +31,8 @@
 --   P.nc:<id>   zset <rid> -> claim lease expiry (in flight)
 --   P.nr:<id>   zset reservation -> expiry
 --   P.ni:<id>   hash request_id -> <rid> for the node's live requests
---   P.m:<model> set of <id> serving the model
+--   P.mh:<sha1hex(model)> set of <id> serving the model (schema 2; a
+--               store still at schema 1 uses P.m:<model>, see mkey)
 --   P.r:<rid>   hash: client id owner oid state(q/f/r/t) admitted deadline
 --               claimed_at claim_expires until generation cancel work body
 --               t_status t_reason
@@ -106,11 +107,31 @@ end
 
 local function nkey(id) return P .. 'n:' .. id end
 
+-- The set of a model's nodes. No key name is built from a string a client
+-- or node chose (docs/store-redis.md, "Key names"): under schema 2 the
+-- model id becomes its SHA-1 (fixed length; every node found there is
+-- checked against the models in its own record, see serves). A store
+-- still at schema 1 keeps P.m:<model>, which the replicas of the previous
+-- release read, until `tokenplace-relay --state-upgrade` moves the sets.
+local L2 = call('GET', KEYS[1] .. 'schema') == '2'
+local function mkey(m)
+	if L2 then return P .. 'mh:' .. redis.sha1hex(m) end
+	return P .. 'm:' .. m
+end
+
 local function models_of(packed)
 	local out = {}
 	if packed == nil or packed == '' then return out end
 	for m in string.gmatch(packed, '([^%z]+)') do out[#out + 1] = m end
 	return out
+end
+
+-- Whether the packed model list of a node record holds model exactly.
+local function serves(packed, model)
+	for _, m in ipairs(models_of(packed)) do
+		if m == model then return true end
+	end
+	return false
 end
 
 -- ---- nodes ---------------------------------------------------------------
@@ -147,15 +168,15 @@ local function rescore(id)
 		call('PEXPIRE', k, ttl)
 	end
 	for _, m in ipairs(models_of(n.models)) do
-		expire_at_least(P .. 'm:' .. m, ttl)
+		expire_at_least(mkey(m), ttl)
 	end
 end
 
 local function set_models(id, old, new, ttl)
-	for _, m in ipairs(models_of(old)) do call('SREM', P .. 'm:' .. m, id) end
+	for _, m in ipairs(models_of(old)) do call('SREM', mkey(m), id) end
 	for _, m in ipairs(models_of(new)) do
-		call('SADD', P .. 'm:' .. m, id)
-		expire_at_least(P .. 'm:' .. m, ttl)
+		call('SADD', mkey(m), id)
+		expire_at_least(mkey(m), ttl)
 	end
 end
 
@@ -544,11 +565,14 @@ local function op_select()
 	local per = { 0, 0 }
 	local matching = 0
 	local best, bn, bload, bused = nil, nil, 0, 0
-	local ids = call('SMEMBERS', P .. 'm:' .. model)
+	local ids = call('SMEMBERS', mkey(model))
 	for _, id in ipairs(ids) do
 		local n = tomap(call('HGETALL', nkey(id)))
 		if n == nil then
-			call('SREM', P .. 'm:' .. model, id)
+			call('SREM', mkey(model), id)
+		elseif not serves(n.models, model) then
+			-- listed under this model's name by another model id (a
+			-- digest collision): not a node for this model
 		elseif node_stale(id, n) then
 			node_remove(id, n, true)
 		elseif num(n.tier) >= tier and num(n.ctx) >= tokens then

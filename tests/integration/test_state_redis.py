@@ -105,7 +105,7 @@ class StartAndConfiguration(unittest.TestCase):
     def test_runs_on_redis_and_keys_carry_prefix_tag_and_ttl(self):
         """The legacy cycle on a unix-socket Redis; every key is under
         {prefix}, every key but the schema version has a TTL, and the
-        schema key says version 1."""
+        schema key says version 2 (what a fresh store gets)."""
         with RedisServer(unix=True) as rs, \
                 Relay(env=redis_env(rs, RELAY_STATE_PREFIX="dep1:")) as r:
             node, client = wire_key("n"), wire_key("c")
@@ -126,7 +126,7 @@ class StartAndConfiguration(unittest.TestCase):
                     self.assertEqual(ttl, -1)
                 else:
                     self.assertGreater(ttl, 0, k)
-            self.assertEqual(rs.command("GET", "{dep1:}schema"), b"1")
+            self.assertEqual(rs.command("GET", "{dep1:}schema"), b"2")
             status, obj = healthz(r)
             self.assertEqual(status, 200, obj)
             self.assertEqual(obj["checks"]["state"]["status"], "ok")
@@ -204,18 +204,18 @@ class StartAndConfiguration(unittest.TestCase):
 
     def test_newer_schema_refused_older_accepted(self):
         with RedisServer() as rs:
-            rs.command("SET", "{tokenplace:}schema", "2")
+            rs.command("SET", "{tokenplace:}schema", "3")
             code, lines, raw = start_expecting_exit(
                 {"RELAY_STATE_URL": rs.url})
             self.assertEqual(code, 78, raw)
             bad = [l for l in lines
                    if l.get("message") == "relay.state_config_invalid"]
             self.assertEqual(bad[0]["setting"], "RELAY_STATE_PREFIX")
-            self.assertIn("version '2'", bad[0]["reason"])
+            self.assertIn("version '3'", bad[0]["reason"])
             # another prefix is another deployment: fine
             with Relay(env=redis_env(rs, RELAY_STATE_PREFIX="other:")) as r:
                 register(r, wire_key())
-            # version 1 (what this relay writes) is read as it is
+            # version 1 (the previous release's layout) is read as it is
             rs.command("SET", "{tokenplace:}schema", "1")
             with Relay(env=redis_env(rs)) as r:
                 register(r, wire_key())

@@ -592,7 +592,7 @@ test_state_start_schema_readiness(void **state)
 	keylen = strlen(key);
 	assert_int_equal(relay_redis_eval(relay_state_redis_adapter(st), id, 1,
 	    &key, &keylen, 0, NULL, NULL, &rep), RELAY_REDIS_OK);
-	assert_string_equal(rep.str, "1");
+	assert_int_equal(strtol(rep.str, NULL, 10), RELAY_STATE_SCHEMA);
 	relay_redis_reply_free(&rep);
 	relay_state_redis_stop(st);
 	tp_metrics_registry_free(reg);

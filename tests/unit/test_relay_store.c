@@ -1,7 +1,8 @@
 /*
  * test_relay_store.c -- every relay_store, one suite run twice: against
  * the embedded memory store and against the Redis store (on a
- * redis-server this test starts, tests/unit/redis_server.c). FIFO per server,
+ * redis-server this test starts, tests/unit/redis_server.c), there once
+ * per key layout (schema 1 and 2, docs/store-redis.md). FIFO per server,
  * at-most-once delivery, batches, stream sessions, eviction, every bound,
  * TTL expiry (time is passed in, so the clock is the test's), and a
  * multi-threaded run where nothing may be lost, duplicated or reordered.
@@ -36,6 +37,39 @@ static const struct relay_store_limits base_lim = {
 };
 
 static struct relay_redis *adapter;	/* of the running test (Redis group) */
+static const char *schema = "1";	/* the version the Redis fixture stores */
+
+/* Writes the schema version the running group tests under the prefix. */
+static int
+store_schema(struct relay_redis *r)
+{
+	const char *key = relay_redis_prefix(r);
+	size_t keylen = strlen(key), vlen = strlen(schema);
+	struct relay_redis_reply rep;
+	int id;
+
+	id = relay_redis_script(r, "set_schema", "#!lua\n"
+	    "return redis.call('SET', KEYS[1] .. 'schema', ARGV[1])\n");
+	if (id < 0 || relay_redis_eval(r, id, 1, &key, &keylen, 1, &schema,
+	    &vlen, &rep) != RELAY_REDIS_OK)
+		return -1;
+	relay_redis_reply_free(&rep);
+	return 0;
+}
+
+static int
+layout2_group_setup(void **state)
+{
+	schema = "2";
+	return test_redis_group_setup(state);
+}
+
+static int
+layout2_group_teardown(void **state)
+{
+	schema = "1";
+	return test_redis_group_teardown(state);
+}
 
 static int
 setup(void **state)
@@ -54,6 +88,8 @@ setup(void **state)
 		fprintf(stderr, "relay_redis_new: %s\n", err);
 		return -1;
 	}
+	if (store_schema(adapter) != 0)
+		return -1;
 	*state = relay_store_redis_new(adapter);
 	return *state == NULL ? -1 : 0;
 }
@@ -898,19 +934,21 @@ test_redis_every_key_has_a_backstop_ttl(void **state)
 	    NULL), RELAY_OK);
 	assert_int_equal(enq(s, &base_lim, 0, "A", "y"), RELAY_OK);
 	assert_int_equal(s->ops->sweep(s, &base_lim, 5, NULL), RELAY_OK);
-	/* Keys of this prefix without a TTL (the tests write no schema key). */
+	/* Keys of this prefix without a TTL (but the schema version). */
 	id = relay_redis_script(adapter, "ttl_check",
 	    "#!lua flags=no-writes\n"
 	    "local out, n = {}, 0\n"
 	    "for _, k in ipairs(redis.call('KEYS', KEYS[1] .. '*')) do\n"
 	    "  n = n + 1\n"
-	    "  if redis.call('PTTL', k) < 0 then out[#out + 1] = k end\n"
+	    "  if redis.call('PTTL', k) < 0 and k ~= KEYS[1] .. 'schema' then\n"
+	    "    out[#out + 1] = k\n"
+	    "  end\n"
 	    "end\n"
 	    "return {n, out}\n");
 	assert_int_equal(relay_redis_eval(adapter, id, 1, &prefix, &plen, 0,
 	    NULL, NULL, &rep), RELAY_REDIS_OK);
 	assert_int_equal(rep.type, RELAY_REDIS_ARRAY);
-	assert_true(rep.elem[0].integer >= 9);
+	assert_true(rep.elem[0].integer >= 10);
 	if (rep.elem[1].n != 0)
 		fail_msg("key without TTL: %s", rep.elem[1].elem[0].str);
 	relay_redis_reply_free(&rep);
@@ -951,5 +989,9 @@ main(void)
 	    test_redis_group_teardown);
 	failed += cmocka_run_group_tests_name("redis_only", redis_only,
 	    test_redis_group_setup, test_redis_group_teardown);
+	failed += cmocka_run_group_tests_name("redis_layout2", tests,
+	    layout2_group_setup, layout2_group_teardown);
+	failed += cmocka_run_group_tests_name("redis_only_layout2", redis_only,
+	    layout2_group_setup, layout2_group_teardown);
 	return failed;
 }
