@@ -186,7 +186,7 @@ const struct tp_setting gpuhost_settings[] = {
 	SV("checks.env", check_environment, "fail", validate_mode,
 	    "TOKEN_PLACE_ENV is production whenever server.py listens beyond "
 	    "loopback (else Flask's debugger runs): fail|warn|off"),
-	SV("checks.gpu", check_gpu, "warn", validate_mode,
+	SV("checks.gpu", check_gpu, "fail", validate_mode,
 	    "NVIDIA driver visible through NVML and the venv's llama_cpp able "
 	    "to offload to it: fail|warn|off"),
 	SV("checks.model", check_model, "warn", validate_mode,

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 
@@ -71,6 +72,12 @@ void gpuhost_gpu_snapshot(const char *library,
 /* "NVIDIA GeForce RTX 4090, 1.2/24.0 GiB, 3 %, 41 C" into buf; buf. */
 char *gpuhost_gpu_line(const struct gpuhost_gpu_info *g, char *buf,
     size_t len);
+
+/*
+ * The `status` lines: "gpu:        <gpuhost_gpu_line>, driver X" per GPU,
+ * or why there is none. Samples NVML (library as above) once.
+ */
+void gpuhost_gpu_status_print(const char *library, FILE *fp);
 
 /*
  * Python source the PROBE worker runs (-c) in the checkout: imports

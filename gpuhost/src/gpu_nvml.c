@@ -336,3 +336,26 @@ gpuhost_gpu_line(const struct gpuhost_gpu_info *g, char *buf, size_t len)
 	    (double)g->mem_used / gib, (double)g->mem_total / gib, util, temp);
 	return buf;
 }
+
+void
+gpuhost_gpu_status_print(const char *library, FILE *fp)
+{
+	struct gpuhost_gpu_snapshot *s = calloc(1, sizeof(*s));
+	char line[256];
+
+	if (s == NULL)
+		return;
+	gpuhost_gpu_snapshot(library, s);
+	if (s->state == GPUHOST_NVML_ABSENT)
+		fprintf(fp, "gpu:        none (no NVIDIA driver: %s not found)\n",
+		    s->library);
+	else if (s->state == GPUHOST_NVML_ERROR)
+		fprintf(fp, "gpu:        unknown (%s)\n", s->error);
+	else if (s->n == 0)
+		fprintf(fp, "gpu:        none (NVIDIA driver %s)\n", s->driver);
+	for (unsigned i = 0; i < s->n; i++)
+		fprintf(fp, "gpu:        %s%s%s\n",
+		    gpuhost_gpu_line(&s->gpu[i], line, sizeof(line)),
+		    i == 0 ? ", driver " : "", i == 0 ? s->driver : "");
+	free(s);
+}
