@@ -102,8 +102,8 @@ gpuhost_check_relay(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 	}
 	if (fa > 0) {
 		relay = &from_args;
-		gpuhost_check_msg(c, "relay from python.args (relay.url is not "
-		    "set)\n");
+		gpuhost_check_msg(c, "relay named by python.args "
+		    "(--relay_url/--relay_port)\n");
 	}
 	gpuhost_jbuf_str(&j, relay->base);
 	gpuhost_jbuf_raw(&j, fa > 0 ? ",\"source\":\"python.args\"" :

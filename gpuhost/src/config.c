@@ -112,6 +112,19 @@ gpuhost_listen_parse(const char *s, char *host, size_t hostlen,
 	return 0;
 }
 
+/* An IP address literal (no names: the endpoint binds without DNS). */
+static bool
+ip_literal(const char *h)
+{
+	unsigned a, b, c, d;
+	char tail;
+
+	if (strchr(h, ':') != NULL)
+		return strspn(h, "0123456789abcdefABCDEF:.") == strlen(h);
+	return sscanf(h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 &&
+	    a < 256 && b < 256 && c < 256 && d < 256;
+}
+
 static int
 validate_listen(const void *value, char *reason, size_t len)
 {
@@ -119,10 +132,10 @@ validate_listen(const void *value, char *reason, size_t len)
 	char host[256];
 	unsigned port;
 
-	if ((*s)[0] == '\0' || gpuhost_listen_parse(*s, host, sizeof(host),
-	    &port) == 0)
+	if ((*s)[0] == '\0' || (gpuhost_listen_parse(*s, host, sizeof(host),
+	    &port) == 0 && ip_literal(host)))
 		return 0;
-	snprintf(reason, len, "must be ADDRESS:PORT (127.0.0.1:9108, "
+	snprintf(reason, len, "must be IP-ADDRESS:PORT (127.0.0.1:9108, "
 	    "[::1]:9108, 0.0.0.0:9108), port 1-65535");
 	return -1;
 }

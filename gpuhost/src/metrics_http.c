@@ -67,7 +67,9 @@ set_nonblocking(sock_t fd)
 #ifdef _WIN32
 	u_long on = 1;
 
-	return ioctlsocket(fd, FIONBIO, &on) == 0 ? 0 : -1;
+	/* mingw's FIONBIO is an unsigned expression the long parameter
+	 * cannot hold without a sign change; the bits are what counts. */
+	return ioctlsocket(fd, (long)(int)(unsigned)FIONBIO, &on) == 0 ? 0 : -1;
 #else
 	int fl = fcntl(fd, F_GETFL, 0);
 
