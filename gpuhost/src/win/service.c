@@ -360,6 +360,7 @@ gpuhost_service_status(const struct gpuhost_config *cfg)
 	svc = open_svc(scm, cfg->service_name, SERVICE_QUERY_STATUS, true);
 	if (svc == NULL) {
 		printf("service:    %s is not installed\n", cfg->service_name);
+		gpuhost_gpu_status_print(cfg->nvml_library, stdout);
 		CloseServiceHandle(scm);
 		return 4;
 	}
