@@ -223,6 +223,12 @@ const struct tp_setting gpuhost_settings[] = {
 	SEV("metrics.listen", metrics_listen, validate_listen,
 	    "address:port of the Prometheus endpoint (empty: off; "
 	    "e.g. 127.0.0.1:9108)"),
+	I("metrics.max_request", metrics_max_request, "4096", 256, 65536,
+	    "bytes of request head the metrics endpoint reads (else 431)"),
+	D("metrics.read_timeout", metrics_read_timeout, "2", 0.1, 60,
+	    "seconds a client has to send its request head"),
+	D("metrics.write_timeout", metrics_write_timeout, "5", 0.1, 60,
+	    "seconds the metrics answer may take to write"),
 	S("service.name", service_name, "tokenplace-gpuhost",
 	    "service name (Windows SCM / systemd unit)"),
 	S("service.display_name", display_name, "token.place GPU host",

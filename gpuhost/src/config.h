@@ -96,6 +96,9 @@ struct gpuhost_config {
 	char *data_dir;
 	/* [metrics] */
 	char *metrics_listen;
+	int64_t metrics_max_request;
+	double metrics_read_timeout;
+	double metrics_write_timeout;
 	/* [service] */
 	char *service_name;
 	char *display_name;

@@ -18,11 +18,6 @@
 #include "config.h"
 #include "status.h"
 
-/* HTTP limits of the endpoint (documented in docs/gpuhost.md). */
-#define GPUHOST_METRICS_MAX_REQUEST 4096	/* bytes of request head */
-#define GPUHOST_METRICS_READ_TIMEOUT_MS 2000	/* for the whole request head */
-#define GPUHOST_METRICS_WRITE_TIMEOUT_MS 5000
-
 struct gpuhost_metrics;
 
 /*
@@ -54,7 +49,9 @@ void gpuhost_metrics_free(struct gpuhost_metrics *m);
 
 /*
  * Binds cfg->metrics_listen (an IP address and port; no name lookup) and
- * serves m on a thread of its own until gpuhost_metrics_server_stop().
+ * serves m on a thread of its own until gpuhost_metrics_server_stop(),
+ * with the limits metrics.max_request, metrics.read_timeout and
+ * metrics.write_timeout.
  * Returns 0 with *out, or -1 with err (the port taken, a bad address).
  */
 struct gpuhost_metrics_server;

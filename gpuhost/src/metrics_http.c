@@ -4,9 +4,9 @@
  *
  * A scrape endpoint needs no more, and a small blocking server keeps the
  * Windows build free of an HTTP library (civetweb has no mingw package
- * here). Every request is bounded: GPUHOST_METRICS_MAX_REQUEST bytes of
- * head within GPUHOST_METRICS_READ_TIMEOUT_MS, the answer written within
- * GPUHOST_METRICS_WRITE_TIMEOUT_MS; each refusal is counted by reason in
+ * here). Every request is bounded: metrics.max_request bytes of head
+ * within metrics.read_timeout, the answer written within
+ * metrics.write_timeout; each refusal is counted by reason in
  * tokenplace_gpuhost_metrics_refused_total.
  */
 #ifdef _WIN32
@@ -48,6 +48,9 @@ struct gpuhost_metrics_server {
 	struct gpuhost_metrics *m;
 	struct gpuhost_thread *thread;
 	atomic_int stop;
+	size_t max_request;
+	int read_ms, write_ms;
+	char *req;		/* max_request + 1 */
 	char addr[300];
 };
 
@@ -133,11 +136,12 @@ send_all(sock_t fd, const char *buf, size_t len, int64_t deadline)
 }
 
 static void
-respond(sock_t fd, int code, const char *reason, const char *type,
-    const char *body, size_t blen, bool head_only)
+respond(struct gpuhost_metrics_server *s, sock_t fd, int code,
+    const char *reason, const char *type, const char *body, size_t blen,
+    bool head_only)
 {
 	char hdr[300];
-	int64_t deadline = gpuhost_now_ms() + GPUHOST_METRICS_WRITE_TIMEOUT_MS;
+	int64_t deadline = gpuhost_now_ms() + s->write_ms;
 	int n = snprintf(hdr, sizeof(hdr), "HTTP/1.1 %d %s\r\n"
 	    "Content-Type: %s\r\nContent-Length: %zu\r\n"
 	    "Connection: close\r\n\r\n", code, reason, type, blen);
@@ -156,16 +160,16 @@ refuse(struct gpuhost_metrics_server *s, sock_t fd, int code,
 	int n = snprintf(body, sizeof(body), "%d %s\n", code, status);
 
 	gpuhost_metrics_refused(s->m, reason);
-	respond(fd, code, status, "text/plain; charset=utf-8", body,
+	respond(s, fd, code, status, "text/plain; charset=utf-8", body,
 	    n > 0 ? (size_t)n : 0, false);
 }
 
 static void
 serve_one(struct gpuhost_metrics_server *s, sock_t fd)
 {
-	char req[GPUHOST_METRICS_MAX_REQUEST + 1];
+	char *req = s->req;
 	size_t got = 0;
-	int64_t deadline = gpuhost_now_ms() + GPUHOST_METRICS_READ_TIMEOUT_MS;
+	int64_t deadline = gpuhost_now_ms() + s->read_ms;
 	char *sp1, *sp2, *body;
 	size_t len;
 	bool head;
@@ -176,17 +180,15 @@ serve_one(struct gpuhost_metrics_server *s, sock_t fd)
 	while (strstr(req, "\r\n\r\n") == NULL && strstr(req, "\n\n") == NULL) {
 		int n;
 
-		if (got >= GPUHOST_METRICS_MAX_REQUEST) {
+		if (got >= s->max_request) {
 			refuse(s, fd, 431, "Request Header Fields Too Large",
 			    "too_large");
 			return;
 		}
 #ifdef _WIN32
-		n = recv(fd, req + got, (int)(GPUHOST_METRICS_MAX_REQUEST - got),
-		    0);
+		n = recv(fd, req + got, (int)(s->max_request - got), 0);
 #else
-		n = (int)recv(fd, req + got, GPUHOST_METRICS_MAX_REQUEST - got,
-		    0);
+		n = (int)recv(fd, req + got, s->max_request - got, 0);
 #endif
 		if (n > 0) {
 			got += (size_t)n;
@@ -230,7 +232,7 @@ serve_one(struct gpuhost_metrics_server *s, sock_t fd)
 		refuse(s, fd, 503, "Service Unavailable", "out_of_memory");
 		return;
 	}
-	respond(fd, 200, "OK", TP_METRICS_CONTENT_TYPE, body, len, head);
+	respond(s, fd, 200, "OK", TP_METRICS_CONTENT_TYPE, body, len, head);
 	free(body);
 }
 
@@ -273,6 +275,13 @@ gpuhost_metrics_server_start(const struct gpuhost_config *cfg,
 	s->fd = BAD_SOCK;
 	s->m = m;
 	atomic_init(&s->stop, 0);
+	s->max_request = (size_t)cfg->metrics_max_request;
+	s->read_ms = (int)(cfg->metrics_read_timeout * 1000);
+	s->write_ms = (int)(cfg->metrics_write_timeout * 1000);
+	if ((s->req = malloc(s->max_request + 1)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	if (tp_netcheck_init() != 0) {
 		snprintf(err, errlen, "socket library init failed");
 		goto fail;
@@ -341,6 +350,7 @@ fail:
 		freeaddrinfo(ai);
 	if (s->fd != BAD_SOCK)
 		sock_close(s->fd);
+	free(s->req);
 	free(s);
 	return -1;
 }
@@ -359,5 +369,6 @@ gpuhost_metrics_server_stop(struct gpuhost_metrics_server *s)
 	atomic_store(&s->stop, 1);
 	gpuhost_thread_join(s->thread);
 	sock_close(s->fd);
+	free(s->req);
 	free(s);
 }

@@ -353,7 +353,9 @@ class GpuBox(VenvCase):
         mport = free_port()
         cfg = self.config(args="--server_host {host} --server_port {port} --use_mock_llm "
                           "--relay_url http://127.0.0.1 --relay_port %d" % free_port(),
-                          extra={"metrics": {"listen": "127.0.0.1:%d" % mport}})
+                          extra={"metrics": {"listen": "127.0.0.1:%d" % mport,
+                                             "max_request": "1024",
+                                             "read_timeout": "0.5"}})
         p = self.run_fg(cfg)
         wait_for(lambda: "health:     ready" in cli("--config", cfg, "status").stdout,
                  60, "status ready")
@@ -381,15 +383,23 @@ class GpuBox(VenvCase):
         self.assertEqual(self.scrape(mport, "/")[0], 404)
         self.assertEqual(self.scrape(mport, method="POST")[0], 405)
         with socket.create_connection(("127.0.0.1", mport), timeout=10) as c:
-            c.sendall(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 5000 + b"\r\n\r\n")
+            c.sendall(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 1100 + b"\r\n\r\n")
             self.assertTrue(c.recv(100).startswith(b"HTTP/1.1 431 "))
         with socket.create_connection(("127.0.0.1", mport), timeout=10) as c:
             c.sendall(b"NONSENSE\r\n\r\n")
             self.assertTrue(c.recv(100).startswith(b"HTTP/1.1 400 "))
+        # Silent past metrics.read_timeout: closed without an answer.
+        with socket.create_connection(("127.0.0.1", mport), timeout=30) as c:
+            c.sendall(b"GET /metrics HTTP/1.1\r\n")
+            self.assertEqual(c.recv(100), b"")
+        # Gone before the end of the head.
+        with socket.create_connection(("127.0.0.1", mport), timeout=30) as c:
+            c.sendall(b"GET /metr")
         code, _, head = self.scrape(mport, method="HEAD")
         self.assertEqual((code, head), (200, ""))
         s = self.samples(self.scrape(mport)[2])
-        for reason in ("not_found", "method", "too_large", "bad_request"):
+        for reason in ("not_found", "method", "too_large", "bad_request", "timeout",
+                       "incomplete"):
             self.assertEqual(s[("tokenplace_gpuhost_metrics_refused_total",
                                 (("reason", reason),))], 1, reason)
         self.assertGreaterEqual(s[("tokenplace_gpuhost_metrics_scrapes_total", ())], 3)

@@ -334,6 +334,9 @@ test_gpu_box_settings(void **state)
 	assert_string_equal(cfg.nvml_library, "");
 	assert_string_equal(cfg.data_path, "");
 	assert_true(cfg.gpu_timeout == 60);
+	assert_int_equal(cfg.metrics_max_request, 4096);
+	assert_true(cfg.metrics_read_timeout == 2);
+	assert_true(cfg.metrics_write_timeout == 5);
 	gpuhost_config_free(&cfg);
 
 	/* [environment] names the value (any case of the key). */
@@ -359,6 +362,9 @@ test_gpu_box_settings(void **state)
 	    &errs), -1);
 	gpuhost_config_free(&cfg);
 	assert_int_equal(parse("[checks]\ngpu_timeout = 0.5\n", &cfg, &errs),
+	    -1);
+	gpuhost_config_free(&cfg);
+	assert_int_equal(parse("[metrics]\nmax_request = 100\n", &cfg, &errs),
 	    -1);
 	gpuhost_config_free(&cfg);
 
