@@ -155,6 +155,12 @@ out:
 	gpuhost_mutex_free(s.mu);
 }
 
+void
+gpuhost_gpu_probe_forget(void)
+{
+	cached_done = false;
+}
+
 static const struct probe *
 probe_for(const struct gpuhost_config *cfg)
 {

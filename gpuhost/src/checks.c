@@ -421,6 +421,7 @@ gpuhost_checks_run(const struct gpuhost_config *cfg, unsigned flags,
     struct gpuhost_report *r)
 {
 	memset(r, 0, sizeof(*r));
+	gpuhost_gpu_probe_forget();
 	run_named(cfg, "python", r);
 	if ((flags & GPUHOST_CHECKS_NO_PORT) == 0)
 		run_named(cfg, "port", r);
@@ -439,6 +440,7 @@ gpuhost_checks_run_one(const struct gpuhost_config *cfg, const char *name,
     struct gpuhost_report *r)
 {
 	memset(r, 0, sizeof(*r));
+	gpuhost_gpu_probe_forget();
 	run_named(cfg, name, r);
 	finish(r);
 }

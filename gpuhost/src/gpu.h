@@ -112,6 +112,12 @@ void gpuhost_check_gpu(const struct gpuhost_config *cfg,
 void gpuhost_check_model(const struct gpuhost_config *cfg,
     struct gpuhost_check *c);
 
+/*
+ * Forgets the probe answer the `gpu` and `model` checks share, so the next
+ * report (the supervisor's pre-flight before a restart) probes afresh.
+ */
+void gpuhost_gpu_probe_forget(void);
+
 /* True when python.args or [environment] selects token.place's mock LLM. */
 int gpuhost_config_mock_llm(const struct gpuhost_config *cfg);
 
