@@ -156,11 +156,14 @@ static void
 refuse(struct gpuhost_metrics_server *s, sock_t fd, int code,
     const char *status, const char *reason)
 {
-	char body[128];
-	int n = snprintf(body, sizeof(body), "%d %s\n", code, status);
+	char body[256];
+	/* The relay's error shape; reason is one of our fixed words. */
+	int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":%d,"
+	    "\"message\":\"%s\",\"reason\":\"%s\"}}\n", code, status,
+	    reason);
 
 	gpuhost_metrics_refused(s->m, reason);
-	respond(s, fd, code, status, "text/plain; charset=utf-8", body,
+	respond(s, fd, code, status, "application/json", body,
 	    n > 0 ? (size_t)n : 0, false);
 }
 

@@ -380,7 +380,10 @@ class GpuBox(VenvCase):
         self.assertEqual(s[("tokenplace_gpuhost_gpu_temperature_celsius", gpu)], 41)
         self.assertEqual(s[("tokenplace_gpuhost_gpu_power_watts", gpu)], 88.5)
         # Refusals: each answered with its status and counted by reason.
-        self.assertEqual(self.scrape(mport, "/")[0], 404)
+        code, ctype, body = self.scrape(mport, "/")
+        self.assertEqual((code, ctype), (404, "application/json"))
+        self.assertEqual(json.loads(body), {"error": {"code": 404, "message": "Not Found",
+                                                      "reason": "not_found"}})
         self.assertEqual(self.scrape(mport, method="POST")[0], 405)
         with socket.create_connection(("127.0.0.1", mport), timeout=10) as c:
             c.sendall(b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 1100 + b"\r\n\r\n")
