@@ -144,11 +144,12 @@ load(struct gpuhost_nvml *nv, const char *library, char *err, size_t errlen)
 		return 0;
 	{
 		char pf[GPUHOST_PATH_MAX], path[GPUHOST_PATH_MAX + 64];
-		DWORD n = GetEnvironmentVariableA("ProgramW6432", pf, sizeof(pf));
+		DWORD n = GetEnvironmentVariableA("ProgramW6432", pf,
+		    (DWORD)sizeof(pf));
 
 		if (n == 0 || n >= sizeof(pf))
 			n = GetEnvironmentVariableA("ProgramFiles", pf,
-			    sizeof(pf));
+			    (DWORD)sizeof(pf));
 		if (n > 0 && n < sizeof(pf)) {
 			snprintf(path, sizeof(path),
 			    "%s\\NVIDIA Corporation\\NVSMI\\nvml.dll", pf);

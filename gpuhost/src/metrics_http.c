@@ -277,7 +277,7 @@ gpuhost_metrics_server_start(const struct gpuhost_config *cfg,
 	}
 	s->fd = BAD_SOCK;
 	s->m = m;
-	atomic_init(&s->stop, 0);
+	atomic_store(&s->stop, 0);
 	s->max_request = (size_t)cfg->metrics_max_request;
 	s->read_ms = (int)(cfg->metrics_read_timeout * 1000);
 	s->write_ms = (int)(cfg->metrics_write_timeout * 1000);
@@ -314,9 +314,10 @@ gpuhost_metrics_server_start(const struct gpuhost_config *cfg,
 #ifdef _WIN32
 	/* Refuse to share the port with another listener. */
 	(void)setsockopt(s->fd, SOL_SOCKET, SO_EXCLUSIVEADDRUSE,
-	    (const char *)&on, sizeof(on));
+	    (const char *)&on, (int)sizeof(on));
 #else
-	(void)setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	(void)setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &on,
+	    (socklen_t)sizeof(on));
 #endif
 	if (bind(s->fd, ai->ai_addr, (socklen_t)ai->ai_addrlen) != 0 ||
 	    listen(s->fd, 16) != 0) {
