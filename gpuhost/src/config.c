@@ -720,6 +720,20 @@ gpuhost_config_print(const struct gpuhost_config *cfg, FILE *fp)
 		fprintf(fp, "environment.%-20s = %s\n", cfg->env[i].name,
 		    secret_name(cfg->env[i].name) ? (cfg->env[i].value[0] ?
 		    "<set>" : "<unset>") : cfg->env[i].value);
+	fprintf(fp, "# server.py gets %s=%s%s\n", GPUHOST_TP_ENV_VAR,
+	    gpuhost_config_tp_env(cfg), gpuhost_config_env(cfg,
+	    GPUHOST_TP_ENV_VAR) != NULL ? " ([environment])" :
+	    " (gpuhost's default)");
+	if (cfg->data_path[0] != '\0')
+		fprintf(fp, "# server.py gets %s=%s%cgpuhost-token.place.json "
+		    "(paths.models_dir = data.dir)\n", GPUHOST_TP_CONFIG_VAR,
+		    cfg->data_path,
+#ifdef _WIN32
+		    '\\'
+#else
+		    '/'
+#endif
+		    );
 	if (cfg->relay_set)
 		fprintf(fp, "# relay: --relay_url %s --relay_port %u%s\n",
 		    cfg->relay.base, cfg->relay.port,

@@ -119,6 +119,8 @@ class GpuBox(VenvCase):
         self.assertEqual((rc, c["outcome"]), (0, "pass"), c)
         self.assertEqual(c["details"]["token_place_env"], "production")
         self.assertEqual(c["details"]["source"], "default")
+        self.assertIn("# server.py gets TOKEN_PLACE_ENV=production (gpuhost's default)",
+                      cli("--config", cfg, "config").stdout)
         p = self.run_fg(cfg)
         wait_for(lambda: "tp-server: environment" in read_log(self.dir, "server.log"),
                  60, "server.py's environment line")
@@ -270,6 +272,8 @@ class GpuBox(VenvCase):
         self.assertIs(c["details"]["in_data_dir"], True)
         self.assertEqual(c["details"]["model_size"], -1)
         self.assertIn("the first start downloads it from https://example.invalid/", c["message"])
+        self.assertIn("# server.py gets TOKEN_PLACE_CONFIG=%s/gpuhost-token.place.json" % data,
+                      cli("--config", cfg, "config").stdout)
         with open(os.path.join(data, "gpuhost-token.place.json")) as f:
             self.assertEqual(json.load(f), {"paths": {"models_dir": data}})
         with open(want, "wb") as f:
