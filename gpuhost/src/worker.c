@@ -111,7 +111,7 @@ gpuhost_write_tp_config(const struct gpuhost_config *cfg, char *buf,
     size_t len, char *err, size_t errlen)
 {
 	struct gpuhost_jbuf j = { 0 };
-	char *json;
+	char *json, tmp[GPUHOST_PATH_MAX + 32];
 	FILE *fp;
 	int ok;
 
@@ -132,10 +132,20 @@ gpuhost_write_tp_config(const struct gpuhost_config *cfg, char *buf,
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	if ((fp = gpuhost_fopen(buf, "wb")) == NULL) {
+	/*
+	 * Written aside and renamed: a `check` run while the service starts
+	 * must never let token.place read half a file.
+	 */
+	if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", buf, gpuhost_getpid()) >=
+	    (int)sizeof(tmp)) {
+		snprintf(err, errlen, "data.dir: path too long");
+		free(json);
+		return -1;
+	}
+	if ((fp = gpuhost_fopen(tmp, "wb")) == NULL) {
 		char why[256];
 
-		snprintf(err, errlen, "cannot write %s: %s", buf,
+		snprintf(err, errlen, "cannot write %s: %s", tmp,
 		    gpuhost_last_error(why, sizeof(why)));
 		free(json);
 		return -1;
@@ -143,8 +153,9 @@ gpuhost_write_tp_config(const struct gpuhost_config *cfg, char *buf,
 	ok = fputs(json, fp) >= 0;
 	ok = (fclose(fp) == 0) && ok;
 	free(json);
-	if (!ok) {
+	if (!ok || gpuhost_rename(tmp, buf) != 0) {
 		snprintf(err, errlen, "cannot write %s", buf);
+		(void)gpuhost_unlink(tmp);
 		return -1;
 	}
 	return 0;
