@@ -28,6 +28,7 @@ struct gpuhost_metrics {
 	char nvml_library[GPUHOST_PATH_MAX];
 	struct gpuhost_nvml *nvml;
 	struct gpuhost_gpu_snapshot snap;
+	char last_driver[80];	/* its _info series goes to 0 on a change */
 
 	/* Published by the supervisor. */
 	struct gpuhost_status st;
@@ -171,8 +172,15 @@ sample_gpus(struct gpuhost_metrics *m)
 	}
 	one_hot(m->nvml_state, nvml_states, 3, nvml_states[s->state]);
 	tp_gauge_set(m->gpus, NULL, s->state == GPUHOST_NVML_OK ? s->count : 0);
-	if (s->driver[0] != '\0')
+	if (s->driver[0] != '\0') {
+		if (m->last_driver[0] != '\0' &&
+		    strcmp(m->last_driver, s->driver) != 0)
+			tp_gauge_set(m->driver,
+			    (const char *const[]){ m->last_driver }, 0);
 		tp_gauge_set(m->driver, (const char *const[]){ s->driver }, 1);
+		snprintf(m->last_driver, sizeof(m->last_driver), "%s",
+		    s->driver);
+	}
 	for (unsigned i = 0; i < s->n; i++) {
 		const struct gpuhost_gpu_info *g = &s->gpu[i];
 		const char *const l[] = { idx, g->name };
