@@ -12,6 +12,7 @@
 #include "tokenplace/netcheck.h"
 
 #include "checks.h"
+#include "gpu.h"
 #include "os.h"
 #include "pyembed.h"
 #include "venv.h"
@@ -388,6 +389,24 @@ run_named(const struct gpuhost_config *cfg, const char *name,
 			c->outcome = GPUHOST_SKIP;
 		else
 			gpuhost_check_args(cfg, c);
+	} else if (strcmp(name, "env") == 0) {
+		c = add(r, "env", cfg->mode_environment);
+		if (c->mode == GPUHOST_CHECK_OFF)
+			c->outcome = GPUHOST_SKIP;
+		else
+			gpuhost_check_environment(cfg, c);
+	} else if (strcmp(name, "gpu") == 0) {
+		c = add(r, "gpu", cfg->mode_gpu);
+		if (c->mode == GPUHOST_CHECK_OFF)
+			c->outcome = GPUHOST_SKIP;
+		else
+			gpuhost_check_gpu(cfg, c);
+	} else if (strcmp(name, "model") == 0) {
+		c = add(r, "model", cfg->mode_model);
+		if (c->mode == GPUHOST_CHECK_OFF)
+			c->outcome = GPUHOST_SKIP;
+		else
+			gpuhost_check_model(cfg, c);
 	} else if (strcmp(name, "relay") == 0) {
 		c = add(r, "relay", cfg->mode_relay);
 		if (c->mode == GPUHOST_CHECK_OFF)
@@ -402,6 +421,7 @@ gpuhost_checks_run(const struct gpuhost_config *cfg, unsigned flags,
     struct gpuhost_report *r)
 {
 	memset(r, 0, sizeof(*r));
+	gpuhost_gpu_probe_forget();
 	run_named(cfg, "python", r);
 	if ((flags & GPUHOST_CHECKS_NO_PORT) == 0)
 		run_named(cfg, "port", r);
@@ -409,6 +429,9 @@ gpuhost_checks_run(const struct gpuhost_config *cfg, unsigned flags,
 	run_named(cfg, "firewall", r);
 	run_named(cfg, "args", r);
 	run_named(cfg, "relay", r);
+	run_named(cfg, "env", r);
+	run_named(cfg, "gpu", r);
+	run_named(cfg, "model", r);
 	finish(r);
 }
 
@@ -417,6 +440,7 @@ gpuhost_checks_run_one(const struct gpuhost_config *cfg, const char *name,
     struct gpuhost_report *r)
 {
 	memset(r, 0, sizeof(*r));
+	gpuhost_gpu_probe_forget();
 	run_named(cfg, name, r);
 	finish(r);
 }

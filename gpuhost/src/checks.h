@@ -21,7 +21,7 @@ enum gpuhost_outcome {
 	GPUHOST_FAIL,
 };
 
-#define GPUHOST_MAX_CHECKS 8	/* python, port, dns, firewall, args, relay */
+#define GPUHOST_MAX_CHECKS 12	/* python, port, dns, firewall, args, relay, env, gpu, model */
 #define GPUHOST_CHECK_MSG 2048
 
 struct gpuhost_check {
@@ -47,7 +47,8 @@ void gpuhost_checks_run(const struct gpuhost_config *cfg, unsigned flags,
 
 /*
  * As above, only the named check ("python", "port", "dns", "firewall",
- * "args", "relay"); r->n is 0 for an unknown name.
+ * "args", "relay", "env", "gpu", "model"); r->n is 0 for an
+ * unknown name.
  */
 void gpuhost_checks_run_one(const struct gpuhost_config *cfg,
     const char *name, struct gpuhost_report *r);
@@ -106,6 +107,16 @@ void gpuhost_check_args(const struct gpuhost_config *cfg,
  * relay.token in a config file that other users can read.
  */
 void gpuhost_check_relay(const struct gpuhost_config *cfg,
+    struct gpuhost_check *c);
+
+/*
+ * The `env` check (check_env.c): TOKEN_PLACE_ENV (production
+ * unless [environment] names another) against the --server_host of
+ * python.args (network.host without one). Not production and not
+ * loopback: FAIL (mode applied), since token.place then runs Flask's
+ * debugger on the network; not production on loopback: WARN.
+ */
+void gpuhost_check_environment(const struct gpuhost_config *cfg,
     struct gpuhost_check *c);
 
 /*

@@ -81,6 +81,65 @@ validate_relay_url(const void *value, char *reason, size_t len)
 	return gpuhost_relay_url_parse(*s, &u, reason, len);
 }
 
+int
+gpuhost_listen_parse(const char *s, char *host, size_t hostlen,
+    unsigned *port)
+{
+	const char *colon, *h = s, *he;
+	char *end;
+	unsigned long p;
+
+	if (s[0] == '[') {
+		he = strchr(s, ']');
+		if (he == NULL || he[1] != ':')
+			return -1;
+		h = s + 1;
+		colon = he + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
+			return -1;
+		he = colon;
+	}
+	if (he == h || (size_t)(he - h) >= hostlen)
+		return -1;
+	p = strtoul(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || p < 1 || p > 65535)
+		return -1;
+	memcpy(host, h, (size_t)(he - h));
+	host[he - h] = '\0';
+	*port = (unsigned)p;
+	return 0;
+}
+
+/* An IP address literal (no names: the endpoint binds without DNS). */
+static bool
+ip_literal(const char *h)
+{
+	unsigned a, b, c, d;
+	char tail;
+
+	if (strchr(h, ':') != NULL)
+		return strspn(h, "0123456789abcdefABCDEF:.") == strlen(h);
+	return sscanf(h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 &&
+	    a < 256 && b < 256 && c < 256 && d < 256;
+}
+
+static int
+validate_listen(const void *value, char *reason, size_t len)
+{
+	const char *const *s = value;
+	char host[256];
+	unsigned port;
+
+	if ((*s)[0] == '\0' || (gpuhost_listen_parse(*s, host, sizeof(host),
+	    &port) == 0 && ip_literal(host)))
+		return 0;
+	snprintf(reason, len, "must be IP-ADDRESS:PORT (127.0.0.1:9108, "
+	    "[::1]:9108, 0.0.0.0:9108), port 1-65535");
+	return -1;
+}
+
 /* It travels in an environment variable and an HTTP header. */
 static int
 validate_token(const void *value, char *reason, size_t len)
@@ -137,12 +196,39 @@ const struct tp_setting gpuhost_settings[] = {
 	    "fail|warn|off"),
 	SV("checks.relay", check_relay, "warn", validate_mode,
 	    "relay.url set and its /livez reachable: fail|warn|off"),
+	SV("checks.env", check_environment, "fail", validate_mode,
+	    "TOKEN_PLACE_ENV is production whenever server.py listens beyond "
+	    "loopback (else Flask's debugger runs): fail|warn|off"),
+	SV("checks.gpu", check_gpu, "fail", validate_mode,
+	    "NVIDIA driver visible through NVML and the venv's llama_cpp able "
+	    "to offload to it: fail|warn|off"),
+	SV("checks.model", check_model, "warn", validate_mode,
+	    "the model file token.place loads is already there (else the "
+	    "first start downloads it): fail|warn|off"),
 	D("checks.dns_wait", dns_wait, "0", 0, 600,
 	    "seconds to keep retrying a failing DNS check before start (boot)"),
 	D("checks.args_timeout", args_timeout, "30", 1, 600,
 	    "seconds the script's --help may take (imports included)"),
 	D("checks.relay_timeout", relay_timeout, "5", 0.1, 120,
 	    "timeout of the relay /livez probe, seconds"),
+	D("checks.gpu_timeout", gpu_timeout, "60", 1, 600,
+	    "seconds the venv's `import llama_cpp` may take in the gpu check"),
+	SEV("gpu.nvml_library", nvml_library, validate_path,
+	    "NVML library to load (empty: nvml.dll / libnvidia-ml.so.1 from "
+	    "the system; a test and diagnostic setting)"),
+	SEV("data.dir", data_dir, validate_path,
+	    "directory token.place keeps its models in (paths.models_dir, "
+	    "given through TOKEN_PLACE_CONFIG; empty: token.place's own "
+	    "default in the service account's profile)"),
+	SEV("metrics.listen", metrics_listen, validate_listen,
+	    "address:port of the Prometheus endpoint (empty: off; "
+	    "e.g. 127.0.0.1:9108)"),
+	I("metrics.max_request", metrics_max_request, "4096", 256, 65536,
+	    "bytes of request head the metrics endpoint reads (else 431)"),
+	D("metrics.read_timeout", metrics_read_timeout, "2", 0.1, 60,
+	    "seconds a client has to send its request head"),
+	D("metrics.write_timeout", metrics_write_timeout, "5", 0.1, 60,
+	    "seconds the metrics answer may take to write"),
 	S("service.name", service_name, "tokenplace-gpuhost",
 	    "service name (Windows SCM / systemd unit)"),
 	S("service.display_name", display_name, "token.place GPU host",
@@ -307,6 +393,13 @@ derive_relay(struct gpuhost_config *cfg, struct gpuhost_config_errors *errs)
 		rc = -1;
 	}
 	for (size_t i = 0; i < cfg->nenv; i++) {
+		if (cfg->data_dir[0] != '\0' &&
+		    strcasecmp(cfg->env[i].name, GPUHOST_TP_CONFIG_VAR) == 0) {
+			add_err(errs, "[environment] %s and data.dir both set: "
+			    "gpuhost writes %s for data.dir; keep one",
+			    GPUHOST_TP_CONFIG_VAR, GPUHOST_TP_CONFIG_VAR);
+			rc = -1;
+		}
 		if (strcasecmp(cfg->env[i].name, GPUHOST_TOKEN_ENV) == 0) {
 			add_err(errs, "[environment] %s: set the registration "
 			    "token as [relay] token instead (it is kept out of "
@@ -355,6 +448,16 @@ derive(struct gpuhost_config *cfg, struct gpuhost_config_errors *errs)
 	(void)gpuhost_check_mode_parse(cfg->check_firewall, &cfg->mode_firewall);
 	(void)gpuhost_check_mode_parse(cfg->check_args, &cfg->mode_args);
 	(void)gpuhost_check_mode_parse(cfg->check_relay, &cfg->mode_relay);
+	(void)gpuhost_check_mode_parse(cfg->check_environment,
+	    &cfg->mode_environment);
+	(void)gpuhost_check_mode_parse(cfg->check_gpu, &cfg->mode_gpu);
+	(void)gpuhost_check_mode_parse(cfg->check_model, &cfg->mode_model);
+	if (cfg->data_dir[0] != '\0' &&
+	    gpuhost_path_join(cfg->data_path, sizeof(cfg->data_path), base,
+	    cfg->data_dir) != 0) {
+		add_err(errs, "data.dir: path too long");
+		rc = -1;
+	}
 	if (derive_relay(cfg, errs) != 0)
 		rc = -1;
 	if (cfg->escalate_after >= cfg->stop_grace) {
@@ -562,6 +665,24 @@ gpuhost_config_expand_args(const struct gpuhost_config *cfg, char *buf,
 	return 0;
 }
 
+const char *
+gpuhost_config_env(const struct gpuhost_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->nenv; i++) {
+		if (strcasecmp(cfg->env[i].name, name) == 0)
+			return cfg->env[i].value;
+	}
+	return NULL;
+}
+
+const char *
+gpuhost_config_tp_env(const struct gpuhost_config *cfg)
+{
+	const char *v = gpuhost_config_env(cfg, GPUHOST_TP_ENV_VAR);
+
+	return v != NULL ? v : GPUHOST_TP_ENV_DEFAULT;
+}
+
 /* Names that usually hold credentials (HF_TOKEN, API_KEY, ...). */
 static bool
 secret_name(const char *name)
@@ -599,6 +720,20 @@ gpuhost_config_print(const struct gpuhost_config *cfg, FILE *fp)
 		fprintf(fp, "environment.%-20s = %s\n", cfg->env[i].name,
 		    secret_name(cfg->env[i].name) ? (cfg->env[i].value[0] ?
 		    "<set>" : "<unset>") : cfg->env[i].value);
+	fprintf(fp, "# server.py gets %s=%s%s\n", GPUHOST_TP_ENV_VAR,
+	    gpuhost_config_tp_env(cfg), gpuhost_config_env(cfg,
+	    GPUHOST_TP_ENV_VAR) != NULL ? " ([environment])" :
+	    " (gpuhost's default)");
+	if (cfg->data_path[0] != '\0')
+		fprintf(fp, "# server.py gets %s=%s%cgpuhost-token.place.json "
+		    "(paths.models_dir = data.dir)\n", GPUHOST_TP_CONFIG_VAR,
+		    cfg->data_path,
+#ifdef _WIN32
+		    '\\'
+#else
+		    '/'
+#endif
+		    );
 	if (cfg->relay_set)
 		fprintf(fp, "# relay: --relay_url %s --relay_port %u%s\n",
 		    cfg->relay.base, cfg->relay.port,

@@ -26,6 +26,21 @@
 #define GPUHOST_TOKEN_ENV "TOKEN_PLACE_RELAY_SERVER_TOKEN"
 
 /*
+ * token.place's config.py reads its environment from TOKEN_PLACE_ENV and
+ * defaults to "development", where server.py runs Flask with debug=True
+ * (the Werkzeug debugger). gpuhost sets "production" unless [environment]
+ * names another value.
+ */
+#define GPUHOST_TP_ENV_VAR "TOKEN_PLACE_ENV"
+#define GPUHOST_TP_ENV_DEFAULT "production"
+
+/*
+ * token.place's config.py merges the JSON file named by this variable
+ * over its defaults; gpuhost writes one for data.dir (paths.models_dir).
+ */
+#define GPUHOST_TP_CONFIG_VAR "TOKEN_PLACE_CONFIG"
+
+/*
  * Default python.args: token.place's server.py options (it has no --host
  * or --port). Without relay.url the script polls its own default relay.
  */
@@ -68,9 +83,22 @@ struct gpuhost_config {
 	char *check_firewall;
 	char *check_args;
 	char *check_relay;
+	char *check_environment;
+	char *check_gpu;
+	char *check_model;
 	double dns_wait;
 	double args_timeout;
 	double relay_timeout;
+	double gpu_timeout;
+	/* [gpu] */
+	char *nvml_library;
+	/* [data] */
+	char *data_dir;
+	/* [metrics] */
+	char *metrics_listen;
+	int64_t metrics_max_request;
+	double metrics_read_timeout;
+	double metrics_write_timeout;
 	/* [service] */
 	char *service_name;
 	char *display_name;
@@ -102,7 +130,9 @@ struct gpuhost_config {
 	char script_path[GPUHOST_PATH_MAX];
 	char log_path[GPUHOST_PATH_MAX];
 	enum gpuhost_check_mode mode_python, mode_port, mode_dns, mode_firewall;
-	enum gpuhost_check_mode mode_args, mode_relay;
+	enum gpuhost_check_mode mode_args, mode_relay, mode_environment;
+	enum gpuhost_check_mode mode_gpu, mode_model;
+	char data_path[GPUHOST_PATH_MAX];	/* data.dir resolved, or "" */
 	bool relay_set;			/* relay.url given (and valid) */
 	struct gpuhost_relay_url relay;	/* its parts, when relay_set */
 	bool args_default;		/* python.args not in the file */
@@ -146,6 +176,13 @@ void gpuhost_config_free(struct gpuhost_config *cfg);
  */
 int gpuhost_config_default_path(char *buf, size_t len);
 
+/*
+ * Splits "host:port" / "[v6]:port" (port 1..65535) into host (without
+ * brackets) and *port. Returns 0, or -1 for anything else.
+ */
+int gpuhost_listen_parse(const char *s, char *host, size_t hostlen,
+    unsigned *port);
+
 /* Parses "fail", "warn", "off" (any case); 0 or -1. */
 int gpuhost_check_mode_parse(const char *s, enum gpuhost_check_mode *out);
 const char *gpuhost_check_mode_name(enum gpuhost_check_mode m);
@@ -157,6 +194,16 @@ const char *gpuhost_check_mode_name(enum gpuhost_check_mode m);
  */
 int gpuhost_config_expand_args(const struct gpuhost_config *cfg, char *buf,
     size_t len);
+
+/*
+ * The TOKEN_PLACE_ENV server.py gets: the [environment] value when the
+ * file names one (any case of the key), else "production".
+ */
+const char *gpuhost_config_tp_env(const struct gpuhost_config *cfg);
+
+/* The [environment] value of name (case-insensitive), or NULL. */
+const char *gpuhost_config_env(const struct gpuhost_config *cfg,
+    const char *name);
 
 /*
  * Writes the effective settings to fp: relay.token as <set>/<unset>, and

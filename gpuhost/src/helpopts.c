@@ -116,3 +116,30 @@ gpuhost_optset_join(const struct gpuhost_optset *s, char *buf, size_t len)
 	}
 	return buf;
 }
+
+int
+gpuhost_argv_option_value(int argc, char *const *argv, const char *opt,
+    char *buf, size_t len)
+{
+	size_t ol = strlen(opt);
+	int found = 0;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *v = NULL;
+
+		if (strcmp(a, "--") == 0)
+			break;
+		if (strncmp(a, opt, ol) != 0)
+			continue;
+		if (a[ol] == '=')
+			v = a + ol + 1;
+		else if (a[ol] == '\0' && i + 1 < argc)
+			v = argv[++i];
+		else
+			continue;
+		/* argparse: the last occurrence wins. */
+		snprintf(buf, len, "%s", v);
+		found = 1;
+	}
+	return found;
+}

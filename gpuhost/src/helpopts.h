@@ -48,4 +48,12 @@ size_t gpuhost_opts_missing(const struct gpuhost_optset *used,
 char *gpuhost_optset_join(const struct gpuhost_optset *s, char *buf,
     size_t len);
 
+/*
+ * The value the command line gives option opt ("--opt value" or
+ * "--opt=value"; the last one wins, a bare "--" ends the options), copied
+ * into buf (cut to len). Returns 1 when found, 0 when not.
+ */
+int gpuhost_argv_option_value(int argc, char *const *argv, const char *opt,
+    char *buf, size_t len);
+
 #endif

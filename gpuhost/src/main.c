@@ -42,7 +42,8 @@ usage(FILE *fp)
 	    "  run                    run in the foreground; Ctrl-C stops\n"
 	    "  check [--json] [--only NAME]\n"
 	    "                         pre-flight checks (python, port, dns, firewall,\n"
-	    "                         args, relay); exit 0 pass, 1 warn, 2 fail\n"
+	    "                         args, relay, env, gpu, model); exit 0 pass,\n"
+	    "                         1 warn, 2 fail\n"
 	    "  install [--print] [--unit-dir DIR] [--account NAME] [--password PW]\n"
 	    "                         register the service (Windows SCM / systemd unit)\n"
 	    "  uninstall              remove it\n"
@@ -88,7 +89,8 @@ cmd_check(const struct gpuhost_config *cfg, bool json, const char *only)
 		gpuhost_checks_run(cfg, 0, &r);
 	if (r.n == 0) {
 		fprintf(stderr, "tokenplace-gpuhost: unknown check %s (python, "
-		    "port, dns, firewall, args, relay)\n", only);
+		    "port, dns, firewall, args, relay, env, gpu, model)\n",
+		    only);
 		return EXIT_USAGE;
 	}
 	if (json) {
@@ -113,7 +115,8 @@ main(int argc, char **argv)
 	struct gpuhost_config cfg;
 	char defpath[GPUHOST_PATH_MAX], exe[GPUHOST_PATH_MAX];
 	char abspath[GPUHOST_PATH_MAX];
-	bool json = false, args_help = false;
+	bool json = false;
+	enum gpuhost_worker_mode wmode = GPUHOST_WORKER_RUN;
 	enum tp_log_level lvl;
 	int rc;
 
@@ -138,7 +141,9 @@ main(int argc, char **argv)
 		} else if (strcmp(a, "--control") == 0 && has) {
 			control = argv[++i];
 		} else if (strcmp(a, "--args-help") == 0) {
-			args_help = true;
+			wmode = GPUHOST_WORKER_ARGS_HELP;
+		} else if (strcmp(a, "--probe") == 0) {
+			wmode = GPUHOST_WORKER_PROBE;
 		} else if (strcmp(a, "--print") == 0) {
 			so.print = true;
 		} else if (strcmp(a, "--unit-dir") == 0 && has) {
@@ -183,7 +188,7 @@ main(int argc, char **argv)
 		config = abspath;
 	}
 	if (strcmp(command, "worker") == 0)
-		return gpuhost_worker_main(config, control, args_help);
+		return gpuhost_worker_main(config, control, wmode);
 	if (strcmp(command, "service") == 0)
 		return gpuhost_service_dispatch(config);
 	if (gpuhost_exe_path(exe, sizeof(exe)) != 0) {

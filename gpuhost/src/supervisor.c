@@ -17,6 +17,7 @@
 #include "checks.h"
 #include "glog.h"
 #include "logfile.h"
+#include "metrics.h"
 #include "os.h"
 #include "probe.h"
 #include "proc.h"
@@ -49,6 +50,11 @@ struct sup {
 	enum health_state health;
 	unsigned probe_fails;
 	char last_probe_err[200];
+	/* For the metrics endpoint ([metrics] listen), NULL when off. */
+	struct gpuhost_metrics *metrics;
+	struct gpuhost_metrics_server *msrv;
+	int64_t worker_started;		/* gpuhost_now_ms(), 0: no worker */
+	uint64_t probes_ok;
 };
 
 int
@@ -66,6 +72,8 @@ save(struct sup *s)
 	if (s->slog != NULL)
 		s->st.log_rotations = gpuhost_logfile_rotations(s->slog);
 	(void)gpuhost_status_write(s->status_path, &s->st);
+	gpuhost_metrics_publish(s->metrics, &s->st, s->worker_started,
+	    s->probes_ok, s->st.health_failures);
 }
 
 /* Copies src into a fixed status field, cut to fit (the field is a summary). */
@@ -147,9 +155,14 @@ probe(struct sup *s, int64_t started_ms)
 			set_health(s, H_READY, "ready", "recovered");
 		}
 		s->probe_fails = 0;
+		s->probes_ok++;
+		gpuhost_metrics_publish(s->metrics, &s->st, s->worker_started,
+		    s->probes_ok, s->st.health_failures);
 		return;
 	}
 	s->st.health_failures++;
+	gpuhost_metrics_publish(s->metrics, &s->st, s->worker_started,
+	    s->probes_ok, s->st.health_failures);
 	s->probe_fails++;
 	snprintf(s->last_probe_err, sizeof(s->last_probe_err), "%s", err);
 	if (s->health == H_READY &&
@@ -288,6 +301,7 @@ stop_worker(struct sup *s, struct gpuhost_proc *p)
 	}
 	gpuhost_proc_free(p);
 	s->st.worker_pid = 0;
+	s->worker_started = 0;
 }
 
 int
@@ -321,6 +335,18 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 	if (open_logs(&s) != 0) {
 		rc = GPUHOST_EXIT_INTERNAL;
 		goto out;
+	}
+	if (cfg->metrics_listen[0] != '\0') {
+		s.metrics = gpuhost_metrics_new(cfg);
+		if (s.metrics == NULL || gpuhost_metrics_server_start(cfg,
+		    s.metrics, &s.msrv, err, sizeof(err)) != 0) {
+			GLOG(TP_LOG_CRITICAL, "metrics_failed", TP_LSTR("error",
+			    s.metrics == NULL ? "out of memory" : err));
+			rc = GPUHOST_EXIT_INTERNAL;
+			goto out;
+		}
+		GLOG(TP_LOG_INFO, "metrics_listening", TP_LSTR("address",
+		    gpuhost_metrics_server_addr(s.msrv)));
 	}
 	snprintf(s.st.health, sizeof(s.st.health), "starting");
 	set_state(&s, "starting", "pre-flight checks");
@@ -360,6 +386,7 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 				goto out;
 			}
 			started = gpuhost_now_ms();
+			s.worker_started = started;
 			next_probe = started;
 			s.probe_fails = 0;
 			s.st.worker_pid = gpuhost_proc_pid(p);
@@ -380,6 +407,7 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 			gpuhost_proc_free(p);
 			p = NULL;
 			s.st.worker_pid = 0;
+			s.worker_started = 0;
 			gpuhost_exit_describe(&ex, desc, sizeof(desc));
 			snprintf(s.st.last_exit, sizeof(s.st.last_exit), "%s", desc);
 			s.st.last_exit_ms = gpuhost_wall_ms();
@@ -422,6 +450,8 @@ out:
 		gpuhost_proc_kill(p);
 		gpuhost_proc_free(p);
 	}
+	gpuhost_metrics_server_stop(s.msrv);
+	gpuhost_metrics_free(s.metrics);
 	gpuhost_glog_close();
 	gpuhost_logfile_close(s.glog);
 	gpuhost_logfile_close(s.slog);

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checks.h"
 #include "cmdline.h"
+#include "gpu.h"
 #include "config.h"
 #include "os.h"
 #include "proc.h"
@@ -105,9 +107,98 @@ script_args(const struct gpuhost_config *cfg, bool args_help,
 }
 
 int
-gpuhost_worker_main(const char *config_path, const char *control,
-    bool args_help)
+gpuhost_write_tp_config(const struct gpuhost_config *cfg, char *buf,
+    size_t len, char *err, size_t errlen)
 {
+	struct gpuhost_jbuf j = { 0 };
+	char *json, tmp[GPUHOST_PATH_MAX + 32];
+	FILE *fp;
+	int ok;
+
+	if (cfg->data_path[0] == '\0')
+		return 1;
+	if (gpuhost_mkdirs(cfg->data_path, err, errlen) != 0)
+		return -1;
+	if (gpuhost_path_join(buf, len, cfg->data_path,
+	    "gpuhost-token.place.json") != 0) {
+		snprintf(err, errlen, "data.dir: path too long");
+		return -1;
+	}
+	/* Only the key gpuhost owns: the rest stays token.place's default. */
+	gpuhost_jbuf_raw(&j, "{\"paths\": {\"models_dir\": ");
+	gpuhost_jbuf_str(&j, cfg->data_path);
+	gpuhost_jbuf_raw(&j, "}}\n");
+	if ((json = gpuhost_jbuf_take(&j)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	/*
+	 * Written aside and renamed: a `check` run while the service starts
+	 * must never let token.place read half a file.
+	 */
+	if (snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", buf, gpuhost_getpid()) >=
+	    (int)sizeof(tmp)) {
+		snprintf(err, errlen, "data.dir: path too long");
+		free(json);
+		return -1;
+	}
+	if ((fp = gpuhost_fopen(tmp, "wb")) == NULL) {
+		char why[256];
+
+		snprintf(err, errlen, "cannot write %s: %s", tmp,
+		    gpuhost_last_error(why, sizeof(why)));
+		free(json);
+		return -1;
+	}
+	ok = fputs(json, fp) >= 0;
+	ok = (fclose(fp) == 0) && ok;
+	free(json);
+	if (!ok || gpuhost_rename(tmp, buf) != 0) {
+		snprintf(err, errlen, "cannot write %s", buf);
+		(void)gpuhost_unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+/* What every mode of the worker gets in its environment. */
+static void
+set_environment(const struct gpuhost_config *cfg, bool with_token)
+{
+	char path[GPUHOST_PATH_MAX], err[512];
+	int w;
+
+	/* Before [environment], which may name another value. */
+	if (gpuhost_setenv(GPUHOST_TP_ENV_VAR, GPUHOST_TP_ENV_DEFAULT) != 0)
+		fprintf(stderr, "gpuhost-worker: cannot set %s\n",
+		    GPUHOST_TP_ENV_VAR);
+	w = gpuhost_write_tp_config(cfg, path, sizeof(path), err, sizeof(err));
+	if (w == 0) {
+		if (gpuhost_setenv(GPUHOST_TP_CONFIG_VAR, path) != 0)
+			fprintf(stderr, "gpuhost-worker: cannot set %s\n",
+			    GPUHOST_TP_CONFIG_VAR);
+	} else if (w < 0)
+		fprintf(stderr, "gpuhost-worker: data.dir: %s\n", err);
+	for (size_t i = 0; i < cfg->nenv; i++) {
+		if (gpuhost_setenv(cfg->env[i].name, cfg->env[i].value) != 0)
+			fprintf(stderr, "gpuhost-worker: cannot set %s\n",
+			    cfg->env[i].name);
+	}
+	/* Only in server.py's environment, never on a command line. */
+	if (with_token && cfg->relay_token[0] != '\0') {
+		if (gpuhost_setenv(GPUHOST_TOKEN_ENV, cfg->relay_token) != 0)
+			fprintf(stderr, "gpuhost-worker: cannot set %s\n",
+			    GPUHOST_TOKEN_ENV);
+	} else if (!with_token)
+		(void)gpuhost_setenv(GPUHOST_TOKEN_ENV, NULL);
+}
+
+int
+gpuhost_worker_main(const char *config_path, const char *control,
+    enum gpuhost_worker_mode mode)
+{
+	bool args_help = mode == GPUHOST_WORKER_ARGS_HELP;
+	bool isolated = mode != GPUHOST_WORKER_RUN;
 	struct gpuhost_config cfg;
 	struct gpuhost_config_errors errs;
 	struct gpuhost_venv venv;
@@ -126,32 +217,21 @@ gpuhost_worker_main(const char *config_path, const char *control,
 		return GPUHOST_WORKER_EXIT_CONFIG;
 	}
 	/* Before any thread exists: Linux refuses new namespaces after. */
-	if (args_help) {
+	if (isolated) {
 		if (gpuhost_isolate_network(err, sizeof(err)) == 0)
 			fprintf(stderr, GPUHOST_WORKER_PREFIX "network: isolated\n");
 		else
 			fprintf(stderr, GPUHOST_WORKER_PREFIX "network: not "
 			    "isolated (%s)\n", err);
 	}
-	for (size_t i = 0; i < cfg.nenv; i++) {
-		if (gpuhost_setenv(cfg.env[i].name, cfg.env[i].value) != 0)
-			fprintf(stderr, "gpuhost-worker: cannot set %s\n",
-			    cfg.env[i].name);
-	}
-	/* Only in server.py's environment, never on a command line. */
-	if (!args_help && cfg.relay_token[0] != '\0') {
-		if (gpuhost_setenv(GPUHOST_TOKEN_ENV, cfg.relay_token) != 0)
-			fprintf(stderr, "gpuhost-worker: cannot set %s\n",
-			    GPUHOST_TOKEN_ENV);
-	} else if (args_help)
-		(void)gpuhost_setenv(GPUHOST_TOKEN_ENV, NULL);
+	set_environment(&cfg, !isolated);
 	if (gpuhost_venv_load(cfg.venv_path, cfg.library, &venv, err,
 	    sizeof(err)) != 0) {
 		fprintf(stderr, "gpuhost-worker: %s\n", err);
 		rc = GPUHOST_WORKER_EXIT_VENV;
 		goto out;
 	}
-	if (!gpuhost_is_file(cfg.script_path)) {
+	if (mode != GPUHOST_WORKER_PROBE && !gpuhost_is_file(cfg.script_path)) {
 		fprintf(stderr, "gpuhost-worker: script %s does not exist\n",
 		    cfg.script_path);
 		rc = GPUHOST_WORKER_EXIT_SCRIPT;
@@ -171,7 +251,16 @@ gpuhost_worker_main(const char *config_path, const char *control,
 		rc = GPUHOST_WORKER_EXIT_LIBRARY;
 		goto out;
 	}
-	if (gpuhost_argv_push(&av, venv.interpreter) != 0 ||
+	if (mode == GPUHOST_WORKER_PROBE) {
+		if (gpuhost_argv_push(&av, venv.interpreter) != 0 ||
+		    gpuhost_argv_split(&av, cfg.options, err, sizeof(err)) != 0 ||
+		    gpuhost_argv_push(&av, "-c") != 0 ||
+		    gpuhost_argv_push(&av, gpuhost_probe_code) != 0) {
+			fprintf(stderr, "gpuhost-worker: bad python.options\n");
+			rc = GPUHOST_WORKER_EXIT_ARGS;
+			goto out;
+		}
+	} else if (gpuhost_argv_push(&av, venv.interpreter) != 0 ||
 	    gpuhost_argv_split(&av, cfg.options, err, sizeof(err)) != 0 ||
 	    gpuhost_argv_push(&av, cfg.script_path) != 0 ||
 	    script_args(&cfg, args_help, &av, err, sizeof(err)) != 0) {
@@ -181,9 +270,10 @@ gpuhost_worker_main(const char *config_path, const char *control,
 	}
 	fprintf(stderr, "gpuhost-worker: Python %s from %s, running %s in %s%s\n",
 	    gpuhost_py_version(py), gpuhost_py_path(py), cfg.script_path,
-	    cfg.checkout_path, args_help ? " with --help" : "");
+	    cfg.checkout_path, args_help ? " with --help" :
+	    mode == GPUHOST_WORKER_PROBE ? " (runtime probe)" : "");
 	fflush(stderr);
-	if (control != NULL && !args_help) {
+	if (control != NULL && mode == GPUHOST_WORKER_RUN) {
 		ctl.spec = control;
 		ctl.py = py;
 		ctl.escalate_after = cfg.escalate_after;

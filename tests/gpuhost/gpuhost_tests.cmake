@@ -24,6 +24,17 @@ tp_unit_test(test_gpuhost_netcheck LIBS tokenplace_core)
 set_tests_properties(test_gpuhost_netcheck PROPERTIES
   ENVIRONMENT "${GPUHOST_NSS_ENV}")
 
+# A stand-in NVML (the few functions gpuhost binds) for the gpu check,
+# `status` and the metrics endpoint; FAKE_NVML picks its answers.
+add_library(gpuhost_fakenvml MODULE gpuhost/nvml/fakenvml.c)
+set_target_properties(gpuhost_fakenvml PROPERTIES OUTPUT_NAME fakenvml
+  C_VISIBILITY_PRESET hidden)
+tp_set_warnings(gpuhost_fakenvml)
+add_test(NAME gpuhost_gpu
+  COMMAND ${TP_PYTHON} -B ${CMAKE_CURRENT_SOURCE_DIR}/gpuhost/test_gpuhost_gpu.py)
+set_tests_properties(gpuhost_gpu PROPERTIES LABELS gpuhost TIMEOUT 900
+  ENVIRONMENT "GPUHOST_BIN=$<TARGET_FILE:tokenplace-gpuhost>;GPUHOST_FAKE_NVML=$<TARGET_FILE:gpuhost_fakenvml>")
+
 add_test(NAME gpuhost_linux
   COMMAND ${TP_PYTHON} -B ${CMAKE_CURRENT_SOURCE_DIR}/gpuhost/test_gpuhost_linux.py)
 set_tests_properties(gpuhost_linux PROPERTIES LABELS gpuhost TIMEOUT 900

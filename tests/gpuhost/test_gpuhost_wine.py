@@ -19,6 +19,8 @@ import time
 import unittest
 import urllib.request
 
+from prometheus_client.parser import text_string_to_metric_families
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpuhost_fixture import HERE, free_port, wait_for  # noqa: E402
 
@@ -79,6 +81,11 @@ class Wine(unittest.TestCase):
                         os.path.join(home, "python311.dll"),
                         os.path.join(HERE, "wine", "fakepython.c"), "-lws2_32"],
                        check=True)
+        # The stand-in NVML as a DLL (tests/gpuhost/nvml/fakenvml.c).
+        cls.nvml = os.path.join(cls.tmp, "nvml", "nvml.dll")
+        os.makedirs(os.path.dirname(cls.nvml))
+        subprocess.run([CC, "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-o",
+                        cls.nvml, os.path.join(HERE, "nvml", "fakenvml.c")], check=True)
         with open(os.path.join(venv, "pyvenv.cfg"), "w") as f:
             f.write("home = %s\nversion = 3.11.0\n" % winpath(home))
         for p in (os.path.join(venv, "Scripts", "python.exe"),
@@ -157,7 +164,9 @@ class Wine(unittest.TestCase):
         self.assertEqual(checks["dns"]["details"]["resolved"], [])
 
     def test_service_install_start_status_stop_uninstall(self):
-        cfg = self.config("service")
+        mport = free_port()
+        cfg = self.config("service", "[metrics]\nlisten = 127.0.0.1:%d\n[gpu]\n"
+                          "nvml_library = %s\n" % (mport, winpath(self.nvml)))
         logs = os.path.join(os.path.dirname(cfg), "logs")
         t0 = time.monotonic()
         rc, out = self.gpuhost(cfg, "install")
@@ -182,6 +191,23 @@ class Wine(unittest.TestCase):
             # service has no console), argv[0] is the venv's interpreter.
             self.assertIn("argv[0]=%s\\Scripts\\python.exe" % winpath(self.venv), server)
             self.assertIn("env GPUHOST_FIXTURE_ENV=from-config", server)
+            # Production mode reached the Windows worker's environment.
+            self.assertIn("env TOKEN_PLACE_ENV=production", server)
+            self.assertRegex(out, r"service:    tokenplace-gpuhost-wine running.*\n(.*\n)*"
+                             r"gpu:        NVIDIA GeForce RTX 4090, 1.0/24.0 GiB, 37 %, 41 C")
+            # The metrics endpoint of the service (Winsock under wine).
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
+                                        timeout=10) as r:
+                self.assertEqual(r.headers["Content-Type"],
+                                 "text/plain; version=0.0.4; charset=utf-8")
+                fams = {f.name: f for f in
+                        text_string_to_metric_families(r.read().decode())}
+            state = {s.labels["state"]: s.value for s in fams["tokenplace_gpuhost_state"].samples}
+            self.assertEqual(state["running"], 1)
+            util = fams["tokenplace_gpuhost_gpu_utilization_ratio"].samples[0]
+            self.assertEqual((util.labels["name"], util.value),
+                             ("NVIDIA GeForce RTX 4090", 0.37))
+            self.assertGreater(fams["tokenplace_gpuhost_server_uptime_seconds"].samples[0].value, 0)
             rc, out = self.gpuhost(cfg, "stop")
             self.assertEqual(rc, 0, out)
             self.assertIn("stopped in", out)
@@ -264,6 +290,38 @@ class Wine(unittest.TestCase):
         c = json.loads(out[out.index("{"):])["checks"][0]
         self.assertEqual((rc, c["outcome"]), (1, "warn"), out)
         self.assertIn("is not reachable from here", c["message"])
+
+    def test_gpu_check_and_status_through_nvml_dll(self):
+        nv = "[gpu]\nnvml_library = %s\n" % winpath(self.nvml)
+        cfg = self.config("gpu-cuda", nv + "[environment]\nFAKE_LLAMA_CPP = cuda\n")
+        rc, out = self.gpuhost(cfg, "check", "--json", "--only", "gpu")
+        c = json.loads(out[out.index("{"):])["checks"][0]
+        self.assertEqual((rc, c["outcome"]), (0, "pass"), out)
+        self.assertEqual(c["details"]["nvml"]["gpus"][0]["name"], "NVIDIA GeForce RTX 4090")
+        self.assertEqual(c["details"]["nvml"]["driver"], "555.99")
+        self.assertEqual(c["details"]["runtime"]["version"], "0.3.16-wine")
+        self.assertIs(c["details"]["runtime"]["gpu_offload"], True)
+        cfg = self.config("gpu-cpu", nv + "[environment]\nFAKE_LLAMA_CPP = cpu\n")
+        rc, out = self.gpuhost(cfg, "check", "--only", "gpu")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("is a CPU-only build", out)
+        rc, out = self.gpuhost(cfg, "check", "--json", "--only", "gpu",
+                               env={"FAKE_NVML": "init_error"})
+        c = json.loads(out[out.index("{"):])["checks"][0]
+        self.assertEqual((rc, c["details"]["nvml"]["state"]), (1, "error"), out)
+        self.assertIn("Driver Not Loaded", c["message"])
+        # No driver: wine has no nvml.dll in System32.
+        cfg = self.config("gpu-none", "[environment]\nFAKE_LLAMA_CPP = cpu\n")
+        rc, out = self.gpuhost(cfg, "check", "--json", "--only", "gpu")
+        c = json.loads(out[out.index("{"):])["checks"][0]
+        self.assertEqual((rc, c["details"]["nvml"]["state"]), (1, "absent"), out)
+        self.assertIn("no NVIDIA driver", c["message"])
+        rc, out = self.gpuhost(cfg, "status")
+        self.assertEqual(rc, 4, out)
+        self.assertIn("gpu:        none (no NVIDIA driver: nvml.dll not found)", out)
+        cfg = self.config("gpu-two", nv)
+        rc, out = self.gpuhost(cfg, "status", env={"FAKE_NVML": "two"})
+        self.assertIn("gpu:        NVIDIA RTX A2000, 0.5/6.0 GiB, 5 %, ? C", out)
 
     @unittest.skip("wine's INetFwRules::Add returns S_OK but keeps no rule; "
                    "`firewall add` is tested on windows-latest")

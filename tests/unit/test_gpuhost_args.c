@@ -195,6 +195,38 @@ test_redact(void **state)
 	expect_redacted("", "abc", "");
 }
 
+static void
+test_option_value(void **state)
+{
+	char *const argv[] = { "--server_host", "0.0.0.0", "--relay_url=http://a",
+	    "--relay_port", "443", "--server_host", "127.0.0.1",
+	    "--relay_portx", "1", "--", "--relay_port", "80", "--last" };
+	int argc = (int)(sizeof(argv) / sizeof(argv[0]));
+	char buf[32];
+
+	(void)state;
+	/* The last occurrence wins, as in argparse. */
+	assert_int_equal(gpuhost_argv_option_value(argc, argv, "--server_host",
+	    buf, sizeof(buf)), 1);
+	assert_string_equal(buf, "127.0.0.1");
+	assert_int_equal(gpuhost_argv_option_value(argc, argv, "--relay_url",
+	    buf, sizeof(buf)), 1);
+	assert_string_equal(buf, "http://a");
+	/* "--relay_portx" is another option; "--" ends the options. */
+	assert_int_equal(gpuhost_argv_option_value(argc, argv, "--relay_port",
+	    buf, sizeof(buf)), 1);
+	assert_string_equal(buf, "443");
+	/* No value after it, or absent. */
+	assert_int_equal(gpuhost_argv_option_value(argc, argv, "--last", buf,
+	    sizeof(buf)), 0);
+	assert_int_equal(gpuhost_argv_option_value(argc, argv, "--use_mock_llm",
+	    buf, sizeof(buf)), 0);
+	/* Cut to the buffer. */
+	assert_int_equal(gpuhost_argv_option_value(argc, argv, "--server_host",
+	    buf, 4), 1);
+	assert_string_equal(buf, "127");
+}
+
 int
 main(void)
 {
@@ -204,6 +236,7 @@ main(void)
 		cmocka_unit_test(test_missing_options),
 		cmocka_unit_test(test_optset_limits),
 		cmocka_unit_test(test_redact),
+		cmocka_unit_test(test_option_value),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

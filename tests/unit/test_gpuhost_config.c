@@ -315,6 +315,81 @@ test_argv_split(void **state)
 	gpuhost_argv_free(&a);
 }
 
+static void
+test_gpu_box_settings(void **state)
+{
+	struct gpuhost_config cfg;
+	struct gpuhost_config_errors errs;
+	char host[64];
+	unsigned port = 0;
+
+	(void)state;
+	/* Defaults: production, gpu fails, metrics off, no data.dir. */
+	assert_int_equal(parse("", &cfg, &errs), 0);
+	assert_string_equal(gpuhost_config_tp_env(&cfg), "production");
+	assert_int_equal(cfg.mode_environment, GPUHOST_CHECK_FAIL);
+	assert_int_equal(cfg.mode_gpu, GPUHOST_CHECK_FAIL);
+	assert_int_equal(cfg.mode_model, GPUHOST_CHECK_WARN);
+	assert_string_equal(cfg.metrics_listen, "");
+	assert_string_equal(cfg.nvml_library, "");
+	assert_string_equal(cfg.data_path, "");
+	assert_true(cfg.gpu_timeout == 60);
+	assert_int_equal(cfg.metrics_max_request, 4096);
+	assert_true(cfg.metrics_read_timeout == 2);
+	assert_true(cfg.metrics_write_timeout == 5);
+	gpuhost_config_free(&cfg);
+
+	/* [environment] names the value (any case of the key). */
+	assert_int_equal(parse("[environment]\ntoken_place_env = testing\n"
+	    "[data]\ndir = models\n[metrics]\nlisten = [::1]:9108\n", &cfg,
+	    &errs), 0);
+	assert_string_equal(gpuhost_config_tp_env(&cfg), "testing");
+	assert_string_equal(cfg.data_path, "/etc/tp/models");
+	gpuhost_config_free(&cfg);
+
+	/* data.dir writes TOKEN_PLACE_CONFIG: both at once is an error. */
+	assert_int_equal(parse("[environment]\nTOKEN_PLACE_CONFIG = /x.json\n"
+	    "[data]\ndir = /srv/models\n", &cfg, &errs), -1);
+	assert_non_null(strstr(errs.msg[0], "both set"));
+	gpuhost_config_free(&cfg);
+
+	/* metrics.listen: an IP literal and a port 1-65535. */
+	assert_int_equal(parse("[metrics]\nlisten = localhost:9108\n", &cfg,
+	    &errs), -1);
+	assert_non_null(strstr(errs.msg[0], "metrics.listen"));
+	gpuhost_config_free(&cfg);
+	assert_int_equal(parse("[metrics]\nlisten = 127.0.0.1:65536\n", &cfg,
+	    &errs), -1);
+	gpuhost_config_free(&cfg);
+	assert_int_equal(parse("[checks]\ngpu_timeout = 0.5\n", &cfg, &errs),
+	    -1);
+	gpuhost_config_free(&cfg);
+	assert_int_equal(parse("[metrics]\nmax_request = 100\n", &cfg, &errs),
+	    -1);
+	gpuhost_config_free(&cfg);
+
+	assert_int_equal(gpuhost_listen_parse("0.0.0.0:9108", host,
+	    sizeof(host), &port), 0);
+	assert_string_equal(host, "0.0.0.0");
+	assert_int_equal(port, 9108);
+	assert_int_equal(gpuhost_listen_parse("[fe80::1]:1", host,
+	    sizeof(host), &port), 0);
+	assert_string_equal(host, "fe80::1");
+	assert_int_equal(port, 1);
+	assert_int_equal(gpuhost_listen_parse("::1:9108", host, sizeof(host),
+	    &port), -1);
+	assert_int_equal(gpuhost_listen_parse(":9108", host, sizeof(host),
+	    &port), -1);
+	assert_int_equal(gpuhost_listen_parse("1.2.3.4:", host, sizeof(host),
+	    &port), -1);
+	assert_int_equal(gpuhost_listen_parse("1.2.3.4:0", host, sizeof(host),
+	    &port), -1);
+	assert_int_equal(gpuhost_listen_parse("1.2.3.4:80x", host,
+	    sizeof(host), &port), -1);
+	assert_int_equal(gpuhost_listen_parse("[::1]9108", host, sizeof(host),
+	    &port), -1);
+}
+
 int
 main(void)
 {
@@ -329,6 +404,7 @@ main(void)
 		cmocka_unit_test(test_load_missing_file),
 		cmocka_unit_test(test_check_modes),
 		cmocka_unit_test(test_argv_split),
+		cmocka_unit_test(test_gpu_box_settings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../glog.h"
+#include "../gpu.h"
 #include "../os.h"
 #include "../probe.h"
 #include "../service.h"
@@ -338,6 +339,7 @@ gpuhost_service_status(const struct gpuhost_config *cfg)
 	    gpuhost_status_read(spath, &st, err, sizeof(err)) != 0) {
 		printf("%s: no status (%s); never started here?\n",
 		    cfg->service_name, spath);
+		gpuhost_gpu_status_print(cfg->nvml_library, stdout);
 		return 4;
 	}
 	alive = running(st.pid);
@@ -347,6 +349,7 @@ gpuhost_service_status(const struct gpuhost_config *cfg)
 		printf("note:       supervisor pid %ld is gone (last state below)\n",
 		    st.pid);
 	gpuhost_status_print(&st, stdout);
+	gpuhost_gpu_status_print(cfg->nvml_library, stdout);
 	return alive && strcmp(st.state, "stopped") != 0 ? 0 : 3;
 }
 

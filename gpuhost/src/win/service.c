@@ -12,6 +12,7 @@
 #include <wchar.h>
 
 #include "../glog.h"
+#include "../gpu.h"
 #include "../os.h"
 #include "../probe.h"
 #include "../service.h"
@@ -359,6 +360,7 @@ gpuhost_service_status(const struct gpuhost_config *cfg)
 	svc = open_svc(scm, cfg->service_name, SERVICE_QUERY_STATUS, true);
 	if (svc == NULL) {
 		printf("service:    %s is not installed\n", cfg->service_name);
+		gpuhost_gpu_status_print(cfg->nvml_library, stdout);
 		CloseServiceHandle(scm);
 		return 4;
 	}
@@ -376,6 +378,7 @@ gpuhost_service_status(const struct gpuhost_config *cfg)
 	if (gpuhost_status_path(cfg, spath, sizeof(spath)) == 0 &&
 	    gpuhost_status_read(spath, &st, err, sizeof(err)) == 0)
 		gpuhost_status_print(&st, stdout);
+	gpuhost_gpu_status_print(cfg->nvml_library, stdout);
 	CloseServiceHandle(svc);
 	CloseServiceHandle(scm);
 	return rc;

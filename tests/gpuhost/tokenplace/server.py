@@ -15,7 +15,11 @@ X-Relay-Server-Token header when TOKEN_PLACE_RELAY_SERVER_TOKEN is in its
 environment, and sleeps the reply's next_ping_in_x_seconds between polls.
 Jobs are not decrypted (the tests only look at registration). It serves
 GET /health. It never prints the token; it prints whether it has one and
-what the relay answered."""
+what the relay answered.
+
+Like token.place's config.py it takes its environment from TOKEN_PLACE_ENV
+(default "development") and, like its server.py, would run Flask with
+debug = not production: it prints which ("tp-server: environment ...")."""
 import argparse
 import http.server
 import json
@@ -94,6 +98,9 @@ def main():
                     help="no model, canned answers")
     a = ap.parse_args()
 
+    env = os.environ.get("TOKEN_PLACE_ENV", "development")
+    print("tp-server: environment %s, debug %s"
+          % (env, "off" if env == "production" else "on"))
     token = os.environ.get(TOKEN_ENV, "")
     key = "tp-server-test-key-" + secrets.token_hex(16)
     sink = "%s:%d/sink" % (a.relay_url.rstrip("/"), a.relay_port)

@@ -8,7 +8,8 @@
  * KeyboardInterrupt. Py_AddPendingCall runs the callback from Py_Main's
  * loop, like the interpreter's main thread would. With --help it prints
  * argparse's help for token.place's server.py options and returns 0, and
- * it takes --server_host/--server_port as well as --host/--port.
+ * it takes --server_host/--server_port as well as --host/--port. With
+ * -c CODE (gpuhost's runtime probe) it answers as the probe would.
  *
  * Build: x86_64-w64-mingw32-gcc -shared -o python311.dll fakepython.c -lws2_32
  */
@@ -103,6 +104,38 @@ serve_one(SOCKET c)
 	closesocket(c);
 }
 
+/*
+ * gpuhost's runtime probe (python -c CODE): answers as the probe would
+ * for a venv whose llama_cpp is FAKE_LLAMA_CPP (unset: absent; "cuda":
+ * offload supported; "cpu": not), after checking that the code that came
+ * through Py_Main's wide argv is the probe.
+ */
+static int
+probe(const wchar_t *code)
+{
+	char mode[32];
+
+	if (wcsstr(code, L"llama_supports_gpu_offload") == NULL) {
+		wprintf(L"fakepython: -c is not gpuhost's probe\n");
+		return 1;
+	}
+	if (GetEnvironmentVariableA("FAKE_LLAMA_CPP", mode, sizeof(mode)) == 0)
+		strcpy(mode, "absent");
+	if (strcmp(mode, "absent") == 0)
+		wprintf(L"GPUHOST_PROBE llama_cpp=absent\n");
+	else {
+		wprintf(L"GPUHOST_PROBE llama_cpp=present\n"
+		    L"GPUHOST_PROBE version=0.3.16-wine\n"
+		    L"GPUHOST_PROBE module=C:\\fake\\llama_cpp\\__init__.py\n"
+		    L"GPUHOST_PROBE gpu_offload=%hs\n",
+		    strcmp(mode, "cuda") == 0 ? "true" : "false");
+	}
+	wprintf(L"GPUHOST_PROBE model_error=ModuleNotFoundError: No module "
+	    L"named 'utils'\nGPUHOST_PROBE end=\n");
+	fflush(stdout);
+	return 0;
+}
+
 int
 Py_Main(int argc, wchar_t **argv)
 {
@@ -119,6 +152,8 @@ Py_Main(int argc, wchar_t **argv)
 			fflush(stdout);
 			return 0;
 		}
+		if (wcscmp(argv[i], L"-c") == 0 && i + 1 < argc)
+			return probe(argv[i + 1]);
 	}
 	for (int i = 0; i < argc; i++) {
 		wprintf(L"fakepython: argv[%d]=%ls\n", i, argv[i]);
@@ -134,6 +169,9 @@ Py_Main(int argc, wchar_t **argv)
 	if (GetEnvironmentVariableA("GPUHOST_FIXTURE_ENV", env, sizeof(env)) == 0)
 		strcpy(env, "(unset)");
 	wprintf(L"fakepython: env GPUHOST_FIXTURE_ENV=%hs\n", env);
+	if (GetEnvironmentVariableA("TOKEN_PLACE_ENV", env, sizeof(env)) == 0)
+		strcpy(env, "(unset)");
+	wprintf(L"fakepython: env TOKEN_PLACE_ENV=%hs\n", env);
 	/* A script that swallows KeyboardInterrupt and SystemExit. */
 	if (GetEnvironmentVariableA("GPUHOST_FIXTURE_MODE", env, sizeof(env)) > 0 &&
 	    strcmp(env, "ignore-interrupt") == 0)
