@@ -411,6 +411,10 @@ def check_observability(t, items):
     R.check("relay metric list derived from its source", len(known) > 40
             and "process_resident_memory_bytes" in known
             and "tokenplace_relay_state_up" in known, str(len(known)))
+    R.check("the metric check catches a name the relay does not export",
+            query_metrics('histogram_quantile(0.9, rate(tokenplace_relay_'
+                          'nope_seconds_bucket[5m]))', known) - known
+            == {"tokenplace_relay_nope_seconds_bucket"})
     rc, objs, err = t.render(*HOST, *REDIS, "--set",
                              "grafanaDashboard.enabled=true",
                              "--set", "prometheusRule.enabled=true",
@@ -430,15 +434,18 @@ def check_observability(t, items):
     dash = json.loads(cm["data"]["tokenplace-relay.json"])
     panels = dash.get("panels", [])
     exprs = [tg["expr"] for p in panels for tg in p.get("targets", [])]
+    variables = [v["query"] for v in dash.get("templating", {}).get(
+        "list", []) if v.get("type") == "query"]
     R.check("dashboard: at least six panels, each with a query",
             len(panels) >= 6 and all(p.get("targets") for p in panels),
             str(len(panels)))
     used = set()
-    for e in exprs:
+    for e in exprs + variables:
         used |= query_metrics(e, known)
     unknown = sorted(used - known)
-    R.check("dashboard: every query's metric is exported by the relay",
-            used and not unknown, str(unknown))
+    R.check("dashboard: every query's metric (panels and variables) is "
+            "exported by the relay", used and not unknown and variables,
+            str(unknown))
     want = {
         "requests by route": "tokenplace_relay_requests_total",
         "latency": "tokenplace_relay_request_duration_seconds",
