@@ -88,12 +88,17 @@ relay_app_init_metrics(struct relay_app *app, const char *version,
 	    "tokenplace_relay_connection_closes_total",
 	    "Client connections closed gracefully (write side shut, input "
 	    "drained), by how the drain ended", 1, end_labels);
+	app->m.ready_in_state_outage = tp_counter_new(app->metrics,
+	    "tokenplace_relay_ready_during_state_outage_total",
+	    "/healthz answers that stayed 200 while the state store was down "
+	    "(RELAY_STATE_OUTAGE_READY)", 0, NULL);
 	build = tp_gauge_new(app->metrics, "tokenplace_build_info",
 	    "Build of the running relay", 2, build_labels);
 	if (app->m.requests == NULL || app->m.duration == NULL ||
 	    app->m.limit_rejections == NULL || app->m.bad_requests == NULL ||
 	    app->m.conn_refusals == NULL || app->m.json_refusals == NULL ||
-	    app->m.closes == NULL || build == NULL)
+	    app->m.closes == NULL || app->m.ready_in_state_outage == NULL ||
+	    build == NULL)
 		return -1;
 	for (size_t i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
 		const char *end[] = { ends[i] };

@@ -29,6 +29,7 @@ struct relay_app_metrics {
 	struct tp_counter *conn_refusals;	/* tokenplace_relay_connections_refused_total{reason} */
 	struct tp_counter *json_refusals;	/* tokenplace_relay_json_refusals_total{kind} */
 	struct tp_counter *closes;		/* tokenplace_relay_connection_closes_total{end} */
+	struct tp_counter *ready_in_state_outage;	/* tokenplace_relay_ready_during_state_outage_total */
 };
 
 struct relay_app {
@@ -57,6 +58,11 @@ struct relay_app {
 	 * adapter as each worker starts; 0 = none started yet).
 	 */
 	_Atomic long worker_stack_bytes;
+	/*
+	 * Set by /healthz once it has answered ready with the state store up:
+	 * RELAY_STATE_OUTAGE_READY keeps only such a relay ready in an outage.
+	 */
+	atomic_bool was_ready;
 
 	/*
 	 * Adds state counts to a /healthz body (knownServers, ...) and

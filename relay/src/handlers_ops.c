@@ -103,6 +103,29 @@ add_upstream_health(cJSON *root, struct relay_app *app)
 	cJSON_AddStringToObject(o, "url", st.health_url);
 }
 
+/*
+ * True when the one required check failing is the shared state store's
+ * ("state"): the relay still forwards /api/v1 and answers store routes with
+ * its own JSON 503 and Retry-After, which serve clients better than the
+ * ingress's plain 503 for an empty Service (RELAY_STATE_OUTAGE_READY).
+ */
+static bool
+only_state_failing(const struct relay_app *app)
+{
+	struct tp_health_check_status st[TP_HEALTH_MAX_CHECKS];
+	size_t n = tp_health_snapshot(app->health, st, TP_HEALTH_MAX_CHECKS);
+	bool state_failing = false;
+
+	for (size_t i = 0; i < n && i < TP_HEALTH_MAX_CHECKS; i++) {
+		if (!st[i].required || st[i].outcome != TP_CHECK_FAIL)
+			continue;
+		if (strcmp(st[i].name, "state") != 0)
+			return false;
+		state_failing = true;
+	}
+	return state_failing;
+}
+
 void
 relay_handle_healthz(struct relay_app *app, struct relay_request *req,
     struct relay_response *resp)
@@ -112,6 +135,7 @@ relay_handle_healthz(struct relay_app *app, struct relay_request *req,
 	cJSON *details = cJSON_CreateObject();
 	const char *status;
 	int code;
+	bool held = false;
 
 	(void)req;
 	(void)relay_response_add_header(resp, "Cache-Control", "no-store");
@@ -137,11 +161,25 @@ relay_handle_healthz(struct relay_app *app, struct relay_request *req,
 	} else if (!tp_health_is_ready(app->health)) {
 		status = "degraded";
 		code = 503;
+		/*
+		 * Only a relay that has been ready stays ready: a new pod that
+		 * never reached its store (a wrong URL or password) must not
+		 * join the Service, so a rollout stops at it.
+		 */
+		if (app->settings->state_outage_ready &&
+		    atomic_load(&app->was_ready) && only_state_failing(app)) {
+			code = 200;
+			held = true;
+			tp_counter_inc(app->m.ready_in_state_outage, NULL);
+		}
 	} else {
 		status = "ok";
 		code = 200;
+		atomic_store(&app->was_ready, true);
 	}
 	cJSON_AddStringToObject(root, "status", status);
+	if (held)
+		cJSON_AddBoolToObject(root, "readyDuringStateOutage", 1);
 	cJSON_AddStringToObject(root, "lifecycle", tp_lifecycle_name(life));
 	cJSON_AddStringToObject(root, "upstream", app->upstream_url_shown);
 	cJSON_AddStringToObject(root, "gpuHost", app->settings->gpu_host);

@@ -499,6 +499,10 @@ const struct tp_setting relay_setting_table[] = {
 	{ "state_time_sample_ms", "RELAY_STATE_TIME_SAMPLE_MS", NULL,
 	  TP_SETTING_INT, "2000", 100, 60000, OFF(state_time_sample_ms), NULL, 0,
 	  "how often the shared time base re-reads the Redis server's TIME" },
+	{ "state_outage_ready", "RELAY_STATE_OUTAGE_READY", NULL,
+	  TP_SETTING_BOOL, "false", 0, 0, OFF(state_outage_ready), NULL, 0,
+	  "/healthz stays 200 (status degraded) while only the state store is "
+	  "down, once the relay has been ready" },
 
 	/* browser page (docs/web.md) */
 	{ "web_dir", "RELAY_WEB_DIR", NULL, TP_SETTING_STRING, "", 0, 4096,

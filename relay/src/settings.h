@@ -127,6 +127,7 @@ struct relay_settings {
 	int64_t state_command_timeout_ms;
 	int64_t state_pool_size;
 	int64_t state_time_sample_ms;	/* how often the shared time base reads TIME */
+	bool state_outage_ready;	/* /healthz stays 200 while only the store is down */
 };
 
 /* The table behind the struct, for --check-config, docs and tests. */

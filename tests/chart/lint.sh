@@ -47,7 +47,18 @@ for s in tests/chart/scenarios/*.yaml; do
 	fi
 done
 
-scripts=(.github/scripts/*.sh tests/chart/*.sh tests/image/*.sh tests/windows/*.sh)
+run "yamllint Valkey chart values" yamllint -s -c .github/yamllint.yml \
+    charts/tokenplace-valkey/Chart.yaml charts/tokenplace-valkey/values.yaml
+if "$HELM" template valkey charts/tokenplace-valkey -n tokenplace >"$tmp/valkey.yaml" 2>"$tmp/valkey.err"; then
+	run "yamllint rendered Valkey chart" yamllint -s -c .github/yamllint.yml "$tmp/valkey.yaml"
+else
+	failed=$((failed + 1))
+	echo "FAIL helm template (Valkey chart)"
+	sed 's/^/     /' "$tmp/valkey.err"
+fi
+
+scripts=(.github/scripts/*.sh tests/chart/*.sh tests/image/*.sh tests/windows/*.sh
+	charts/tokenplace-valkey/files/init.sh)
 run "shellcheck ${scripts[*]}" shellcheck "${scripts[@]}"
 
 echo "$passed passed, $failed failed"

@@ -21,6 +21,8 @@ import tempfile
 
 import yaml
 
+import chart_ha
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 CHART_REL = "charts/tokenplace-relay"
@@ -29,6 +31,7 @@ SCENARIOS = os.path.join(HERE, "scenarios")
 HELM = os.environ["HELM"]
 NODE_TOOLS = os.environ["NODE_TOOLS"]
 RELEASE = "relay"
+GPU_SVC = f"{RELEASE}-gpu-server"     # one GPU Service per release
 NAMESPACE = "tokenplace"
 COMMAND_TIMEOUT = 120
 
@@ -224,7 +227,7 @@ def check_common(name, objs):
     R.check(f"{name}: requests/limits set and fit a Raspberry Pi 5 node",
             fits, str(res))
 
-    gpu = find(objs, "Service", "gpu-server")
+    gpu = find(objs, "Service", GPU_SVC)
     R.check(f"{name}: gpu-server Service exists", gpu is not None)
     if gpu is not None and svc is not None:
         R.check(f"{name}: relay Service does not select gpu-server's labels",
@@ -254,7 +257,7 @@ def check_common(name, objs):
 def check_minimal(objs):
     n = "minimal"
     R.check(f"{n}: object set", kinds(objs) == sorted([
-        f"Deployment/{RELEASE}", f"Service/{RELEASE}", "Service/gpu-server",
+        f"Deployment/{RELEASE}", f"Service/{RELEASE}", f"Service/{GPU_SVC}",
         f"ServiceAccount/{RELEASE}", f"PodDisruptionBudget/{RELEASE}",
         f"Pod/{RELEASE}-test"]), str(kinds(objs)))
     dep = find(objs, "Deployment", RELEASE)
@@ -267,12 +270,12 @@ def check_minimal(objs):
             c["image"] == f'{DEFAULTS["image"]["repository"]}:'
                           f'{CHART_META["appVersion"]}', c["image"])
     R.check(f"{n}: upstream URL default http://gpu-server:8000",
-            env.get("TOKENPLACE_RELAY_UPSTREAM_URL") == "http://gpu-server:8000")
+            env.get("TOKENPLACE_RELAY_UPSTREAM_URL") == f"http://{GPU_SVC}:8000")
     R.check(f"{n}: state memory://", env.get("RELAY_STATE_URL") == "memory://")
     R.check(f"{n}: no token variables without a token",
             "TOKEN_PLACE_RELAY_SERVER_TOKEN" not in env
             and "TOKEN_PLACE_RELAY_SERVER_TOKENS" not in env)
-    gpu = find(objs, "Service", "gpu-server")
+    gpu = find(objs, "Service", GPU_SVC)
     R.check(f"{n}: gpu-server is ExternalName to gpuExternalName.host",
             gpu["spec"]["type"] == "ExternalName"
             and gpu["spec"]["externalName"] == "gpu-box.example.com",
@@ -291,8 +294,12 @@ def check_minimal(objs):
     R.check(f"{n}: settings.c table parsed", len(table) >= 20, str(len(table)))
     # Behind the ingress every connection comes from the ingress pods, so
     # the chart turns the relay's per-address limit off (docs/hardening.md).
+    # It also keeps a relay that has been ready in the Service while only
+    # the store is down (RELAY_STATE_OUTAGE_READY, docs/configuration.md),
+    # and names the GPU Service per release.
     chart_specific = {"RELAY_HOST", "TOKENPLACE_RELAY_UPSTREAM_URL",
-                      "RELAY_MAX_CONNECTIONS_PER_CLIENT"}
+                      "RELAY_MAX_CONNECTIONS_PER_CLIENT",
+                      "RELAY_STATE_OUTAGE_READY", "TOKENPLACE_GPU_HOST"}
     R.check(f"{n}: per-address connection limit off behind the ingress",
             env.get("RELAY_MAX_CONNECTIONS_PER_CLIENT") == "0",
             str(env.get("RELAY_MAX_CONNECTIONS_PER_CLIENT")))
@@ -316,7 +323,7 @@ def check_minimal(objs):
 
 
 def check_headless(objs, n="headless-ip"):
-    gpu = find(objs, "Service", "gpu-server")
+    gpu = find(objs, "Service", GPU_SVC)
     R.check(f"{n}: gpu-server is headless (clusterIP None, no selector)",
             gpu["spec"].get("clusterIP") == "None"
             and "selector" not in gpu["spec"]
@@ -324,7 +331,7 @@ def check_headless(objs, n="headless-ip"):
     svc_ports = [(p["name"], p["port"]) for p in gpu["spec"]["ports"]]
     env = env_map(relay_container(objs))
     R.check(f"{n}: relay still calls http://gpu-server:8000",
-            env.get("TOKENPLACE_RELAY_UPSTREAM_URL") == "http://gpu-server:8000")
+            env.get("TOKENPLACE_RELAY_UPSTREAM_URL") == f"http://{GPU_SVC}:8000")
     return gpu, svc_ports
 
 
@@ -340,7 +347,7 @@ def check_headless_slice(objs):
         return
     labels = es["metadata"]["labels"]
     R.check(f"{n}: EndpointSlice belongs to gpu-server",
-            labels.get("kubernetes.io/service-name") == "gpu-server")
+            labels.get("kubernetes.io/service-name") == GPU_SVC)
     R.check(f"{n}: EndpointSlice not claimed by the endpoint controller",
             labels.get("endpointslice.kubernetes.io/managed-by", "")
             not in ("", "endpointslice-controller.k8s.io"), str(labels))
@@ -371,7 +378,7 @@ def check_headless_endpoints(objs):
     """Kubernetes < 1.33: classic manual Endpoints."""
     n = "headless-ip@1.32"
     _gpu, svc_ports = check_headless(objs, n)
-    ep = find(objs, "Endpoints", "gpu-server")
+    ep = find(objs, "Endpoints", GPU_SVC)
     if R.check(f"{n}: Endpoints gpu-server rendered", ep is not None):
         sub = ep["subsets"][0]
         R.check(f"{n}: Endpoints point at headless.ip",
@@ -502,7 +509,7 @@ def check_service_monitor(objs):
     if not R.check(f"{n}: ServiceMonitor rendered", sm is not None):
         return
     svc = find(objs, "Service", RELEASE)
-    gpu = find(objs, "Service", "gpu-server")
+    gpu = find(objs, "Service", GPU_SVC)
     sel = sm["spec"]["selector"]["matchLabels"]
     R.check(f"{n}: selects the relay Service",
             selects(sel, svc["metadata"]["labels"]))
@@ -522,7 +529,9 @@ def check_service_monitor(objs):
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     R.check(f"{n}: alerts", sorted(alerts) == sorted([
         "TokenplaceRelayDown", "TokenplaceRelayHighErrorRatio",
-        "TokenplaceRelayLimitRejections", "TokenplaceRelayNotReady"]),
+        "TokenplaceRelayLimitRejections", "TokenplaceRelayNotReady",
+        "TokenplaceRelayStateStoreDown", "TokenplaceRelayStateStoreErrors",
+        "TokenplaceRelayStateStoreOutOfMemory"]),
         str(sorted(alerts)))
     for a, r in sorted(alerts.items()):
         R.check(f"{n}: {a} has severity, for and summary",
@@ -605,8 +614,11 @@ def check_redis_hpa(objs):
             (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
             and hpa["spec"]["metrics"][0]["resource"]["target"]
             ["averageUtilization"] == 60)
-    R.check(f"{n}: Deployment leaves replicas to the HPA",
-            "replicas" not in dep["spec"])
+    # Never dropped (Helm would patch it to 1 before the HPA acts):
+    # replicaCount raised to minReplicas offline, the live count on a
+    # cluster (chart_ha.check_autoscaling).
+    R.check(f"{n}: Deployment keeps replicas (minReplicas 2) for the HPA",
+            dep["spec"].get("replicas") == 2, str(dep["spec"].get("replicas")))
     R.check(f"{n}: RollingUpdate with a shared store",
             dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate":
                                         {"maxSurge": 1, "maxUnavailable": 0}})
@@ -899,8 +911,9 @@ BAD = [
     ("ingress without hosts", HOST + ["--set", "ingress.enabled=true"],
      "ingress.enabled needs at least one entry in ingress.hosts"),
     ("upstream port differs from gpu-server port",
-     HOST + ["--set", "gpuExternalName.port=9000"],
-     "env.upstream.url uses port 8000 of the gpu-server Service but "
+     HOST + ["--set", "gpuExternalName.port=9000",
+             "--set", "env.upstream.url=http://relay-gpu-server:8000"],
+     "env.upstream.url uses port 8000 of the relay-gpu-server Service but "
      "gpuExternalName.port is 9000"),
     ("digest malformed", HOST + ["--set", "image.digest=sha256:abc"],
      "at '/image/digest'"),
@@ -934,40 +947,6 @@ BAD = [
     ("web image path relative",
      HOST + ["--set", "web.image.path=static"], "at '/web/image/path'"),
 ]
-
-
-def check_schema_strict():
-    with open(os.path.join(CHART, "values.schema.json"), encoding="utf-8") as f:
-        schema = json.load(f)
-    loose = []
-
-    def walk(node, path):
-        if not isinstance(node, dict):
-            return
-        if "properties" in node:
-            if node.get("additionalProperties") is not False:
-                loose.append(path or "/")
-            for k, v in node["properties"].items():
-                if path == "" and k == "global":
-                    continue            # Helm's own key for subcharts
-                walk(v, f"{path}/{k}")
-        ap = node.get("additionalProperties")
-        if isinstance(ap, dict):
-            if ap.get("type") != "string":
-                loose.append(path + "/*")
-        elif node.get("type") == "object" and "properties" not in node \
-                and path not in ("/global",):
-            loose.append(path + " (open object)")
-        for key in ("items", "anyOf", "oneOf", "allOf"):
-            sub = node.get(key)
-            for i, s in enumerate(sub if isinstance(sub, list) else [sub]):
-                walk(s, f"{path}[{key}{i}]")
-
-    walk(schema, "")
-    R.check("schema: additionalProperties false on every object "
-            "(string maps excepted)", not loose, ", ".join(loose))
-    # That every values.yaml key is in the schema (and in the guide) is
-    # tests/chart/test_values_drift.py's job (ctest chart_values_drift).
 
 
 def validate_objects(items):
@@ -1037,7 +1016,7 @@ def check_guide():
               encoding="utf-8") as f:
         tags_src = f.read()
 
-    check_guide_shared_state(text)
+    chart_ha.chart_valkey.check_guide_recipe(sys.modules[__name__], text)
 
     cmds = guide_commands(text)
     R.check("guide: has commands", len(cmds) >= 10, str(len(cmds)))
@@ -1048,48 +1027,12 @@ def check_guide():
         R.check(f"guide command exercised: {cmd}", ok, why)
 
 
-def check_guide_shared_state(text):
-    """The shared-state section: its Valkey manifests are valid Kubernetes
-    objects with noeviction, and its relay values render two replicas on
-    the Secret's URL with egress to Valkey on 6379."""
-    blocks = {b.lstrip().splitlines()[0]: b for b in guide_blocks(text, "yaml")}
-    valkey = blocks.get("# valkey.yaml")
-    shared = blocks.get("# relay-values-shared.yaml")
-    if not R.check("guide: has the Valkey manifests and shared-state values",
-                   valkey is not None and shared is not None):
-        return
-    objs = [o for o in yaml.safe_load_all(valkey) if o]
-    conf = next((o["data"]["valkey.conf"] for o in objs
-                 if o["kind"] == "ConfigMap"), "")
-    R.check("guide: Valkey runs with maxmemory-policy noeviction",
-            "maxmemory-policy noeviction" in conf, conf)
-    validate_objects([{"scenario": "guide valkey.yaml", "object": o}
-                      for o in objs])
-    path = os.path.join(TMP, "relay-values-shared.yaml")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(shared)
-    rc, robjs, err = render("-f", path)
-    if not R.check("guide: relay-values-shared.yaml renders", rc == 0, err):
-        return
-    check_common("guide shared values", robjs)
-    dep = find(robjs, "Deployment", RELEASE)
-    R.check("guide shared values: two replicas", dep["spec"].get("replicas")
-            == 2)
-    env = env_map(relay_container(robjs))
-    R.check("guide shared values: RELAY_STATE_URL from Secret relay-state",
-            env.get("RELAY_STATE_URL") == {"secretKeyRef": {
-                "name": "relay-state", "key": "url"}}, str(env))
-    rules = state_egress(robjs)
-    R.check("guide shared values: egress to the Valkey pods on 6379",
-            rules == [{"ports": [{"port": 6379, "protocol": "TCP"}],
-                       "to": [{"podSelector": {"matchLabels": {
-                           "app.kubernetes.io/name": "valkey"}}}]}],
-            str(rules))
-
-
 def guide_command_ok(words, cmd, values_file, objs, targets, image_src,
                      tags_src):
     """(ok, why) for one command line of the guide."""
+    handled = chart_ha.guide_command(sys.modules[__name__], words, cmd)
+    if handled is not None:
+        return handled
     if words[0] == "helm":
         if CHART_REL not in words and words[1] != "test":
             return False, f"helm command without {CHART_REL}"
@@ -1158,7 +1101,7 @@ def main():
         R.check(f"helm lint --strict -f scenarios/{fname}.yaml {' '.join(extra)}"
                 .rstrip(), p.returncode == 0, (p.stdout + p.stderr)[-2000:])
 
-    check_schema_strict()
+    chart_ha.check_schema_strict(sys.modules[__name__])
 
     items = []
     for name, fname, extra, check in GOOD:
@@ -1182,10 +1125,11 @@ def main():
              "--dry-run=client")
     R.check("helm install --dry-run=client prints the NOTES",
             p.returncode == 0 and "NOTES:" in p.stdout
-            and f"kubectl get svc gpu-server -n {NAMESPACE}" in p.stdout
+            and f"kubectl get svc {GPU_SVC} -n {NAMESPACE}" in p.stdout
             and "https://relay.mycluster.dev/" in p.stdout, p.stderr[-600:])
 
     check_guide()
+    chart_ha.run(sys.modules[__name__])
 
     dist = os.path.join(TMP, "dist")
     p = helm("package", CHART_REL, "--destination", dist)

@@ -39,7 +39,7 @@ GUIDE_REL = "docs/relay-deploy.md"
 # Value groups the guide describes as a whole rather than key by key.
 GUIDE_GROUPS = {"resources", "podSecurityContext", "securityContext",
                 "probes.liveness", "probes.readiness", "probes.startup",
-                "networkPolicy.ingressController.podLabels"}
+                "networkPolicy.ingressController.podLabels", "affinity"}
 
 CODE = re.compile(r"`([^`]*)`")
 VALUE_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z][A-Za-z0-9]*"

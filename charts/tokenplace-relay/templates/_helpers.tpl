@@ -84,6 +84,65 @@ refuses a state.shared that contradicts it.
 {{- end }}
 {{- end }}
 
+{{/*
+The live Deployment of this release as JSON ({} without a cluster: helm
+template, --dry-run=client, a first install).
+*/}}
+{{- define "relay.liveDeployment" -}}
+{{- lookup "apps/v1" "Deployment" .Release.Namespace (include "relay.fullname" .) | default dict | toJson }}
+{{- end }}
+
+{{/*
+"true" when the live Deployment keeps its state in one process (memory://
+or unix://): its annotation says so, or, from a chart version before the
+annotation, its RELAY_STATE_URL is a literal memory:// or unix:// value.
+*/}}
+{{- define "relay.liveUnshared" -}}
+{{- $live := include "relay.liveDeployment" . | fromJson }}
+{{- if $live }}
+{{- $ann := dig "metadata" "annotations" "tokenplace.io/shared-state" "" $live }}
+{{- if eq $ann "false" }}true
+{{- else if not $ann }}
+{{- range (dig "spec" "template" "spec" "containers" list $live) }}
+{{- if eq .name "relay" }}
+{{- range .env }}
+{{- if and (eq .name "RELAY_STATE_URL") (hasKey . "value") }}
+{{- if or (eq .value "memory://") (hasPrefix "unix://" .value) }}true{{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Deployment strategy. Not shared: Recreate, always (RollingUpdate is
+refused in relay.validate). Shared: updateStrategy, default RollingUpdate,
+except in the revision that moves a live release off memory://, which is
+Recreate: the old in-memory pod must be gone before a shared pod serves,
+or clients and nodes would see two queues.
+*/}}
+{{- define "relay.strategy" -}}
+{{- if not (include "relay.sharedState" .) }}Recreate
+{{- else if include "relay.liveUnshared" . }}Recreate
+{{- else }}{{ .Values.updateStrategy | default "RollingUpdate" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The GPU workstation's Service: one per release, so two releases can live in
+one namespace.
+*/}}
+{{- define "relay.gpuServiceName" -}}
+{{- .Values.gpuExternalName.serviceName | default (printf "%s-gpu-server" (include "relay.fullname" . | trunc 52 | trimSuffix "-")) }}
+{{- end }}
+
+{{/* The upstream URL: env.upstream.url, or the GPU Service on its port. */}}
+{{- define "relay.upstreamURL" -}}
+{{- .Values.env.upstream.url | default (printf "http://%s:%d" (include "relay.gpuServiceName" .) (.Values.gpuExternalName.port | int)) }}
+{{- end }}
+
 {{/* "true" when the Ingress serves TLS (object form enabled, or a non-empty list). */}}
 {{- define "relay.ingressTLS" -}}
 {{- $tls := .Values.ingress.tls }}
@@ -132,14 +191,18 @@ values). Each failure names the value to change.
 {{- if and (not $g.host) (not $g.headless.enabled) }}
 {{- fail "gpuExternalName.host is required: set it to the DNS name of the GPU workstation (e.g. --set gpuExternalName.host=gpu-box.example.com), or, for a workstation known by IP only, set gpuExternalName.headless.enabled=true and gpuExternalName.headless.ip" }}
 {{- end }}
-{{- $m := regexFindAll "^https?://gpu-server(:[0-9]+)?(/.*)?$" $v.env.upstream.url 1 }}
+{{- $gpuSvc := include "relay.gpuServiceName" . }}
+{{- if and (regexMatch "^https?://gpu-server([:/].*)?$" $v.env.upstream.url) (ne $gpuSvc "gpu-server") }}
+{{- fail (printf "env.upstream.url names the Service gpu-server, which this chart no longer makes (the GPU Service is %s, one per release): leave env.upstream.url empty (it then points at %s), or set gpuExternalName.serviceName=gpu-server to keep the old name" $gpuSvc $gpuSvc) }}
+{{- end }}
+{{- $m := regexFindAll (printf "^https?://%s(:[0-9]+)?(/.*)?$" (regexQuoteMeta $gpuSvc)) $v.env.upstream.url 1 }}
 {{- if $m }}
 {{- $port := trimPrefix ":" (regexFind ":[0-9]+" (trimPrefix "http://" (trimPrefix "https://" $v.env.upstream.url))) }}
 {{- if not $port }}
 {{- $port = ternary "443" "80" (hasPrefix "https://" $v.env.upstream.url) }}
 {{- end }}
 {{- if ne ($port | int) ($v.gpuExternalName.port | int) }}
-{{- fail (printf "env.upstream.url uses port %s of the gpu-server Service but gpuExternalName.port is %d: make them match" $port ($v.gpuExternalName.port | int)) }}
+{{- fail (printf "env.upstream.url uses port %s of the %s Service but gpuExternalName.port is %d: make them match" $port $gpuSvc ($v.gpuExternalName.port | int)) }}
 {{- end }}
 {{- end }}
 {{- $st := $v.state }}
@@ -157,6 +220,9 @@ values). Each failure names the value to change.
 {{- if and $v.autoscaling.enabled (not $shared) }}
 {{- fail (printf "autoscaling.enabled needs a shared state store: %s" $how) }}
 {{- end }}
+{{- if and (eq $v.updateStrategy "RollingUpdate") (not $shared) }}
+{{- fail (printf "updateStrategy RollingUpdate needs a shared state store: during a rollout the old and the new pod would each hold a separate in-memory queue (jobs lost, clients and nodes split); use Recreate (the default) or %s" $how) }}
+{{- end }}
 {{- if and (gt ($v.replicaCount | int) 1) (not $shared) }}
 {{- fail (printf "replicaCount %d needs a shared state store: %s" ($v.replicaCount | int) $how) }}
 {{- end }}
@@ -168,6 +234,17 @@ values). Each failure names the value to change.
 {{- end }}
 {{- if and $v.registrationToken.existingSecret (or $v.registrationToken.value $v.registrationToken.additionalValues) }}
 {{- fail "registrationToken: set either existingSecret or value/additionalValues, not both" }}
+{{- end }}
+{{- if and (gt ($v.preStopSleepSeconds | int) 0) (semverCompare "<1.30-0" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "preStopSleepSeconds needs Kubernetes 1.30 or later (the preStop sleep action); this cluster is %s: set preStopSleepSeconds=0" .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- if and $v.state.passwordSecret.name $v.state.existingSecret }}
+{{- fail "state.passwordSecret and state.existingSecret: the URL Secret carries its own password; set one of them" }}
+{{- end }}
+{{- range $v.env.extra }}
+{{- if has .name (list "RELAY_STATE_URL" "RELAY_STATE_PASSWORD" "RELAY_STATE_OUTAGE_READY" "RELAY_HOST" "RELAY_PORT") }}
+{{- fail (printf "env.extra sets %s, which the chart sets itself: use its value (state.url, state.passwordSecret, env.stateOutageReady, containerPort)" .name) }}
+{{- end }}
 {{- end }}
 {{- $need := add $v.env.gracefulTimeout $v.preStopSleepSeconds }}
 {{- if le ((include "relay.terminationGrace" .) | int) ($need | int) }}
