@@ -1,174 +1,30 @@
 /*
- * metrics.c -- Prometheus counters, gauges and histograms.
- *
- * A family keeps its children twice: in an open-addressing hash table
- * (lookup by label values) and in a singly linked list in creation order
- * (rendering). Both only grow, under the family's write lock; children are
- * freed with the registry, so a child pointer handed out stays valid and
- * updates need no lock at all. The renderer takes the read lock only long
- * enough to snapshot the list head and length: every node up to that length
- * was published before the snapshot, and new nodes are only ever appended.
+ * metrics.c -- the tp_metrics registry: validating and registering
+ * families, finding or creating a family's children (per-family rwlock,
+ * open-addressing table) and the lock-free updates of a child (C11
+ * atomics). Rendering is in metrics_render.c, the process collectors in
+ * metrics_process.c; the structs they share in metrics_internal.h.
  *
  * docs/internals/metrics.md describes the design.
  */
 #if !defined(_WIN32) && !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L	/* pthread_rwlock_t, dirfd, O_CLOEXEC */
+#define _POSIX_C_SOURCE 200809L	/* pthread_rwlock_t */
 #endif
 
-#include "tokenplace/metrics.h"
+#include "metrics_internal.h"
 
 #include <math.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "compat.h"
 #include "utf8.h"
 
-#ifdef __linux__
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <unistd.h>
-#endif
-
-#define DROPPED_NAME "tp_metrics_dropped_total"
-#define DROPPED_HELP \
-	"Label sets refused because their metric family was at its child cap."
 #define TABLE_MIN_SLOTS 16
 #define REPLACEMENT_CHAR "\xef\xbf\xbd"	/* U+FFFD in UTF-8 */
 
-/*
- * Reader-writer lock. Lookups of existing children are the common case and
- * must not serialise against each other.
- */
-#ifdef _WIN32
-typedef SRWLOCK tp_rwlock;
-
-static int
-rwlock_init(tp_rwlock *l)
-{
-	InitializeSRWLock(l);
-	return 0;
-}
-static void rwlock_destroy(tp_rwlock *l) { (void)l; }
-static void rwlock_rdlock(tp_rwlock *l) { AcquireSRWLockShared(l); }
-static void rwlock_rdunlock(tp_rwlock *l) { ReleaseSRWLockShared(l); }
-static void rwlock_wrlock(tp_rwlock *l) { AcquireSRWLockExclusive(l); }
-static void rwlock_wrunlock(tp_rwlock *l) { ReleaseSRWLockExclusive(l); }
-#else
-typedef pthread_rwlock_t tp_rwlock;
-
-static int
-rwlock_init(tp_rwlock *l)
-{
-	return pthread_rwlock_init(l, NULL) == 0 ? 0 : -1;
-}
-static void rwlock_destroy(tp_rwlock *l) { (void)pthread_rwlock_destroy(l); }
-static void rwlock_rdlock(tp_rwlock *l) { (void)pthread_rwlock_rdlock(l); }
-static void rwlock_rdunlock(tp_rwlock *l) { (void)pthread_rwlock_unlock(l); }
-static void rwlock_wrlock(tp_rwlock *l) { (void)pthread_rwlock_wrlock(l); }
-static void rwlock_wrunlock(tp_rwlock *l) { (void)pthread_rwlock_unlock(l); }
-#endif
-
-enum fam_kind {
-	FAM_COUNTER,
-	FAM_GAUGE,
-	FAM_HISTOGRAM,
-	FAM_COUNTER_FN,		/* process_cpu_seconds_total */
-	FAM_GAUGE_FN,
-};
-
-struct child {
-	struct child	*next;		/* creation order */
-	uint64_t	 hash;
-	char		*values[TP_METRICS_MAX_LABELS];
-	/*
-	 * Counter: fractional increments (double bits); gauge: the value;
-	 * histogram: the sum.
-	 */
-	_Atomic uint64_t bits;
-	/* Counter: whole-number increments, so inc() is one fetch_add. */
-	_Atomic uint64_t count;
-};
-
-struct tp_counter_child {
-	struct child	 c;
-};
-
-struct tp_gauge_child {
-	struct child	 c;
-};
-
-struct tp_histogram_child {
-	struct child	 c;
-	const struct family *fam;	/* bounds are immutable once registered */
-	/* Per-bucket (not cumulative) counts, nbounds + 1 with +Inf last. */
-	_Atomic uint64_t buckets[];
-};
-
-struct family {
-	struct family	*next;		/* registration order */
-	enum fam_kind	 kind;
-	char		*name;
-	char		*help;
-	size_t		 nlabels;
-	char		*label_names[TP_METRICS_MAX_LABELS];
-	size_t		 nbounds;
-	double		 bounds[TP_METRICS_MAX_BUCKETS];
-	double		(*fn)(void *);
-	void		*fn_arg;
-
-	tp_rwlock	 lock;
-	struct child	**slots;	/* hash table, nslots a power of 2 */
-	size_t		 nslots;
-	struct child	*first;
-	struct child	*last;
-	size_t		 nchildren;
-	struct child	*solo;		/* the only child of a label-less family */
-	_Atomic size_t	 max_children;
-	_Atomic uint64_t dropped;
-};
-
-struct tp_counter {
-	struct family	 f;
-};
-
-struct tp_gauge {
-	struct family	 f;
-};
-
-struct tp_histogram {
-	struct family	 f;
-};
-
-struct tp_metrics_registry {
-	struct family	*first;
-	struct family	*last;
-};
-
 /* ---- doubles in atomic 64-bit words ------------------------------------ */
-
-static uint64_t
-dbl_bits(double d)
-{
-	uint64_t u;
-
-	memcpy(&u, &d, sizeof(u));
-	return u;
-}
-
-static double
-bits_dbl(uint64_t u)
-{
-	double d;
-
-	memcpy(&d, &u, sizeof(d));
-	return d;
-}
 
 static void
 atomic_add_double(_Atomic uint64_t *p, double v)
@@ -326,16 +182,14 @@ concat_equal(const char *a, const char *b, const char *c, const char *d)
 	}
 }
 
-/*
- * True when a family `name` of `kind` would write a sample name that an
- * existing family (or the registry itself) already writes.
- */
-static bool
-name_taken(const struct tp_metrics_registry *reg, const char *name,
+/* See metrics_internal.h. */
+bool
+tp_metrics_name_taken(const struct tp_metrics_registry *reg, const char *name,
     enum fam_kind kind)
 {
 	for (size_t i = 0; i < nsuffixes(kind); i++) {
-		if (concat_equal(name, hist_suffixes[i], DROPPED_NAME, ""))
+		if (concat_equal(name, hist_suffixes[i], TP_METRICS_DROPPED_NAME,
+		    ""))
 			return true;
 		for (const struct family *f = reg->first; f != NULL;
 		    f = f->next) {
@@ -448,7 +302,7 @@ family_new(struct tp_metrics_registry *reg, enum fam_kind kind,
 				return NULL;
 		}
 	}
-	if (name_taken(reg, name, kind))
+	if (tp_metrics_name_taken(reg, name, kind))
 		return NULL;
 
 	if ((f = calloc(1, sizeof(*f))) == NULL)
@@ -684,8 +538,9 @@ tp_histogram_new(struct tp_metrics_registry *reg, const char *name,
 	return (struct tp_histogram *)(void *)f;
 }
 
-static int
-fn_family_new(struct tp_metrics_registry *reg, enum fam_kind kind,
+/* See metrics_internal.h. */
+int
+tp_metrics_fn_family_new(struct tp_metrics_registry *reg, enum fam_kind kind,
     const char *name, const char *help, double (*fn)(void *), void *arg)
 {
 	struct family *f;
@@ -703,7 +558,7 @@ int
 tp_gauge_fn_new(struct tp_metrics_registry *reg, const char *name,
     const char *help, double (*fn)(void *arg), void *arg)
 {
-	return fn_family_new(reg, FAM_GAUGE_FN, name, help, fn, arg);
+	return tp_metrics_fn_family_new(reg, FAM_GAUGE_FN, name, help, fn, arg);
 }
 
 void
@@ -830,13 +685,6 @@ tp_histogram_observe(struct tp_histogram *h, const char *const *values,
 	tp_histogram_child_observe(tp_histogram_child(h, values), v);
 }
 
-static double
-counter_value(const struct child *c)
-{
-	return (double)atomic_load_explicit(&c->count, memory_order_relaxed) +
-	    bits_dbl(atomic_load_explicit(&c->bits, memory_order_relaxed));
-}
-
 double
 tp_counter_child_value(const struct tp_counter_child *ch)
 {
@@ -849,498 +697,4 @@ tp_gauge_child_value(const struct tp_gauge_child *ch)
 	return ch != NULL ?
 	    bits_dbl(atomic_load_explicit(&ch->c.bits, memory_order_relaxed)) :
 	    0.0;
-}
-
-/* ---- rendering --------------------------------------------------------- */
-
-#define VALUE_MAX 40	/* longest formatted double plus NUL */
-
-/*
- * Formats v exactly as prometheus_client's floatToGoString() does, so le
- * labels (and values) are byte-identical to the Python exporter's: the
- * shortest digits that parse back to v, laid out as Python's repr()
- * ("1.0", "0.005", exponent form below 1e-4 and from 1e16), except that a
- * positive number with more than six integer digits is written as the
- * client's Go-like exponent form ("1.234567e+06"; the client's quirk of
- * "1e+015" for 1e15 is kept on purpose). +Inf, -Inf and NaN as Prometheus
- * spells them.
- */
-static void
-format_value(double v, char out[VALUE_MAX])
-{
-	char tmp[VALUE_MAX], digits[24], *e, *dot;
-	size_t nd = 0, o = 0;
-	long exp10;
-	int prec, decpt;
-
-	if (isnan(v)) {
-		memcpy(out, "NaN", 4);
-		return;
-	}
-	if (isinf(v)) {
-		memcpy(out, v > 0 ? "+Inf" : "-Inf", 5);
-		return;
-	}
-	/* Shortest %e precision that round-trips; 17 digits always do. */
-	for (prec = 0; prec < 16; prec++) {
-		snprintf(tmp, sizeof(tmp), "%.*e", prec, v);
-		if (strtod(tmp, NULL) == v)
-			break;
-	}
-	if (prec == 16)
-		snprintf(tmp, sizeof(tmp), "%.*e", prec, v);
-	/* Digits and exponent, skipping sign and the locale's radix char. */
-	e = strchr(tmp, 'e');
-	for (const char *p = tmp; p < e && nd < sizeof(digits); p++) {
-		if (*p >= '0' && *p <= '9')
-			digits[nd++] = *p;
-	}
-	exp10 = strtol(e + 1, NULL, 10);
-	while (nd > 1 && digits[nd - 1] == '0')
-		nd--;
-	decpt = (int)exp10 + 1;
-
-	if (signbit(v))
-		out[o++] = '-';
-	if (decpt <= -4 || decpt > 16) {
-		out[o++] = digits[0];
-		if (nd > 1) {
-			out[o++] = '.';
-			memcpy(out + o, digits + 1, nd - 1);
-			o += nd - 1;
-		}
-		snprintf(out + o, VALUE_MAX - o, "e%c%02ld",
-		    exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
-	} else if (decpt <= 0) {
-		out[o++] = '0';
-		out[o++] = '.';
-		for (int i = decpt; i < 0; i++)
-			out[o++] = '0';
-		memcpy(out + o, digits, nd);
-		out[o + nd] = '\0';
-	} else if ((size_t)decpt >= nd) {
-		memcpy(out + o, digits, nd);
-		o += nd;
-		for (size_t i = nd; i < (size_t)decpt; i++)
-			out[o++] = '0';
-		memcpy(out + o, ".0", 3);
-	} else {
-		memcpy(out + o, digits, (size_t)decpt);
-		o += (size_t)decpt;
-		out[o++] = '.';
-		memcpy(out + o, digits + decpt, nd - (size_t)decpt);
-		out[o + nd - (size_t)decpt] = '\0';
-	}
-
-	/* The client's Go-like rewrite of positive numbers >= 1e6. */
-	if (v > 0 && (dot = strchr(out, '.')) != NULL && dot - out > 6) {
-		size_t intdigits = (size_t)(dot - out), m = 0;
-		char mant[VALUE_MAX];
-
-		mant[m++] = out[0];
-		mant[m++] = '.';
-		memcpy(mant + m, out + 1, intdigits - 1);
-		m += intdigits - 1;
-		for (const char *p = dot + 1; *p != '\0'; p++)
-			mant[m++] = *p;
-		while (m > 0 && (mant[m - 1] == '0' || mant[m - 1] == '.'))
-			m--;
-		/* intdigits is 7..16 here (larger values took the branch above). */
-		memcpy(mant + m, "e+0", 3);
-		m += 3;
-		if (intdigits - 1 >= 10)
-			mant[m++] = (char)('0' + (intdigits - 1) / 10);
-		mant[m++] = (char)('0' + (intdigits - 1) % 10);
-		mant[m] = '\0';
-		memcpy(out, mant, m + 1);
-	}
-}
-
-/*
- * Appends s escaped: backslash and newline always, the double quote too
- * inside label values (HELP text keeps quotes as they are).
- */
-static void
-rb_escaped(struct tp_buf *b, const char *s, bool label_value)
-{
-	const char *run = s;
-
-	for (; *s != '\0'; s++) {
-		const char *esc = NULL;
-
-		if (*s == '\\')
-			esc = "\\\\";
-		else if (*s == '\n')
-			esc = "\\n";
-		else if (*s == '"' && label_value)
-			esc = "\\\"";
-		if (esc == NULL)
-			continue;
-		tp_buf_add(b, run, (size_t)(s - run));
-		tp_buf_add(b, esc, 2);
-		run = s + 1;
-	}
-	tp_buf_add(b, run, (size_t)(s - run));
-}
-
-static void
-rb_header(struct tp_buf *b, const char *name, const char *help,
-    const char *type)
-{
-	tp_buf_puts(b, "# HELP ");
-	tp_buf_puts(b, name);
-	tp_buf_puts(b, " ");
-	rb_escaped(b, help, false);
-	tp_buf_puts(b, "\n# TYPE ");
-	tp_buf_puts(b, name);
-	tp_buf_puts(b, " ");
-	tp_buf_puts(b, type);
-	tp_buf_puts(b, "\n");
-}
-
-/* One sample line; `c` NULL for a label-less function family. */
-static void
-rb_sample(struct tp_buf *b, const struct family *f, const char *suffix,
-    const struct child *c, const char *le, double v)
-{
-	char num[VALUE_MAX];
-	size_t nlabels = c != NULL ? f->nlabels : 0;
-
-	tp_buf_puts(b, f->name);
-	tp_buf_puts(b, suffix);
-	if (nlabels > 0 || le != NULL) {
-		tp_buf_puts(b, "{");
-		for (size_t i = 0; i < nlabels; i++) {
-			if (i > 0)
-				tp_buf_puts(b, ",");
-			tp_buf_puts(b, f->label_names[i]);
-			tp_buf_puts(b, "=\"");
-			rb_escaped(b, c->values[i], true);
-			tp_buf_puts(b, "\"");
-		}
-		if (le != NULL) {
-			tp_buf_puts(b, nlabels > 0 ? ",le=\"" : "le=\"");
-			tp_buf_puts(b, le);
-			tp_buf_puts(b, "\"");
-		}
-		tp_buf_puts(b, "}");
-	}
-	format_value(v, num);
-	tp_buf_puts(b, " ");
-	tp_buf_puts(b, num);
-	tp_buf_puts(b, "\n");
-}
-
-static void
-render_histogram_child(struct tp_buf *b, const struct family *f,
-    const struct child *c)
-{
-	const struct tp_histogram_child *hc =
-	    (const struct tp_histogram_child *)(const void *)c;
-	char le[VALUE_MAX];
-	uint64_t cum = 0;
-
-	/*
-	 * _count is the +Inf bucket as read here, so the two always agree
-	 * even while observations race with the scrape.
-	 */
-	for (size_t i = 0; i <= f->nbounds; i++) {
-		cum += atomic_load_explicit(&hc->buckets[i],
-		    memory_order_relaxed);
-		if (i < f->nbounds)
-			format_value(f->bounds[i], le);
-		else
-			memcpy(le, "+Inf", 5);
-		rb_sample(b, f, "_bucket", c, le, (double)cum);
-	}
-	rb_sample(b, f, "_sum", c, NULL,
-	    bits_dbl(atomic_load_explicit(&c->bits, memory_order_relaxed)));
-	rb_sample(b, f, "_count", c, NULL, (double)cum);
-}
-
-static void
-render_family(struct tp_buf *b, struct family *f)
-{
-	static const char *const types[] = {
-		[FAM_COUNTER] = "counter",
-		[FAM_GAUGE] = "gauge",
-		[FAM_HISTOGRAM] = "histogram",
-		[FAM_COUNTER_FN] = "counter",
-		[FAM_GAUGE_FN] = "gauge",
-	};
-	const struct child *c;
-	size_t n;
-
-	rb_header(b, f->name, f->help, types[f->kind]);
-	if (f->kind == FAM_COUNTER_FN || f->kind == FAM_GAUGE_FN) {
-		rb_sample(b, f, "", NULL, NULL, f->fn(f->fn_arg));
-		return;
-	}
-	/*
-	 * The first n children were published before this snapshot and are
-	 * never moved or freed, so the walk needs no lock. The last node's
-	 * next pointer may be written concurrently and is never read.
-	 */
-	rwlock_rdlock(&f->lock);
-	c = f->first;
-	n = f->nchildren;
-	rwlock_rdunlock(&f->lock);
-	for (size_t i = 0; i < n; i++) {
-		switch (f->kind) {
-		case FAM_COUNTER:
-			rb_sample(b, f, "", c, NULL, counter_value(c));
-			break;
-		case FAM_GAUGE:
-			rb_sample(b, f, "", c, NULL, bits_dbl(
-			    atomic_load_explicit(&c->bits,
-			    memory_order_relaxed)));
-			break;
-		case FAM_HISTOGRAM:
-			render_histogram_child(b, f, c);
-			break;
-		case FAM_COUNTER_FN:
-		case FAM_GAUGE_FN:
-			break;
-		}
-		if (i + 1 < n)
-			c = c->next;
-	}
-}
-
-/* tp_metrics_dropped_total{metric="<family>"} for every labelled family. */
-static void
-render_dropped(struct tp_buf *b, const struct tp_metrics_registry *reg)
-{
-	char num[VALUE_MAX];
-	bool header = false;
-
-	for (const struct family *f = reg->first; f != NULL; f = f->next) {
-		if (f->nlabels == 0)
-			continue;
-		if (!header) {
-			rb_header(b, DROPPED_NAME, DROPPED_HELP, "counter");
-			header = true;
-		}
-		tp_buf_puts(b, DROPPED_NAME "{metric=\"");
-		rb_escaped(b, f->name, true);
-		tp_buf_puts(b, "\"} ");
-		format_value((double)atomic_load_explicit(&f->dropped,
-		    memory_order_relaxed), num);
-		tp_buf_puts(b, num);
-		tp_buf_puts(b, "\n");
-	}
-}
-
-char *
-tp_metrics_render(struct tp_metrics_registry *reg, size_t *len)
-{
-	struct tp_buf b = TP_BUF_INIT;
-
-	if (reg == NULL)
-		return NULL;
-	for (struct family *f = reg->first; f != NULL; f = f->next)
-		render_family(&b, f);
-	render_dropped(&b, reg);
-	return tp_buf_finish(&b, len);
-}
-
-/* ---- process collectors ------------------------------------------------ */
-
-#ifdef __linux__
-/* Reads a small file whole into buf (NUL-terminated). 0 or -1. */
-static int
-read_small_file(const char *path, char *buf, size_t size)
-{
-	size_t len = 0;
-	ssize_t n;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return -1;
-	while (len + 1 < size) {
-		n = read(fd, buf + len, size - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	(void)close(fd);
-	buf[len] = '\0';
-	return len > 0 ? 0 : -1;
-}
-
-/* Field `field` of /proc/self/stat, numbered from 1 as in proc(5). */
-static double
-proc_stat_field(int field)
-{
-	char buf[4096], *p, *end;
-
-	if (read_small_file("/proc/self/stat", buf, sizeof(buf)) != 0 ||
-	    (p = strrchr(buf, ')')) == NULL)
-		return (double)NAN;
-	/* The command name may hold spaces and ')': count from its end. */
-	p++;
-	for (int i = 3; i <= field; i++) {
-		while (*p == ' ')
-			p++;
-		if (*p == '\0' || *p == '\n')
-			return (double)NAN;
-		if (i == field) {
-			double v = strtod(p, &end);
-
-			return end != p ? v : (double)NAN;
-		}
-		while (*p != ' ' && *p != '\0')
-			p++;
-	}
-	return (double)NAN;
-}
-
-static double
-clock_ticks(void)
-{
-	long t = sysconf(_SC_CLK_TCK);
-
-	return t > 0 ? (double)t : 100.0;
-}
-
-static double
-proc_virtual_memory(void *arg)
-{
-	(void)arg;
-	return proc_stat_field(23);
-}
-
-static double
-proc_resident_memory(void *arg)
-{
-	long page = sysconf(_SC_PAGESIZE);
-
-	(void)arg;
-	return proc_stat_field(24) * (double)(page > 0 ? page : 4096);
-}
-
-/* Boot time from the "btime" line of /proc/stat, which may be long. */
-static double
-boot_time(void)
-{
-	char line[256];
-	bool at_line_start = true;
-	double bt = (double)NAN;
-	FILE *fp;
-
-	if ((fp = fopen("/proc/stat", "re")) == NULL)
-		return (double)NAN;
-	while (fgets(line, sizeof(line), fp) != NULL) {
-		if (at_line_start && strncmp(line, "btime ", 6) == 0) {
-			bt = strtod(line + 6, NULL);
-			break;
-		}
-		at_line_start = strchr(line, '\n') != NULL;
-	}
-	(void)fclose(fp);
-	return bt;
-}
-
-static double
-proc_start_time(void *arg)
-{
-	(void)arg;
-	return proc_stat_field(22) / clock_ticks() + boot_time();
-}
-
-static double
-proc_cpu_seconds(void *arg)
-{
-	(void)arg;
-	return (proc_stat_field(14) + proc_stat_field(15)) / clock_ticks();
-}
-
-static double
-proc_open_fds(void *arg)
-{
-	struct dirent *de;
-	double n = 0;
-	DIR *d;
-	int self;
-
-	(void)arg;
-	if ((d = opendir("/proc/self/fd")) == NULL)
-		return (double)NAN;
-	self = dirfd(d);
-	while ((de = readdir(d)) != NULL) {
-		/* Skip ".", ".." and the descriptor this listing holds. */
-		if (de->d_name[0] == '.' || strtol(de->d_name, NULL, 10) == self)
-			continue;
-		n++;
-	}
-	(void)closedir(d);
-	return n;
-}
-
-static double
-proc_max_fds(void *arg)
-{
-	char buf[4096], *p, *end;
-	double v;
-
-	(void)arg;
-	if (read_small_file("/proc/self/limits", buf, sizeof(buf)) != 0 ||
-	    (p = strstr(buf, "\nMax open files")) == NULL)
-		return (double)NAN;
-	p += strlen("\nMax open files");
-	while (*p == ' ')
-		p++;
-	if (strncmp(p, "unlimited", 9) == 0)
-		return (double)INFINITY;
-	v = strtod(p, &end);
-	return end != p ? v : (double)NAN;
-}
-
-static const struct {
-	const char *name;
-	const char *help;
-	enum fam_kind kind;
-	double (*fn)(void *);
-} process_collectors[] = {
-	/* Names, help and order as prometheus_client's ProcessCollector. */
-	{ "process_virtual_memory_bytes", "Virtual memory size in bytes.",
-	    FAM_GAUGE_FN, proc_virtual_memory },
-	{ "process_resident_memory_bytes", "Resident memory size in bytes.",
-	    FAM_GAUGE_FN, proc_resident_memory },
-	{ "process_start_time_seconds",
-	    "Start time of the process since unix epoch in seconds.",
-	    FAM_GAUGE_FN, proc_start_time },
-	{ "process_cpu_seconds_total",
-	    "Total user and system CPU time spent in seconds.",
-	    FAM_COUNTER_FN, proc_cpu_seconds },
-	{ "process_open_fds", "Number of open file descriptors.",
-	    FAM_GAUGE_FN, proc_open_fds },
-	{ "process_max_fds", "Maximum number of open file descriptors.",
-	    FAM_GAUGE_FN, proc_max_fds },
-};
-#define NPROCESS (sizeof(process_collectors) / sizeof(process_collectors[0]))
-#endif /* __linux__ */
-
-int
-tp_metrics_register_process(struct tp_metrics_registry *reg)
-{
-	if (reg == NULL)
-		return -1;
-#ifdef __linux__
-	/* All or nothing for name clashes; only out of memory leaves a part. */
-	for (size_t i = 0; i < NPROCESS; i++) {
-		if (name_taken(reg, process_collectors[i].name,
-		    process_collectors[i].kind))
-			return -1;
-	}
-	for (size_t i = 0; i < NPROCESS; i++) {
-		if (fn_family_new(reg, process_collectors[i].kind,
-		    process_collectors[i].name, process_collectors[i].help,
-		    process_collectors[i].fn, NULL) != 0)
-			return -1;
-	}
-#endif
-	return 0;
 }

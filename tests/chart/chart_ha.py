@@ -380,7 +380,7 @@ def check_smaller(t, items):
 def relay_metric_names(t):
     """Metric families the relay exports, from its source: every
     "tokenplace_..." name registered in relay/src and shared/src, plus the
-    process_* collectors of shared/src/metrics.c."""
+    process_* collectors of shared/src/metrics_process.c."""
     names = set()
     for d in ("relay/src", "shared/src"):
         for fn in sorted(os.listdir(os.path.join(t.ROOT, d))):
@@ -388,7 +388,7 @@ def relay_metric_names(t):
                 with open(os.path.join(t.ROOT, d, fn), encoding="utf-8") as f:
                     src = f.read()
                 names |= set(re.findall(r'"(tokenplace_[a-z0-9_]+)"', src))
-                if fn == "metrics.c":
+                if fn == "metrics_process.c":
                     names |= set(re.findall(r'\{\s*"(process_[a-z_]+)"', src))
     return names
 
