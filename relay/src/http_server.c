@@ -478,16 +478,24 @@ cors_headers(struct relay_response *resp)
 /*
  * RFC 9112 framing (framing.h), before anything else reads or answers:
  * a request whose body boundary a front proxy could place elsewhere is
- * refused with 400 and its connection closed without reading the body.
+ * refused with 400, or 431 when civetweb may have stopped parsing its
+ * headers (it stops at MG_MAX_HEADERS without an error, so a count that
+ * reaches it is refused), and its connection closed without reading the
+ * body.
  */
+_Static_assert(RELAY_FRAMING_MAX_HEADERS < MG_MAX_HEADERS,
+    "civetweb's silent cut must stay above the header count limit");
+
 static bool
 framing_acceptable(struct relay_app *app, struct relay_conn *c,
     struct relay_response *resp, enum relay_error_shape shape)
 {
 	struct relay_framing f;
 	enum relay_framing_verdict v;
+	int status;
 
 	memset(&f, 0, sizeof(f));
+	f.max_headers = (unsigned)app->settings->max_header_count;
 	for (int i = 0; i < c->ri->num_headers; i++)
 		relay_framing_add(&f, c->ri->http_headers[i].name,
 		    c->ri->http_headers[i].value);
@@ -495,10 +503,14 @@ framing_acceptable(struct relay_app *app, struct relay_conn *c,
 	if (v == RELAY_FRAMING_OK)
 		return true;
 	c->framing_bad = true;
-	relay_response_error_shaped(resp, shape, 400, "bad_framing",
+	status = relay_framing_status(v);
+	relay_response_error_shaped(resp, shape, status,
+	    status == 431 ? "too_many_headers" : "bad_framing",
 	    relay_framing_message(v));
 	resp->close = true;
 	resp->error_kind = relay_framing_kind(v);
+	if (status == 431)
+		relay_app_count_limit(app, "header_count");
 	relay_app_count_bad_request(app, resp->error_kind);
 	return false;
 }
