@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,13 +30,13 @@
 #include "conn_gate.h"
 #include "framing.h"
 #include "reqline.h"
-#include "request_id.h"
 #include "http.h"
 #include "routes.h"
 #include "tokenplace/json.h"
 #include "tokenplace/log.h"
 #include "v1_broker.h"
 
+#define REQUEST_ID_MAX 128
 #define BODY_CHUNK 16384
 
 struct relay_http_server {
@@ -227,7 +228,58 @@ relay_stream_end(struct relay_request *req, struct relay_response *resp)
 	return mg_send_chunk(req->conn->mc, "", 0) < 0 ? -1 : 0;
 }
 
-/* ---- Date header ------------------------------------------------------ */
+/* ---- request id -------------------------------------------------------- */
+
+/* An inbound id is kept only if it is short and printable ASCII. */
+static bool
+request_id_acceptable(const char *id)
+{
+	size_t n = 0;
+
+	if (id == NULL || id[0] == '\0')
+		return false;
+	for (; id[n] != '\0'; n++) {
+		if (n >= REQUEST_ID_MAX || id[n] < 0x21 || id[n] > 0x7e)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Request ids need uniqueness, not secrecy: a per-thread splitmix64 seeded
+ * once from getrandom() spares a system call per request.
+ */
+static uint64_t
+next_random(void)
+{
+	static _Thread_local uint64_t state;
+	static _Thread_local bool seeded;
+	uint64_t z;
+
+	if (!seeded) {
+		if (getrandom(&state, sizeof(state), 0) != (ssize_t)sizeof(state))
+			state = (uint64_t)(relay_mono_s() * 1e9) ^
+			    (uint64_t)(uintptr_t)&state;
+		seeded = true;
+	}
+	z = (state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static void
+generate_request_id(char out[17])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64_t r = next_random();
+
+	for (int i = 15; i >= 0; i--) {
+		out[i] = hex[r & 0xf];
+		r >>= 4;
+	}
+	out[16] = '\0';
+}
 
 /* The Date header, formatted once per second per thread. */
 static const char *
@@ -728,7 +780,7 @@ begin_request(struct mg_connection *mc)
 	struct relay_conn c = { .mc = mc, .ri = ri, .head = false };
 	struct relay_request req;
 	struct relay_response resp;
-	char rid[RELAY_REQUEST_ID_MAX + 1];
+	char rid[REQUEST_ID_MAX + 1];
 	const char *inbound;
 	char *body = NULL;
 	size_t body_len = 0;
@@ -756,10 +808,10 @@ begin_request(struct mg_connection *mc)
 	req.remote_port = ri->remote_port;
 	req.local_port = ri->server_port;
 	inbound = mg_get_header(mc, "X-Request-Id");
-	if (relay_request_id_acceptable(inbound)) {
+	if (request_id_acceptable(inbound)) {
 		memcpy(rid, inbound, strlen(inbound) + 1);
 	} else {
-		relay_request_id_generate(rid);
+		generate_request_id(rid);
 	}
 	req.request_id = rid;
 	c.head = strcmp(req.method, "HEAD") == 0;
@@ -856,7 +908,7 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 	if (ri != NULL && ri->remote_addr[0] != '\0' &&
 	    memchr(ri->remote_addr, '\0', sizeof(addr)) != NULL)
 		memcpy(addr, ri->remote_addr, sizeof(addr));
-	relay_request_id_generate(rid);
+	generate_request_id(rid);
 	relay_response_init(&resp);
 	relay_response_error_shaped(&resp, shape, status,
 	    status == 400 ? "bad_request" : kind,
