@@ -6,6 +6,8 @@
 #   make test-asan   the whole suite under ASan+UBSan
 #   make test-valgrind  the integration tests with the relay under valgrind
 #   make test-tsan   the Redis store unit tests under ThreadSanitizer
+#   make fuzz-long   the HTTP fuzzer against the ASan relay for 10 minutes
+#                    (FUZZ_LONG_SECONDS, FUZZ_SEED); not part of `test`
 #   make bench       wrk benchmarks on loopback (not a test)
 #   make image-multiarch  amd64 + arm64 image manifest, arm64 run under qemu
 
@@ -25,7 +27,7 @@ NOT_C   := chart|lint|image|windows|fuzz
 RELAY_HOST ?= 127.0.0.1
 RELAY_PORT ?= 5010
 
-.PHONY: all deps build run test check test-asan test-valgrind test-tsan release bench clean
+.PHONY: all deps build run test check test-asan test-valgrind test-tsan release bench clean fuzz-long
 
 all: build
 
@@ -56,6 +58,23 @@ test-valgrind: build
 	TP_RELAY_WRAPPER="valgrind --quiet --error-exitcode=97 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --track-fds=no" \
 	  TP_TIMEOUT_SCALE=10 \
 	  $(CTEST) --test-dir $(DEV) --output-on-failure -L integration -j $(JOBS)
+
+# The HTTP fuzzer (tests/integration/test_http_fuzz.py) for much longer
+# than its bounded run in test-asan, on the ASan+UBSan relay, every route,
+# with a fresh seed each time (printed; FUZZ_SEED=<n> repeats a run). Run
+# it before submitting any change to request handling (docs/hardening.md).
+FUZZ_LONG_SECONDS ?= 600
+FUZZ_SEED ?= $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+fuzz-long: deps
+	$(CMAKE) --preset asan >/dev/null
+	$(CMAKE) --build --preset asan -j $(JOBS) --target tokenplace-relay
+	TP_RELAY_BIN=$(ASAN)/relay/tokenplace-relay TP_HTTP_FUZZ_REQUIRED=1 \
+	  TP_HTTP_FUZZ_SECONDS=$(FUZZ_LONG_SECONDS) TP_HTTP_FUZZ_CASES=1000000000 \
+	  TP_HTTP_FUZZ_SEED=$(FUZZ_SEED) \
+	  PYTHONPATH=tests/integration:tests/fixtures \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  /usr/bin/python3 -B tests/integration/test_http_fuzz.py
 
 # The Redis store's unit tests (adapter, both stores' suites, brokers; label
 # "redis", not "integration") under ThreadSanitizer: the pool, the

@@ -61,6 +61,7 @@ transfer_encoding_valid(const char *v)
 void
 relay_framing_add(struct relay_framing *f, const char *name, const char *value)
 {
+	f->headers++;
 	if (name == NULL)
 		return;
 	if (value == NULL)
@@ -79,6 +80,9 @@ relay_framing_add(struct relay_framing *f, const char *name, const char *value)
 enum relay_framing_verdict
 relay_framing_verdict(const struct relay_framing *f)
 {
+	/* first: the framing headers may be among the lines never parsed */
+	if (f->max_headers > 0 && f->headers > f->max_headers)
+		return RELAY_FRAMING_TOO_MANY_HEADERS;
 	if (f->cl_count > 0 && f->te_count > 0)
 		return RELAY_FRAMING_CL_WITH_TE;
 	if (f->cl_count > 1)
@@ -88,6 +92,12 @@ relay_framing_verdict(const struct relay_framing *f)
 	if (f->te_count > 1 || f->te_invalid)
 		return RELAY_FRAMING_TE_UNSUPPORTED;
 	return RELAY_FRAMING_OK;
+}
+
+int
+relay_framing_status(enum relay_framing_verdict v)
+{
+	return v == RELAY_FRAMING_TOO_MANY_HEADERS ? 431 : 400;
 }
 
 const char *
@@ -104,6 +114,8 @@ relay_framing_kind(enum relay_framing_verdict v)
 		return "framing_cl_invalid";
 	case RELAY_FRAMING_TE_UNSUPPORTED:
 		return "framing_te_unsupported";
+	case RELAY_FRAMING_TOO_MANY_HEADERS:
+		return "too_many_headers";
 	}
 	return "framing_invalid";
 }
@@ -122,6 +134,8 @@ relay_framing_message(enum relay_framing_verdict v)
 		return "Request Content-Length is not a decimal length";
 	case RELAY_FRAMING_TE_UNSUPPORTED:
 		return "Request Transfer-Encoding is not exactly chunked";
+	case RELAY_FRAMING_TOO_MANY_HEADERS:
+		return "Request has more header lines than the relay accepts";
 	}
 	return "Request framing is invalid";
 }

@@ -805,9 +805,19 @@ relay_handle_v1_retrieve(struct relay_app *app, struct relay_request *req,
 		if (r.request_id.ptr == NULL) {
 			relay_response_error(resp, 404, 404, TP_V1_MSG_NO_RESPONSE);
 		} else {
+			size_t cut = r.request_id.len > 200 ? 200 :
+			    r.request_id.len;
+
+			/*
+			 * The id is valid UTF-8 (the JSON reader checked it):
+			 * cut before a character, never inside one, or the
+			 * answer is not valid JSON text (the fuzzer's finding).
+			 */
+			while (cut > 0 && cut < r.request_id.len &&
+			    ((unsigned char)r.request_id.ptr[cut] & 0xc0) == 0x80)
+				cut--;
 			snprintf(msg, sizeof(msg), "Unknown request_id: %.*s",
-			    (int)(r.request_id.len > 200 ? 200 : r.request_id.len),
-			    r.request_id.ptr);
+			    (int)cut, r.request_id.ptr);
 			relay_response_error(resp, 404, 404, msg);
 		}
 		resp->error_kind = "unknown_request";

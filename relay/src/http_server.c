@@ -32,6 +32,7 @@
 #include "framing.h"
 #include "request_id.h"
 #include "http.h"
+#include "reqline.h"
 #include "routes.h"
 #include "sock_hooks.h"
 #include "tokenplace/json.h"
@@ -435,16 +436,24 @@ cors_headers(struct relay_response *resp)
 /*
  * RFC 9112 framing (framing.h), before anything else reads or answers:
  * a request whose body boundary a front proxy could place elsewhere is
- * refused with 400 and its connection closed without reading the body.
+ * refused with 400, or 431 when civetweb may have stopped parsing its
+ * headers (it stops at MG_MAX_HEADERS without an error, so a count that
+ * reaches it is refused), and its connection closed without reading the
+ * body.
  */
+_Static_assert(RELAY_FRAMING_MAX_HEADERS < MG_MAX_HEADERS,
+    "civetweb's silent cut must stay above the header count limit");
+
 static bool
 framing_acceptable(struct relay_app *app, struct relay_conn *c,
     struct relay_response *resp, enum relay_error_shape shape)
 {
 	struct relay_framing f;
 	enum relay_framing_verdict v;
+	int status;
 
 	memset(&f, 0, sizeof(f));
+	f.max_headers = (unsigned)app->settings->max_header_count;
 	for (int i = 0; i < c->ri->num_headers; i++)
 		relay_framing_add(&f, c->ri->http_headers[i].name,
 		    c->ri->http_headers[i].value);
@@ -452,10 +461,14 @@ framing_acceptable(struct relay_app *app, struct relay_conn *c,
 	if (v == RELAY_FRAMING_OK)
 		return true;
 	c->framing_bad = true;
-	relay_response_error_shaped(resp, shape, 400, "bad_framing",
+	status = relay_framing_status(v);
+	relay_response_error_shaped(resp, shape, status,
+	    status == 431 ? "too_many_headers" : "bad_framing",
 	    relay_framing_message(v));
 	resp->close = true;
 	resp->error_kind = relay_framing_kind(v);
+	if (status == 431)
+		relay_app_count_limit(app, "header_count");
 	relay_app_count_bad_request(app, resp->error_kind);
 	return false;
 }
@@ -794,6 +807,13 @@ begin_request(struct mg_connection *mc)
  * line and a count, and always close the connection. civetweb answers a
  * negative or empty Content-Length with 411; RFC 9112 section 6.3 asks for
  * 400, which is what the client gets here.
+ *
+ * Only what civetweb 1.15 sets on every error path is read here
+ * (docs/hardening.md, "What the error path reads"): remote_addr, and
+ * request_method and request_uri through relay_reqline_copy() (reqline.h),
+ * which bounds and validates them. local_uri_raw, local_uri and
+ * query_string are never set for a refused request and may point into the
+ * worker's reused buffer: they are not read, nor are the headers.
  */
 static int
 http_error(struct mg_connection *mc, int status, const char *errmsg)
@@ -804,9 +824,11 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 	const struct relay_route *route = NULL;
 	enum relay_error_shape shape = RELAY_ERR_OBJECT;
 	struct relay_response resp;
-	const char *kind, *path = NULL;
+	struct relay_reqline rl;
+	const char *kind;
 	char allow[96];
 	char head[512];
+	char addr[sizeof(ri->remote_addr)] = "-";
 	char rid[17];
 	int n;
 
@@ -817,7 +839,13 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 		status = 400;
 	switch (status) {
 	case 400:
-		kind = errmsg != NULL && strcmp(errmsg, "Bad request") == 0 ?
+		/*
+		 * "Bad request" is civetweb's text for a refused Content-Length
+		 * or Transfer-Encoding and for a head it could not parse; only
+		 * the former has headers (num_headers is reset per request).
+		 */
+		kind = errmsg != NULL && strcmp(errmsg, "Bad request") == 0 &&
+		    ri != NULL && ri->num_headers > 0 ?
 		    "framing_rejected" : "http_malformed";
 		break;
 	case 408:
@@ -832,14 +860,15 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 		break;
 	}
 	/* The route's error shape, when the request line named one. */
-	if (ri != NULL && ri->request_method != NULL) {
-		path = ri->local_uri_raw ? ri->local_uri_raw : ri->local_uri;
-		if (path != NULL)
-			(void)relay_route_match(ri->request_method, path, &route,
-			    allow, sizeof(allow));
-		if (route != NULL)
-			shape = route->error_shape;
-	}
+	if (relay_reqline_copy(&rl, ri ? ri->request_method : NULL,
+	    ri ? ri->request_uri : NULL))
+		(void)relay_route_match(rl.method, rl.path, &route, allow,
+		    sizeof(allow));
+	if (route != NULL)
+		shape = route->error_shape;
+	if (ri != NULL && ri->remote_addr[0] != '\0' &&
+	    memchr(ri->remote_addr, '\0', sizeof(addr)) != NULL)
+		memcpy(addr, ri->remote_addr, sizeof(addr));
 	generate_request_id(rid);
 	relay_response_init(&resp);
 	relay_response_error_shaped(&resp, shape, status,
@@ -853,12 +882,11 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 		relay_app_count_bad_request(app, kind);
 	}
 	TP_LOG(TP_LOG_INFO, "http.request",
-	    TP_LSTR("http_method", ri && ri->request_method ?
-	    ri->request_method : "-"),
-	    TP_LSTR("http_path", path ? path : "-"),
+	    TP_LSTR("http_method", relay_reqline_or_dash(rl.method)),
+	    TP_LSTR("http_path", relay_reqline_or_dash(rl.path)),
 	    TP_LINT("http_status", status),
 	    TP_LSTR("request_id", rid),
-	    TP_LSTR("remote_addr", ri ? ri->remote_addr : "-"),
+	    TP_LSTR("remote_addr", addr),
 	    TP_LSTR("error", kind),
 	    TP_LSTR("detail", errmsg ? errmsg : ""));
 	/*
@@ -880,9 +908,7 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 	if (n > 0 && (size_t)n < sizeof(head)) {
 		(void)mg_write(mc, head, (size_t)n);
 		/* an answer to HEAD has no body, whatever its length says */
-		if (resp.body != NULL && !(ri != NULL &&
-		    ri->request_method != NULL &&
-		    strcmp(ri->request_method, "HEAD") == 0))
+		if (resp.body != NULL && strcmp(rl.method, "HEAD") != 0)
 			(void)mg_write(mc, resp.body, resp.body_len);
 	}
 	free(resp.body);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "framing.h"
 #include "ratelimit.h"
 #include "tokenplace/json.h"
 #include "redis.h"
@@ -268,6 +269,9 @@ const struct tp_setting relay_setting_table[] = {
 	{ "max_header_bytes", "RELAY_MAX_HEADER_BYTES", NULL, TP_SETTING_INT,
 	  "16384", 1024, 1048576, OFF(max_header_bytes), NULL, 0,
 	  "largest request line plus headers accepted" },
+	{ "max_header_count", "RELAY_MAX_HEADER_COUNT", NULL, TP_SETTING_INT,
+	  "63", 1, RELAY_FRAMING_MAX_HEADERS, OFF(max_header_count), NULL, 0,
+	  "most header lines in one request (431 above)" },
 	{ "max_discard_bytes", "RELAY_MAX_DISCARD_BYTES", NULL, TP_SETTING_INT,
 	  "1048576", 0, 268435456, OFF(max_discard_bytes), NULL, 0,
 	  "refused bodies up to this size are read and dropped, larger ones cut" },

@@ -32,6 +32,7 @@ struct relay_settings {
 	char *log_level;
 	int64_t max_body_bytes;
 	int64_t max_header_bytes;
+	int64_t max_header_count;
 	int64_t metrics_max_series;
 	int64_t max_discard_bytes;
 	int64_t head_timeout_ms;

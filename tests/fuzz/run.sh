@@ -38,4 +38,16 @@ mkdir -p "$out/corpus-$t"
 (cd "$out" && ./"$t" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=1024 -print_final_stats=1 "corpus-$t" \
     "$src/tests/fuzz/seeds-web")
+# relay/src/reqline.c and the header count rule of relay/src/framing.c:
+# what the error callback reads of a request civetweb refused.
+t=fuzz_reqline
+"$cc" -g -O1 -std=c11 -D_GNU_SOURCE \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -I"$src/relay/src" \
+    "$src/tests/fuzz/$t.c" "$src/relay/src/reqline.c" \
+    "$src/relay/src/framing.c" -o "$out/$t"
+mkdir -p "$out/corpus-$t"
+(cd "$out" && ./"$t" -max_total_time="$seconds" -timeout=10 \
+    -rss_limit_mb=1024 -print_final_stats=1 "corpus-$t" \
+    "$src/tests/fuzz/seeds-reqline")
 echo "fuzz: all targets ran ${seconds}s without a finding"

@@ -189,6 +189,13 @@ class Relay:
         with self._lock:
             return list(self._lines)
 
+    def forget_logs(self):
+        """Drops the log lines read so far (a long run would hold them all
+        in memory); later lines are kept as usual."""
+        with self._lock:
+            del self._lines[:]
+            del self._raw[:]
+
     def raw_logs(self):
         with self._lock:
             return list(self._raw)

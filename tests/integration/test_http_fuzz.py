@@ -22,10 +22,26 @@ mutated "\r\n\n" ends a head early and what follows is the next request.) A lega
 delivered after it. At the end the relay is stopped with SIGTERM and must
 exit 0: a sanitizer report (including a leak) makes it exit non-zero.
 
+Besides one request per connection, a case can be (issue 26): a kept-alive
+sequence (a valid request, its answer read, then mutated requests on the
+same connection, each after the previous answer); several requests
+pipelined in one send; a head of exactly civetweb's buffer size
+(RELAY_MAX_HEADER_BYTES, 16 KiB) or just under or over it, alone or after a
+kept-alive request, including a 3-byte head followed by bytes up to the
+end of the buffer (civetweb reuses one buffer per worker: that shape found
+a heap-buffer-overflow in the error callback); a partial head followed by
+a close; and heads with 63, 64, 65 or 100 header lines, where 64 or more
+must be refused with one 431 and nothing after it (issue 19.3: civetweb
+stops at its 64th line and would serve the body as a second request).
+
 Bounds: TP_HTTP_FUZZ_SECONDS (default 40) and TP_HTTP_FUZZ_CASES (default
 50000), whichever comes first; TP_HTTP_FUZZ_SEED (default 12) makes a run
 repeatable, and the seed is printed. A failing case is printed as the
-exact bytes sent, so it can be replayed.
+exact bytes sent, so it can be replayed. The run prints how many cases and
+requests it sent, by case kind and by route, and fails if a route was
+never sent (once the run is long enough to expect every one).
+`make fuzz-long` runs it for FUZZ_LONG_SECONDS (default 600) with a fresh
+seed (FUZZ_SEED to repeat one).
 
 The relay binary is TP_RELAY_BIN. In the ASan pass (`make test-asan`) it
 is that build's own binary and TP_HTTP_FUZZ_REQUIRED=1; elsewhere it is
@@ -47,6 +63,8 @@ SEED = int(os.environ.get("TP_HTTP_FUZZ_SEED", "12"))
 SECONDS = float(os.environ.get("TP_HTTP_FUZZ_SECONDS", "40"))
 CASES = int(os.environ.get("TP_HTTP_FUZZ_CASES", "50000"))
 REQUIRED = os.environ.get("TP_HTTP_FUZZ_REQUIRED") == "1"
+HEAD_BYTES = 16384
+HEADER_LIMIT = 63       # RELAY_MAX_HEADER_COUNT's default
 
 V1 = "/api/v1/relay"
 PROTO = "tokenplace_api_v1_relay_e2ee"
@@ -70,7 +88,8 @@ ENV = {
     "RELAY_TIMEOUT": "2",
     "RELAY_HEAD_TIMEOUT_MS": "2000",
     "RELAY_MAX_BODY_BYTES": "65536",
-    "RELAY_MAX_HEADER_BYTES": "8192",
+    # civetweb's head buffer, as deployed: 16 KiB heads are sent below
+    "RELAY_MAX_HEADER_BYTES": str(HEAD_BYTES),
     # the forwarded API goes to a closed loopback port: 502/503 at once
     "TOKENPLACE_RELAY_UPSTREAM_URL": "http://127.0.0.1:9",
     "RELAY_UPSTREAM_CONNECT_TIMEOUT_MS": "500",
@@ -114,6 +133,7 @@ class Gen:
 
     def __init__(self, seed):
         self.r = random.Random(seed)
+        self.routes = dict.fromkeys(ROUTES, 0)  # requests sent per route
 
     def text(self, lo=0, hi=24):
         r = self.r
@@ -293,13 +313,18 @@ class Gen:
             out = self.mutate_bytes(out)
         return out
 
-    def request(self):
-        """One request as raw bytes, and whether it asks for keep-alive."""
+    def request(self, no_head=False):
+        """One request as raw bytes, and its method. no_head: never HEAD
+        (in a sequence, which answer belongs to which request is not
+        known, and an answer to HEAD has no body)."""
         r = self.r
         method, path = r.choice(ROUTES)
+        self.routes[(method, path)] += 1
         if r.random() < 0.08:
             method = r.choice(["GET", "POST", "PUT", "DELETE", "HEAD",
                                "OPTIONS", "PATCH", "BREW", "get", "P\x00ST"])
+        if no_head and method == "HEAD":
+            method = "GET"
         if r.random() < 0.08:
             path += r.choice(["?a=1", "/", "//x", "%00", "%zz", "?" +
                               self.text(0, 30), "#f", "/../../etc/passwd"])
@@ -365,6 +390,62 @@ class Gen:
             raw = self.mutate_bytes(raw, 8)
         return raw, method
 
+    def clean(self, keep=True, total_headers=None, route=None):
+        """A well-formed request (never mutated) for a route, with a body
+        the route accepts; total_headers pads the head with X-Fuzz-<n>
+        lines before the framing ones so that it has exactly that many."""
+        r = self.r
+        method, path = route or r.choice(ROUTES)
+        self.routes[(method, path)] += 1
+        body = b""
+        tail = []
+        if method == "POST":
+            t = self.template(path)
+            body = json.dumps(t if t is not None else self.body_obj(path),
+                              ensure_ascii=True).encode()
+            tail = ["Content-Type: application/json",
+                    "Content-Length: %d" % len(body)]
+        tail.append("Connection: " + ("keep-alive" if keep else "close"))
+        lines = ["Host: fuzz.test"]
+        if total_headers is not None:
+            pad = total_headers - len(lines) - len(tail)
+            lines += ["X-Fuzz-%d: v%d" % (i, i) for i in range(max(0, pad))]
+        head = "%s %s HTTP/1.1\r\n%s\r\n\r\n" % (method, path,
+                                                  "\r\n".join(lines + tail))
+        return head.encode() + body
+
+    def filler(self, n):
+        """n bytes without NUL, CR or LF, as stale bytes would be."""
+        r = self.r
+        pick = r.random()
+        if pick < 0.4:
+            return b"A" * n
+        if pick < 0.7:
+            unit = r.choice([b"POST /sink HTTP/1.1 ", b"/api/v1/relay/",
+                             b"Content-Length: 5 ", b"\xff\xfe"])
+            return (unit * (n // len(unit) + 1))[:n]
+        return bytes(r.choice(b"abcXYZ019:/ %\t\x80\xfe") for _ in range(n))
+
+    def big_head(self):
+        """A head of about civetweb's buffer size: (raw, head bytes or None
+        when the head never ends, whether it is a plain GET /livez)."""
+        r = self.r
+        size = HEAD_BYTES + r.choice([-2, -1, 0, 1, 2, 100, 4096])
+        shape = r.random()
+        if shape < 0.35:
+            # a head civetweb cuts short, then bytes up to the buffer end
+            short = r.choice([b"X\n\n", b"GET\n\n", b"POST /sink\r\n\r\n",
+                              b"G\r\n\r\n", b"\r\n\r\n", b"GET /x\n\n"])
+            return short + self.filler(size - len(short)), None, False
+        self.routes[("GET", "/livez")] += 1
+        start = b"GET /livez HTTP/1.1\r\nHost: fuzz.test\r\nX-Big: "
+        if shape < 0.75:
+            end = b"\r\nConnection: close\r\n\r\n"
+            pad = max(0, size - len(start) - len(end))
+            raw = start + b"b" * pad + end
+            return raw, len(raw), True
+        return start + self.filler(max(0, size - len(start))), None, False
+
 
 class Malformed(AssertionError):
     pass
@@ -387,67 +468,161 @@ def read_all(s, limit_s):
         data += b
 
 
-def parse_responses(data, head_only):
-    """Splits data into responses; checks each is well formed."""
+class Incomplete(Malformed):
+    """The bytes so far end inside a response."""
+
+
+def parse_one(data, head_only):
+    """The first response in data: (status, Connection value, its length).
+    Checks it is well formed; raises Incomplete when data ends inside it."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise Incomplete("incomplete head %r" % data[:300])
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 3 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or \
+            not parts[1].isdigit() or len(parts[1]) != 3:
+        raise Malformed("bad status line %r" % lines[0])
+    status = int(parts[1])
+    hdrs = {}
+    for line in lines[1:]:
+        k, colon, v = line.partition(b":")
+        if not colon or not k or k != k.strip():
+            raise Malformed("bad header line %r" % line)
+        hdrs[k.decode("latin-1").lower()] = v.strip().decode("latin-1")
+    # A refusal of a head civetweb could not parse carries its body
+    # even for HEAD (the relay cannot know the method), then closes.
+    refused_unparsed = head_only and status == 400 and \
+        hdrs.get("connection", "").lower() == "close" and \
+        len(rest) == int(hdrs.get("content-length", "-1"))
+    if (head_only and not refused_unparsed) or status in (204, 304) \
+            or status < 200:
+        body = b""
+    elif "content-length" in hdrs:
+        n = int(hdrs["content-length"])
+        if len(rest) < n:
+            raise Incomplete("short body: %d of %d" % (len(rest), n))
+        body, rest = rest[:n], rest[n:]
+    elif hdrs.get("transfer-encoding") == "chunked":
+        body = b""
+        while True:
+            size_line, sep, rest = rest.partition(b"\r\n")
+            if not sep:
+                raise Incomplete("cut chunked body")
+            n = int(size_line.split(b";")[0], 16)
+            if n == 0:
+                _, sep, rest = rest.partition(b"\r\n")
+                if not sep:
+                    raise Incomplete("cut chunked body")
+                break
+            if len(rest) < n + 2:
+                raise Incomplete("cut chunk")
+            body, rest = body + rest[:n], rest[n + 2:]
+    else:
+        raise Malformed("response without framing: %r" % head)
+    ctype = hdrs.get("content-type", "")
+    if body and ctype.startswith("application/json"):
+        try:
+            json.loads(body)
+        except ValueError:
+            raise Malformed("body is not JSON: %r" % body[:300])
+    elif body and not ctype.startswith(("text/event-stream",
+                                        "text/plain")):
+        raise Malformed("unexpected type %r for %r" % (ctype, body[:200]))
+    if status >= 400 and not (body or head_only):
+        raise Malformed("error %d without a body" % status)
+    return status, hdrs.get("connection", "").lower(), len(data) - len(rest)
+
+
+def parse_responses(data, head_only, closed_before=False):
+    """Splits data into responses; checks each is well formed and that
+    none follows one that said `Connection: close`."""
     out = []
     while data:
-        head, sep, rest = data.partition(b"\r\n\r\n")
-        if not sep:
-            raise Malformed("incomplete head %r" % data[:300])
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 3 or parts[0] not in (b"HTTP/1.1", b"HTTP/1.0") or \
-                not parts[1].isdigit() or len(parts[1]) != 3:
-            raise Malformed("bad status line %r" % lines[0])
-        status = int(parts[1])
-        hdrs = {}
-        for line in lines[1:]:
-            k, colon, v = line.partition(b":")
-            if not colon or not k or k != k.strip():
-                raise Malformed("bad header line %r" % line)
-            hdrs[k.decode("latin-1").lower()] = v.strip().decode("latin-1")
-        # A refusal of a head civetweb could not parse carries its body
-        # even for HEAD (the relay cannot know the method), then closes.
-        refused_unparsed = head_only and status == 400 and \
-            hdrs.get("connection", "").lower() == "close" and \
-            len(rest) == int(hdrs.get("content-length", "-1"))
-        if (head_only and not refused_unparsed) or status in (204, 304) \
-                or status < 200:
-            body = b""
-        elif "content-length" in hdrs:
-            n = int(hdrs["content-length"])
-            if len(rest) < n:
-                raise Malformed("short body: %d of %d" % (len(rest), n))
-            body, rest = rest[:n], rest[n:]
-        elif hdrs.get("transfer-encoding") == "chunked":
-            body = b""
-            while True:
-                size_line, sep, rest = rest.partition(b"\r\n")
-                if not sep:
-                    raise Malformed("cut chunked body")
-                n = int(size_line.split(b";")[0], 16)
-                if n == 0:
-                    _, _, rest = rest.partition(b"\r\n")
-                    break
-                body, rest = body + rest[:n], rest[n + 2:]
-        else:
-            raise Malformed("response without framing: %r" % head)
-        ctype = hdrs.get("content-type", "")
-        if body and ctype.startswith("application/json"):
-            try:
-                json.loads(body)
-            except ValueError:
-                raise Malformed("body is not JSON: %r" % body[:300])
-        elif body and not ctype.startswith(("text/event-stream",
-                                            "text/plain")):
-            raise Malformed("unexpected type %r for %r" % (ctype, body[:200]))
-        if status >= 400 and not (body or head_only):
-            raise Malformed("error %d without a body" % status)
-        if out and out[-1][1] == "close":
-            raise Malformed("a response after one that closed: %r" % head)
-        out.append((status, hdrs.get("connection", "").lower()))
-        data = rest
+        if closed_before or (out and out[-1][1] == "close"):
+            raise Malformed("a response after one that closed: %r"
+                            % data[:300])
+        try:
+            status, conn, n = parse_one(data, head_only)
+        except Incomplete as e:
+            raise Malformed(str(e))
+        out.append((status, conn))
+        data = data[n:]
     return [st for st, _ in out]
+
+
+class Conn:
+    """One client connection: whole answers read one at a time, then the
+    rest until EOF."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port),
+                                          timeout=scaled(10))
+        self.buf = b""
+
+    def send(self, raw):
+        try:
+            self.s.sendall(raw)
+            return True
+        except OSError:
+            return False  # answered and closed before all was sent
+
+    def read_one(self, limit_s):
+        """The next answer (status, Connection), or None at EOF."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            if self.buf:
+                try:
+                    status, conn, n = parse_one(self.buf, False)
+                    self.buf = self.buf[n:]
+                    return status, conn
+                except Incomplete:
+                    pass
+            self.s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                b = self.s.recv(65536)
+            except socket.timeout:
+                raise Malformed("no answer within %.0f s (%r)"
+                                % (limit_s, self.buf[:300]))
+            except ConnectionResetError:
+                b = b""
+            if not b:
+                if self.buf:
+                    raise Malformed("EOF inside an answer: %r"
+                                    % self.buf[:300])
+                return None
+            self.buf += b
+
+    def finish(self, limit_s):
+        """Half-closes, then everything until EOF."""
+        try:
+            self.s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        data = self.buf + read_all(self.s, limit_s)
+        self.buf = b""
+        return data
+
+    def close(self):
+        self.s.close()
+
+
+def kept_alive_prefix(gen, c, sent):
+    """1 or 2 valid kept-alive requests, each answer read before the next
+    is sent. Returns their statuses, and whether the relay closed."""
+    statuses = []
+    for _ in range(gen.r.randint(1, 2)):
+        raw = gen.clean(keep=True)
+        sent.append(raw)
+        if not c.send(raw):
+            return statuses, True
+        got = c.read_one(scaled(15))
+        if got is None:
+            raise Malformed("no answer to a valid request")
+        statuses.append(got[0])
+        if got[1] == "close":
+            return statuses, True
+    return statuses, False
 
 
 class HttpFuzz(unittest.TestCase):
@@ -492,6 +667,128 @@ class HttpFuzz(unittest.TestCase):
         self.assertEqual(st, 200, obj)
         self.assertIn("HELD-V1", json.dumps(obj), obj)
 
+    # -- case kinds: each returns the statuses it got; appends what it sent
+    def case_single(self, gen, port, sent):
+        raw, method = gen.request()
+        sent.append(raw)
+        c = Conn(port)
+        try:
+            c.send(raw)
+            return parse_responses(c.finish(scaled(15)), method == "HEAD")
+        finally:
+            c.close()
+
+    def case_keepalive(self, gen, port, sent):
+        """Valid requests, each answer read, then mutated ones on the same
+        connection (the buffer civetweb reuses holds the earlier ones)."""
+        c = Conn(port)
+        try:
+            got, closed = kept_alive_prefix(gen, c, sent)
+            if closed:
+                return got
+            tail = b""
+            for _ in range(gen.r.randint(1, 3)):
+                if gen.r.random() < 0.2:
+                    raw = gen.big_head()[0]
+                else:
+                    raw = gen.request(no_head=True)[0]
+                sent.append(raw)
+                tail += raw
+            c.send(tail)
+            return got + parse_responses(c.finish(scaled(15)), False)
+        finally:
+            c.close()
+
+    def case_pipelined(self, gen, port, sent):
+        parts = [gen.clean(keep=True)]
+        parts += [gen.request(no_head=True)[0]
+                  for _ in range(gen.r.randint(1, 4))]
+        if gen.r.random() < 0.5:
+            parts.append(gen.clean(keep=False))
+        sent.extend(parts)
+        c = Conn(port)
+        try:
+            c.send(b"".join(parts))
+            return parse_responses(c.finish(scaled(15)), False)
+        finally:
+            c.close()
+
+    def case_big_head(self, gen, port, sent):
+        c = Conn(port)
+        try:
+            got, closed = ([], False)
+            if gen.r.random() < 0.6:
+                got, closed = kept_alive_prefix(gen, c, sent)
+            if closed:
+                return got
+            raw, head_len, plain = gen.big_head()
+            sent.append(raw)
+            c.send(raw)
+            more = parse_responses(c.finish(scaled(15)), False)
+        finally:
+            c.close()
+        if plain and head_len <= HEAD_BYTES:
+            if more != [200]:
+                raise Malformed("a %d-byte head (the limit is %d) got %r"
+                                % (head_len, HEAD_BYTES, more))
+        elif plain and (len(more) != 1 or more[0] < 400 or more[0] > 499):
+            raise Malformed("a %d-byte head (the limit is %d) got %r"
+                            % (head_len, HEAD_BYTES, more))
+        return got + more
+
+    def case_partial(self, gen, port, sent):
+        """Part of a head, then the client half-closes or goes away."""
+        c = Conn(port)
+        try:
+            got, closed = ([], False)
+            if gen.r.random() < 0.4:
+                got, closed = kept_alive_prefix(gen, c, sent)
+            if closed:
+                return got
+            raw = gen.clean(keep=gen.r.random() < 0.5)
+            head_len = raw.index(b"\r\n\r\n") + 3
+            raw = raw[:gen.r.randint(1, head_len)]
+            sent.append(raw)
+            c.send(raw)
+            if gen.r.random() < 0.5:
+                return got  # closed without reading
+            more = parse_responses(c.finish(scaled(15)), False)
+        finally:
+            c.close()
+        if any(st < 400 for st in more):
+            raise Malformed("a partial head was answered %r" % more)
+        return got + more
+
+    def case_header_count(self, gen, port, sent):
+        """63, 64, 65 or 100 header lines (or any count up to 120): more than
+        the limit gets one 431 and nothing after it."""
+        total = gen.r.choice([63, 64, 65, 100, gen.r.randint(1, 120)])
+        c = Conn(port)
+        try:
+            got, closed = ([], False)
+            if gen.r.random() < 0.3:
+                got, closed = kept_alive_prefix(gen, c, sent)
+            if closed:
+                return got
+            raw = gen.clean(keep=gen.r.random() < 0.5, total_headers=total)
+            if gen.r.random() < 0.5:
+                # a request behind it: must never be served after a 431
+                raw += gen.clean(keep=False, route=("GET", "/livez"))
+            sent.append(raw)
+            c.send(raw)
+            more = parse_responses(c.finish(scaled(15)), False)
+        finally:
+            c.close()
+        if total > HEADER_LIMIT and more != [431]:
+            raise Malformed("%d header lines got %r, not one 431"
+                            % (total, more))
+        if total <= HEADER_LIMIT and 431 in more:
+            raise Malformed("%d header lines got a 431" % total)
+        return got + more
+
+    KINDS = [(0.60, "single"), (0.72, "keepalive"), (0.80, "pipelined"),
+             (0.87, "big_head"), (0.93, "partial"), (1.0, "header_count")]
+
     def test_generated_requests(self):
         env = dict(ENV)
         os.environ.setdefault("UBSAN_OPTIONS",
@@ -502,41 +799,50 @@ class HttpFuzz(unittest.TestCase):
               % (SEED, CASES, SECONDS, SEED, RELAY_BIN), flush=True)
         gen = Gen(SEED)
         statuses = {}
+        kinds = {name: 0 for _, name in self.KINDS}
+        requests = 0
         with Relay(env=env) as r:
             self.hold_jobs(r)
             start = time.monotonic()
             n = 0
             while n < CASES and time.monotonic() - start < SECONDS:
-                raw, method = gen.request()
+                pick = gen.r.random()
+                kind = next(name for p, name in self.KINDS if pick < p)
                 n += 1
-                s = socket.create_connection(("127.0.0.1", r.port),
-                                             timeout=scaled(10))
+                kinds[kind] += 1
+                sent = []
                 try:
-                    try:
-                        s.sendall(raw)
-                        s.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass  # answered and closed before all was sent
-                    data = read_all(s, scaled(15))
-                    got = parse_responses(data, method == "HEAD")
-                except Malformed as e:
-                    self.fail("case %d (seed %d): %s\nsent: %r"
-                              % (n, SEED, e, raw[:2000]))
-                finally:
-                    s.close()
+                    got = getattr(self, "case_" + kind)(gen, r.port, sent)
+                except (Malformed, OSError) as e:
+                    died = r.wait_exit(5) \
+                        if isinstance(e, OSError) or "no answer" in str(e) \
+                        else r.proc.poll()
+                    self.fail("case %d (%s, seed %d): %s\nsent: %r%s"
+                              % (n, kind, SEED, e, [x[:2000] for x in sent],
+                                 "" if died is None else
+                                 "\nthe relay exited %r:\n%s"
+                                 % (died, r.stderr_text()[-6000:])))
+                requests += len(sent)
                 for st in got:
                     statuses[st] = statuses.get(st, 0) + 1
                 if n % 250 == 0:
                     self.assertIsNone(r.proc.poll(), "relay died")
                     self.assertEqual(r.request("GET", "/livez")[0], 200)
+                    r.forget_logs()
             elapsed = time.monotonic() - start
             self.assertIsNone(r.proc.poll(), "relay died")
             self.assertEqual(r.request("GET", "/livez")[0], 200)
             self.deliver_jobs(r)
-        print("http fuzz: %d cases in %.1f s, statuses %s"
-              % (n, elapsed, dict(sorted(statuses.items()))), flush=True)
+        print("http fuzz: seed %d: %d cases, %d requests in %.1f s; "
+              "cases by kind %s; statuses %s"
+              % (SEED, n, requests, elapsed, kinds,
+                 dict(sorted(statuses.items()))), flush=True)
+        print("http fuzz: requests by route %s"
+              % {"%s %s" % k: v for k, v in gen.routes.items()}, flush=True)
         self.assertGreater(n, 100)
-
+        if n >= 40 * len(ROUTES):
+            unsent = [k for k, v in gen.routes.items() if v == 0]
+            self.assertEqual(unsent, [], "routes never sent")
 
 if __name__ == "__main__":
     main()

@@ -144,11 +144,10 @@ class Framing(unittest.TestCase):
         counts = {}
         for path, shape in ((LEGACY, "string"), (V1, "object")):
             for name, headers, body, kind in CASES:
-                # civetweb refuses some before the route is known: object
-                routed = not kind == "framing_rejected"
+                # civetweb's own refusals (framing_rejected) come after the
+                # request line parsed: the route's shape too
                 with self.subTest(case=name, path=path):
-                    self.check_refused(path, name, headers, body, kind,
-                                       shape if routed else "object")
+                    self.check_refused(path, name, headers, body, kind, shape)
                 counts[kind] = counts.get(kind, 0) + 1
         after = self.relay.metrics()
         for kind, n in counts.items():
@@ -217,6 +216,79 @@ class Framing(unittest.TestCase):
             self.assertEqual(json.loads(body)["status"], "alive")
         finally:
             s.close()
+
+
+    def head_with_count(self, path, total, body):
+        """A POST whose head has exactly total header lines, the framing
+        ones last (after civetweb's 64th line when total > 64)."""
+        tail = [b"Host: relay.test", b"Content-Type: application/json",
+                b"Content-Length: %d" % len(body)]
+        lines = [b"X-H%d: v" % i for i in range(total - len(tail))] + tail
+        return (b"POST " + path.encode() + b" HTTP/1.1\r\n"
+                + b"".join(h + b"\r\n" for h in lines) + b"\r\n" + body)
+
+    def test_header_count_at_civetweb_limit_is_refused_431(self):
+        """civetweb 1.15 stops at its 64th header line without an error: the
+        Content-Length after it is ignored and the body (a GET /livez) would
+        be served as a second request. 63 lines pass; 64 or more get one
+        JSON 431 in the route's shape, then EOF."""
+        r = self.relay
+        before = r.metrics()
+        refused = 0
+        for path, shape in ((LEGACY, "string"), (V1, "object")):
+            for total in (63, 64, 65, 100):
+                with self.subTest(path=path, total=total):
+                    data = exchange(r.port, self.head_with_count(
+                        path, total, SMUGGLED))
+                    status, hdrs, payload, rest = split_response(data)
+                    self.assertEqual(data.count(b"HTTP/1.1 "), 1, data)
+                    if total < 64:
+                        # the body was read as this request's JSON body
+                        self.assertNotEqual(status, 431, data)
+                        continue
+                    refused += 1
+                    self.assertEqual(status, 431, data)
+                    self.assertEqual(hdrs["connection"], "close")
+                    self.assertEqual(rest, b"")
+                    obj = json.loads(payload)
+                    if shape == "string":
+                        self.assertIsInstance(obj["error"], str)
+                    else:
+                        self.assertEqual(obj["error"]["code"], 431)
+                    line = r.wait_log("http.request",
+                                      request_id=hdrs["x-request-id"])
+                    self.assertEqual(line["error"], "too_many_headers")
+                    self.assertEqual(line["http_status"], 431)
+        after = r.metrics()
+        for name, labels in (
+                ("tokenplace_relay_bad_requests_total",
+                 {"kind": "too_many_headers"}),
+                ("tokenplace_relay_limit_rejections_total",
+                 {"limit": "header_count"})):
+            old = metric_value(before, name, **labels) or 0
+            self.assertEqual(metric_value(after, name, **labels),
+                             old + refused, name)
+        # the smuggled GET /livez was never served
+        self.assertEqual(
+            metric_value(before, "tokenplace_relay_requests_total",
+                         method="GET", endpoint="livez", status="200"),
+            metric_value(after, "tokenplace_relay_requests_total",
+                         method="GET", endpoint="livez", status="200"))
+
+    def test_lower_header_count_limit(self):
+        with Relay(env={"RELAY_MAX_HEADER_COUNT": "8"}) as r:
+            ok = exchange(r.port, self.head_with_count(LEGACY, 8, BODY))
+            self.assertNotEqual(split_response(ok)[0], 431, ok)
+            data = exchange(r.port, self.head_with_count(LEGACY, 9, BODY))
+            status, hdrs, payload, rest = split_response(data)
+            self.assertEqual(status, 431, data)
+            self.assertEqual(hdrs["connection"], "close")
+            self.assertEqual(rest, b"")
+        with Relay(env={"RELAY_MAX_HEADER_COUNT": "64"}) as r:
+            # above the bound: the default applies, and /healthz says why
+            st, obj = r.get_json("/healthz")
+            self.assertEqual(st, 503, obj)
+            self.assertIn("RELAY_MAX_HEADER_COUNT", json.dumps(obj))
 
 
 def open_connections(r):

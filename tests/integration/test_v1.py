@@ -499,6 +499,22 @@ class Routes(unittest.TestCase):
             self.assertEqual(headers["cache-control"], "no-store")
 
 
+    def test_unknown_long_request_id_is_cut_at_a_character(self):
+        """The 404 quotes at most 200 bytes of the id; a cut inside a
+        multi-byte character made the answer invalid JSON text (found by
+        make fuzz-long, seed 411102607)."""
+        for pad in range(4):
+            rid = "x" * pad + "\u043a\U0001F600" * 60
+            st, _, data = self.r.request(
+                "POST", V1 + "/responses/retrieve",
+                json={"client_public_key": "C-cut", "request_id": rid})
+            self.assertEqual(st, 404)
+            msg = json.loads(data.decode("utf-8"))["error"]["message"]
+            quoted = msg[len("Unknown request_id: "):]
+            self.assertTrue(rid.startswith(quoted), msg)
+            self.assertGreater(len(quoted.encode("utf-8")), 196)
+            self.assertLessEqual(len(quoted.encode("utf-8")), 200)
+
 class Lifecycle(unittest.TestCase):
     """Timers shortened through settings."""
 

@@ -107,12 +107,54 @@ test_transfer_coding_other_than_chunked_is_refused(void **state)
 	assert_int_equal(check(twice), RELAY_FRAMING_TE_UNSUPPORTED);
 }
 
+/*
+ * civetweb stops at its 64th header line without an error: a head that
+ * reaches the limit is refused before any other rule, since its framing
+ * headers may be among the lines never parsed.
+ */
+static void
+test_header_count_limit(void **state)
+{
+	struct relay_framing f;
+
+	(void)state;
+	for (unsigned n = 1; n <= 64; n++) {
+		memset(&f, 0, sizeof(f));
+		f.max_headers = RELAY_FRAMING_MAX_HEADERS;
+		for (unsigned i = 0; i < n; i++)
+			relay_framing_add(&f, "X-H", "v");
+		assert_int_equal(relay_framing_verdict(&f),
+		    n <= 63 ? RELAY_FRAMING_OK : RELAY_FRAMING_TOO_MANY_HEADERS);
+	}
+	/* before the framing rules, which would say 400 */
+	relay_framing_add(&f, "Content-Length", "1");
+	relay_framing_add(&f, "Content-Length", "2");
+	assert_int_equal(relay_framing_verdict(&f),
+	    RELAY_FRAMING_TOO_MANY_HEADERS);
+	assert_int_equal(relay_framing_status(RELAY_FRAMING_TOO_MANY_HEADERS),
+	    431);
+	assert_int_equal(relay_framing_status(RELAY_FRAMING_CL_REPEATED), 400);
+	assert_string_equal(relay_framing_kind(RELAY_FRAMING_TOO_MANY_HEADERS),
+	    "too_many_headers");
+	/* a lower limit, and none */
+	memset(&f, 0, sizeof(f));
+	f.max_headers = 2;
+	relay_framing_add(&f, "A", "1");
+	relay_framing_add(&f, "B", "2");
+	assert_int_equal(relay_framing_verdict(&f), RELAY_FRAMING_OK);
+	relay_framing_add(&f, "C", "3");
+	assert_int_equal(relay_framing_verdict(&f),
+	    RELAY_FRAMING_TOO_MANY_HEADERS);
+	f.max_headers = 0;
+	assert_int_equal(relay_framing_verdict(&f), RELAY_FRAMING_OK);
+}
+
 static void
 test_every_verdict_has_kind_and_message(void **state)
 {
 	(void)state;
 	assert_null(relay_framing_kind(RELAY_FRAMING_OK));
-	for (int v = RELAY_FRAMING_CL_WITH_TE; v <= RELAY_FRAMING_TE_UNSUPPORTED;
+	for (int v = RELAY_FRAMING_CL_WITH_TE; v <= RELAY_FRAMING_TOO_MANY_HEADERS;
 	    v++) {
 		assert_non_null(relay_framing_kind((enum relay_framing_verdict)v));
 		assert_non_null(relay_framing_message((enum relay_framing_verdict)v));
@@ -128,6 +170,7 @@ main(void)
 		cmocka_unit_test(test_repeated_length_is_refused_even_when_equal),
 		cmocka_unit_test(test_malformed_length_is_refused),
 		cmocka_unit_test(test_transfer_coding_other_than_chunked_is_refused),
+		cmocka_unit_test(test_header_count_limit),
 		cmocka_unit_test(test_every_verdict_has_kind_and_message),
 	};
 
