@@ -20,7 +20,7 @@
 #include "../fwrules.h"
 #include "../os.h"
 #include "../service.h"
-#include "wstr.h"
+#include "../wstr.h"
 
 #define FW_MAX_RULES 4096
 #define FW_GROUP L"tokenplace-gpuhost"
