@@ -172,7 +172,7 @@ gpuhost_check_firewall(const struct gpuhost_config *cfg,
 	NET_FW_MODIFY_STATE ms = NET_FW_MODIFY_STATE_OK;
 	HRESULT hr;
 	enum gpuhost_outcome raw = GPUHOST_UNKNOWN;
-	bool any_closed = false, any_unknown = false;
+	bool any_closed = false, any_unknown = false, listed = false;
 
 	if (gpuhost_exe_path(exe, sizeof(exe)) != 0)
 		exe[0] = '\0';
@@ -247,8 +247,9 @@ gpuhost_check_firewall(const struct gpuhost_config *cfg,
 				    port, exe);
 			}
 		}
-		if (j.len > 14)
+		if (listed)
 			tp_buf_puts(&j, ",");
+		listed = true;
 		tp_buf_puts(&j, "{\"profile\":");
 		tp_buf_json_str(&j, gpuhost_fw_profile_name(bits[i]));
 		tp_buf_puts(&j, ",\"verdict\":");
