@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checks.h"
+#include "tokenplace/buf.h"
+
+#include "check.h"
 #include "cmdline.h"
 #include "helpopts.h"
 #include "os.h"
@@ -103,17 +105,17 @@ run_help(const struct gpuhost_config *cfg, struct capture *cap,
 }
 
 static void
-jset(struct gpuhost_jbuf *j, const char *key, const struct gpuhost_optset *s)
+jset(struct tp_buf *j, const char *key, const struct gpuhost_optset *s)
 {
-	gpuhost_jbuf_raw(j, ",\"");
-	gpuhost_jbuf_raw(j, key);
-	gpuhost_jbuf_raw(j, "\":[");
+	tp_buf_puts(j, ",\"");
+	tp_buf_puts(j, key);
+	tp_buf_puts(j, "\":[");
 	for (size_t i = 0; i < s->n; i++) {
 		if (i > 0)
-			gpuhost_jbuf_raw(j, ",");
-		gpuhost_jbuf_str(j, s->opt[i]);
+			tp_buf_puts(j, ",");
+		tp_buf_json_str(j, s->opt[i]);
 	}
-	gpuhost_jbuf_raw(j, "]");
+	tp_buf_puts(j, "]");
 }
 
 /* The first lines of what the script printed, indented, for the report. */
@@ -150,7 +152,7 @@ gpuhost_check_args(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 	struct gpuhost_optset *offered = calloc(1, sizeof(*offered));
 	struct gpuhost_optset *missing = calloc(1, sizeof(*missing));
 	struct capture cap = { 0 };
-	struct gpuhost_jbuf j = { 0 };
+	struct tp_buf j = TP_BUF_INIT;
 	struct gpuhost_exit ex = { 0 };
 	enum gpuhost_outcome raw = GPUHOST_PASS;
 	const char *script = base_name(cfg->script_path);
@@ -221,30 +223,30 @@ gpuhost_check_args(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 		    gpuhost_optset_join(used, list, sizeof(list)) : "none used");
 	}
 out:
-	gpuhost_jbuf_raw(&j, "{\"args\":[");
+	tp_buf_puts(&j, "{\"args\":[");
 	for (int i = 0; i < av.argc; i++) {
 		if (i > 0)
-			gpuhost_jbuf_raw(&j, ",");
-		gpuhost_jbuf_str(&j, av.argv[i]);
+			tp_buf_puts(&j, ",");
+		tp_buf_json_str(&j, av.argv[i]);
 	}
-	gpuhost_jbuf_raw(&j, "]");
+	tp_buf_puts(&j, "]");
 	if (used != NULL && offered != NULL && missing != NULL) {
 		jset(&j, "used", used);
 		jset(&j, "offered", offered);
 		jset(&j, "missing", missing);
 	}
-	gpuhost_jbuf_raw(&j, ",\"help_exit\":");
-	gpuhost_jbuf_str(&j, run == 0 ? desc : NULL);
-	gpuhost_jbuf_raw(&j, run == 1 ? ",\"timed_out\":true" :
+	tp_buf_puts(&j, ",\"help_exit\":");
+	tp_buf_json_str(&j, run == 0 ? desc : NULL);
+	tp_buf_puts(&j, run == 1 ? ",\"timed_out\":true" :
 	    ",\"timed_out\":false");
-	gpuhost_jbuf_raw(&j, cap.isolated == 1 ? ",\"network_isolated\":true" :
+	tp_buf_puts(&j, cap.isolated == 1 ? ",\"network_isolated\":true" :
 	    cap.isolated == 0 ? ",\"network_isolated\":false" :
 	    ",\"network_isolated\":null");
-	gpuhost_jbuf_raw(&j, ",\"help_output\":");
-	gpuhost_jbuf_str(&j, cap.text != NULL ? cap.text : "");
-	gpuhost_jbuf_raw(&j, cap.truncated ? ",\"help_truncated\":true}" :
+	tp_buf_puts(&j, ",\"help_output\":");
+	tp_buf_json_str(&j, cap.text != NULL ? cap.text : "");
+	tp_buf_puts(&j, cap.truncated ? ",\"help_truncated\":true}" :
 	    ",\"help_truncated\":false}");
-	c->details = gpuhost_jbuf_take(&j);
+	c->details = tp_buf_finish(&j, NULL);
 	c->outcome = gpuhost_apply_mode(c->mode, raw);
 	gpuhost_argv_free(&av);
 	gpuhost_mutex_free(cap.mu);

@@ -13,7 +13,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "checks.h"
+#include "tokenplace/buf.h"
+
+#include "check.h"
 #include "cmdline.h"
 #include "helpopts.h"
 
@@ -32,7 +34,7 @@ gpuhost_check_environment(const struct gpuhost_config *cfg,
     struct gpuhost_check *c)
 {
 	struct gpuhost_argv av = { 0 };
-	struct gpuhost_jbuf j = { 0 };
+	struct tp_buf j = TP_BUF_INIT;
 	enum gpuhost_outcome raw = GPUHOST_PASS;
 	const char *env = gpuhost_config_tp_env(cfg);
 	bool from_config = gpuhost_config_env(cfg, GPUHOST_TP_ENV_VAR) != NULL;
@@ -66,14 +68,14 @@ gpuhost_check_environment(const struct gpuhost_config *cfg,
 		    GPUHOST_TP_ENV_VAR, env, host);
 		raw = GPUHOST_WARN;
 	}
-	gpuhost_jbuf_raw(&j, "{\"token_place_env\":");
-	gpuhost_jbuf_str(&j, env);
-	gpuhost_jbuf_raw(&j, from_config ? ",\"source\":\"environment\"" :
+	tp_buf_puts(&j, "{\"token_place_env\":");
+	tp_buf_json_str(&j, env);
+	tp_buf_puts(&j, from_config ? ",\"source\":\"environment\"" :
 	    ",\"source\":\"default\"");
-	gpuhost_jbuf_raw(&j, ",\"server_host\":");
-	gpuhost_jbuf_str(&j, host);
-	gpuhost_jbuf_raw(&j, loopback ? ",\"loopback\":true}" :
+	tp_buf_puts(&j, ",\"server_host\":");
+	tp_buf_json_str(&j, host);
+	tp_buf_puts(&j, loopback ? ",\"loopback\":true}" :
 	    ",\"loopback\":false}");
-	c->details = gpuhost_jbuf_take(&j);
+	c->details = tp_buf_finish(&j, NULL);
 	c->outcome = gpuhost_apply_mode(c->mode, raw);
 }

@@ -16,7 +16,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "checks.h"
+#include "tokenplace/buf.h"
+
+#include "check.h"
 #include "cmdline.h"
 #include "gpu.h"
 #include "helpopts.h"
@@ -221,35 +223,35 @@ probe_failure(const struct probe *p, char *buf, size_t len,
 }
 
 static void
-nvml_json(struct gpuhost_jbuf *j, const struct gpuhost_gpu_snapshot *s)
+nvml_json(struct tp_buf *j, const struct gpuhost_gpu_snapshot *s)
 {
 	char num[160];
 
-	gpuhost_jbuf_raw(j, "{\"state\":");
-	gpuhost_jbuf_str(j, s->state == GPUHOST_NVML_OK ? "ok" :
+	tp_buf_puts(j, "{\"state\":");
+	tp_buf_json_str(j, s->state == GPUHOST_NVML_OK ? "ok" :
 	    s->state == GPUHOST_NVML_ABSENT ? "absent" : "error");
-	gpuhost_jbuf_raw(j, ",\"library\":");
-	gpuhost_jbuf_str(j, s->library);
-	gpuhost_jbuf_raw(j, ",\"driver\":");
-	gpuhost_jbuf_str(j, s->driver[0] ? s->driver : NULL);
-	gpuhost_jbuf_raw(j, ",\"error\":");
-	gpuhost_jbuf_str(j, s->error[0] ? s->error : NULL);
+	tp_buf_puts(j, ",\"library\":");
+	tp_buf_json_str(j, s->library);
+	tp_buf_puts(j, ",\"driver\":");
+	tp_buf_json_str(j, s->driver[0] ? s->driver : NULL);
+	tp_buf_puts(j, ",\"error\":");
+	tp_buf_json_str(j, s->error[0] ? s->error : NULL);
 	snprintf(num, sizeof(num), ",\"count\":%u,\"gpus\":[", s->count);
-	gpuhost_jbuf_raw(j, num);
+	tp_buf_puts(j, num);
 	for (unsigned i = 0; i < s->n; i++) {
 		const struct gpuhost_gpu_info *g = &s->gpu[i];
 
-		gpuhost_jbuf_raw(j, i ? ",{\"name\":" : "{\"name\":");
-		gpuhost_jbuf_str(j, g->name);
+		tp_buf_puts(j, i ? ",{\"name\":" : "{\"name\":");
+		tp_buf_json_str(j, g->name);
 		snprintf(num, sizeof(num), ",\"memory_used_bytes\":%llu,"
 		    "\"memory_total_bytes\":%llu,\"utilization_percent\":%d,"
 		    "\"temperature_c\":%d,\"power_w\":%.3f}",
 		    (unsigned long long)g->mem_used,
 		    (unsigned long long)g->mem_total, g->util_percent, g->temp_c,
 		    g->power_w);
-		gpuhost_jbuf_raw(j, num);
+		tp_buf_puts(j, num);
 	}
-	gpuhost_jbuf_raw(j, "]}");
+	tp_buf_puts(j, "]}");
 }
 
 static enum gpuhost_outcome
@@ -262,7 +264,7 @@ void
 gpuhost_check_gpu(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 {
 	struct gpuhost_gpu_snapshot *s = calloc(1, sizeof(*s));
-	struct gpuhost_jbuf j = { 0 };
+	struct tp_buf j = TP_BUF_INIT;
 	enum gpuhost_outcome raw = GPUHOST_PASS;
 	const struct probe *p = NULL;
 	const char *skipped = NULL;
@@ -338,27 +340,27 @@ gpuhost_check_gpu(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 		raw = worst(raw, GPUHOST_WARN);
 	}
 json:
-	gpuhost_jbuf_raw(&j, "{\"nvml\":");
+	tp_buf_puts(&j, "{\"nvml\":");
 	nvml_json(&j, s);
-	gpuhost_jbuf_raw(&j, ",\"runtime\":{\"skipped\":");
-	gpuhost_jbuf_str(&j, skipped);
+	tp_buf_puts(&j, ",\"runtime\":{\"skipped\":");
+	tp_buf_json_str(&j, skipped);
 	if (p != NULL) {
-		gpuhost_jbuf_raw(&j, ",\"probe_error\":");
-		gpuhost_jbuf_str(&j, probe_failure(p, why, sizeof(why), cfg));
-		gpuhost_jbuf_raw(&j, ",\"llama_cpp\":");
-		gpuhost_jbuf_str(&j, p->llama[0] ? p->llama : NULL);
-		gpuhost_jbuf_raw(&j, ",\"version\":");
-		gpuhost_jbuf_str(&j, p->version[0] ? p->version : NULL);
-		gpuhost_jbuf_raw(&j, ",\"module\":");
-		gpuhost_jbuf_str(&j, p->module[0] ? p->module : NULL);
-		gpuhost_jbuf_raw(&j, ",\"gpu_offload\":");
-		gpuhost_jbuf_raw(&j, strcmp(p->offload, "true") == 0 ? "true" :
+		tp_buf_puts(&j, ",\"probe_error\":");
+		tp_buf_json_str(&j, probe_failure(p, why, sizeof(why), cfg));
+		tp_buf_puts(&j, ",\"llama_cpp\":");
+		tp_buf_json_str(&j, p->llama[0] ? p->llama : NULL);
+		tp_buf_puts(&j, ",\"version\":");
+		tp_buf_json_str(&j, p->version[0] ? p->version : NULL);
+		tp_buf_puts(&j, ",\"module\":");
+		tp_buf_json_str(&j, p->module[0] ? p->module : NULL);
+		tp_buf_puts(&j, ",\"gpu_offload\":");
+		tp_buf_puts(&j, strcmp(p->offload, "true") == 0 ? "true" :
 		    strcmp(p->offload, "false") == 0 ? "false" : "null");
-		gpuhost_jbuf_raw(&j, ",\"error\":");
-		gpuhost_jbuf_str(&j, p->error[0] ? p->error : NULL);
+		tp_buf_puts(&j, ",\"error\":");
+		tp_buf_json_str(&j, p->error[0] ? p->error : NULL);
 	}
-	gpuhost_jbuf_raw(&j, "}}");
-	c->details = gpuhost_jbuf_take(&j);
+	tp_buf_puts(&j, "}}");
+	c->details = tp_buf_finish(&j, NULL);
 	c->outcome = gpuhost_apply_mode(c->mode, raw);
 	free(s);
 }
@@ -384,18 +386,18 @@ path_under(const char *path, const char *dir)
 void
 gpuhost_check_model(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 {
-	struct gpuhost_jbuf j = { 0 };
+	struct tp_buf j = TP_BUF_INIT;
 	enum gpuhost_outcome raw = GPUHOST_PASS;
 	const struct probe *p;
 	char why[400], num[64];
 
-	gpuhost_jbuf_raw(&j, "{\"data_dir\":");
-	gpuhost_jbuf_str(&j, cfg->data_path[0] ? cfg->data_path : NULL);
+	tp_buf_puts(&j, "{\"data_dir\":");
+	tp_buf_json_str(&j, cfg->data_path[0] ? cfg->data_path : NULL);
 	if (gpuhost_config_mock_llm(cfg)) {
 		gpuhost_check_msg(c, "server.py runs the mock LLM: no model "
 		    "file\n");
-		gpuhost_jbuf_raw(&j, ",\"skipped\":\"mock LLM configured\"}");
-		c->details = gpuhost_jbuf_take(&j);
+		tp_buf_puts(&j, ",\"skipped\":\"mock LLM configured\"}");
+		c->details = tp_buf_finish(&j, NULL);
 		c->outcome = GPUHOST_SKIP;
 		return;
 	}
@@ -404,8 +406,8 @@ gpuhost_check_model(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 		gpuhost_check_msg(c, "cannot tell where the model goes: %s\n",
 		    why);
 		raw = GPUHOST_UNKNOWN;
-		gpuhost_jbuf_raw(&j, ",\"error\":");
-		gpuhost_jbuf_str(&j, why);
+		tp_buf_puts(&j, ",\"error\":");
+		tp_buf_json_str(&j, why);
 		goto out;
 	}
 	if (p->model_error[0] != '\0' || p->model_path[0] == '\0') {
@@ -414,16 +416,16 @@ gpuhost_check_model(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 		    "server.py with its requirements installed?\n",
 		    p->model_error[0] ? p->model_error : "no answer");
 		raw = GPUHOST_UNKNOWN;
-		gpuhost_jbuf_raw(&j, ",\"error\":");
-		gpuhost_jbuf_str(&j, p->model_error);
+		tp_buf_puts(&j, ",\"error\":");
+		tp_buf_json_str(&j, p->model_error);
 		goto out;
 	}
-	gpuhost_jbuf_raw(&j, ",\"model_path\":");
-	gpuhost_jbuf_str(&j, p->model_path);
+	tp_buf_puts(&j, ",\"model_path\":");
+	tp_buf_json_str(&j, p->model_path);
 	snprintf(num, sizeof(num), ",\"model_size\":%lld", p->model_size);
-	gpuhost_jbuf_raw(&j, num);
-	gpuhost_jbuf_raw(&j, ",\"model_url\":");
-	gpuhost_jbuf_str(&j, p->model_url[0] ? p->model_url : NULL);
+	tp_buf_puts(&j, num);
+	tp_buf_puts(&j, ",\"model_url\":");
+	tp_buf_json_str(&j, p->model_url[0] ? p->model_url : NULL);
 	if (p->have_size && p->model_size >= 0)
 		gpuhost_check_msg(c, "model %s is there (%.2f GiB)\n",
 		    p->model_path, (double)p->model_size /
@@ -442,11 +444,11 @@ gpuhost_check_model(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 		    cfg->data_path, GPUHOST_TP_CONFIG_VAR);
 		raw = GPUHOST_FAIL;
 	}
-	gpuhost_jbuf_raw(&j, cfg->data_path[0] == '\0' ? "" :
+	tp_buf_puts(&j, cfg->data_path[0] == '\0' ? "" :
 	    path_under(p->model_path, cfg->data_path) ?
 	    ",\"in_data_dir\":true" : ",\"in_data_dir\":false");
 out:
-	gpuhost_jbuf_raw(&j, "}");
-	c->details = gpuhost_jbuf_take(&j);
+	tp_buf_puts(&j, "}");
+	c->details = tp_buf_finish(&j, NULL);
 	c->outcome = gpuhost_apply_mode(c->mode, raw);
 }

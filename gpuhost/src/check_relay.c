@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checks.h"
+#include "tokenplace/buf.h"
+
+#include "check.h"
 #include "cmdline.h"
 #include "helpopts.h"
 #include "os.h"
@@ -76,7 +78,7 @@ gpuhost_check_relay(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 {
 	struct gpuhost_relay_url from_args;
 	const struct gpuhost_relay_url *relay = &cfg->relay;
-	struct gpuhost_jbuf j = { 0 };
+	struct tp_buf j = TP_BUF_INIT;
 	char why[300] = "";
 	int fa = 0;
 	enum gpuhost_outcome raw = GPUHOST_FAIL;
@@ -86,17 +88,17 @@ gpuhost_check_relay(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 	unsigned mode;
 	int priv;
 
-	gpuhost_jbuf_raw(&j, "{\"url\":");
+	tp_buf_puts(&j, "{\"url\":");
 	if (!cfg->relay_set &&
 	    (fa = relay_from_args(cfg, &from_args, why, sizeof(why))) == 0) {
-		gpuhost_jbuf_raw(&j, "null");
+		tp_buf_puts(&j, "null");
 		gpuhost_check_msg(c, "relay.url is not set: server.py will poll "
 		    "its own default relay (token.place's public one), not "
 		    "yours; set [relay] url\n");
 		goto token;
 	}
 	if (fa < 0) {
-		gpuhost_jbuf_raw(&j, "null,\"source\":\"python.args\"");
+		tp_buf_puts(&j, "null,\"source\":\"python.args\"");
 		gpuhost_check_msg(c, "%s\n", why);
 		goto token;
 	}
@@ -105,11 +107,11 @@ gpuhost_check_relay(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 		gpuhost_check_msg(c, "relay named by python.args "
 		    "(--relay_url/--relay_port)\n");
 	}
-	gpuhost_jbuf_str(&j, relay->base);
-	gpuhost_jbuf_raw(&j, fa > 0 ? ",\"source\":\"python.args\"" :
+	tp_buf_json_str(&j, relay->base);
+	tp_buf_puts(&j, fa > 0 ? ",\"source\":\"python.args\"" :
 	    ",\"source\":\"relay.url\"");
 	snprintf(num, sizeof(num), ",\"port\":%u", relay->port);
-	gpuhost_jbuf_raw(&j, num);
+	tp_buf_puts(&j, num);
 	for (size_t i = 0; i < sizeof(relay_paths) / sizeof(relay_paths[0]);
 	    i++) {
 		snprintf(url, sizeof(url), "%s:%u%s", relay->base,
@@ -126,11 +128,11 @@ gpuhost_check_relay(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 		}
 		snprintf(err, sizeof(err), "HTTP %ld", status);
 	}
-	gpuhost_jbuf_raw(&j, ",\"probe\":");
-	gpuhost_jbuf_str(&j, path);
+	tp_buf_puts(&j, ",\"probe\":");
+	tp_buf_json_str(&j, path);
 	snprintf(num, sizeof(num), ",\"status\":%ld,\"reachable\":%s", status,
 	    raw == GPUHOST_PASS ? "true" : "false");
-	gpuhost_jbuf_raw(&j, num);
+	tp_buf_puts(&j, num);
 	if (raw == GPUHOST_PASS)
 		gpuhost_check_msg(c, "relay %s:%u is reachable (GET %s: 200); "
 		    "server.py gets --relay_url %s --relay_port %u\n",
@@ -140,11 +142,11 @@ gpuhost_check_relay(const struct gpuhost_config *cfg, struct gpuhost_check *c)
 		gpuhost_check_msg(c, "relay %s:%u is not reachable from here "
 		    "(GET %s: %s); it may be only later, server.py keeps "
 		    "polling\n", relay->base, relay->port, path, err);
-		gpuhost_jbuf_raw(&j, ",\"error\":");
-		gpuhost_jbuf_str(&j, err);
+		tp_buf_puts(&j, ",\"error\":");
+		tp_buf_json_str(&j, err);
 	}
 token:
-	gpuhost_jbuf_raw(&j, cfg->relay_token[0] != '\0' ?
+	tp_buf_puts(&j, cfg->relay_token[0] != '\0' ?
 	    ",\"token\":\"set\"" : ",\"token\":\"unset\"");
 	if (cfg->relay_token[0] != '\0' &&
 	    (priv = gpuhost_file_private(cfg->config_path, &mode)) == 0) {
@@ -152,7 +154,7 @@ token:
 		    "read it (mode %03o): chmod 600 it\n", cfg->config_path, mode);
 		raw = GPUHOST_FAIL;
 	}
-	gpuhost_jbuf_raw(&j, "}");
-	c->details = gpuhost_jbuf_take(&j);
+	tp_buf_puts(&j, "}");
+	c->details = tp_buf_finish(&j, NULL);
 	c->outcome = gpuhost_apply_mode(c->mode, raw);
 }

@@ -93,26 +93,6 @@ void gpuhost_gpu_status_print(const char *library, FILE *fp);
 extern const char gpuhost_probe_code[];
 
 /*
- * The `gpu` check (check_gpu.c): the NVML snapshot, then the probe (in a
- * worker bounded by checks.gpu_timeout) unless the mock LLM is configured.
- * No driver: WARN. A llama_cpp without GPU offload while a GPU is
- * present: FAIL (mode applied), naming token.place's CUDA install route.
- * llama_cpp absent or the mock LLM: the runtime part is skipped.
- */
-struct gpuhost_check;
-void gpuhost_check_gpu(const struct gpuhost_config *cfg,
-    struct gpuhost_check *c);
-
-/*
- * The `model` check (check_gpu.c): whether the model file token.place
- * will load (its ModelManager's model_path, under data.dir when set) is
- * there and its size, or will be downloaded at the first start. Shares
- * the probe run with the `gpu` check of the same process.
- */
-void gpuhost_check_model(const struct gpuhost_config *cfg,
-    struct gpuhost_check *c);
-
-/*
  * Forgets the probe answer the `gpu` and `model` checks share, so the next
  * report (the supervisor's pre-flight before a restart) probes afresh.
  */

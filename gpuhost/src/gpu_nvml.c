@@ -8,7 +8,7 @@
  */
 #ifdef _WIN32
 #include <windows.h>
-#include "win/wstr.h"
+#include "wstr.h"
 #else
 #include <dlfcn.h>
 #endif

@@ -17,10 +17,6 @@
 #include "metrics.h"
 #include "os.h"
 
-static const char *const service_states[] = { "starting", "running",
-    "backoff", "stopping", "stopped", "failed" };
-static const char *const health_states[] = { "starting", "ready",
-    "unhealthy", "stopped" };
 static const char *const nvml_states[] = { "ok", "absent", "error" };
 
 struct gpuhost_metrics {
@@ -108,8 +104,10 @@ gpuhost_metrics_new(const struct gpuhost_config *cfg)
 	/* Every label value that exists shows from the first scrape. */
 	tp_counter_add(m->probes, (const char *const[]){ "ok" }, 0);
 	tp_counter_add(m->probes, (const char *const[]){ "failed" }, 0);
-	snprintf(m->st.state, sizeof(m->st.state), "starting");
-	snprintf(m->st.health, sizeof(m->st.health), "starting");
+	snprintf(m->st.state, sizeof(m->st.state), "%s",
+	    gpuhost_state_name(GPUHOST_STATE_STARTING));
+	snprintf(m->st.health, sizeof(m->st.health), "%s",
+	    gpuhost_health_name(GPUHOST_HEALTH_STARTING));
 	return m;
 fail:
 	gpuhost_metrics_free(m);
@@ -203,10 +201,10 @@ gpuhost_metrics_render(struct gpuhost_metrics *m, size_t *len)
 	char *out;
 
 	gpuhost_mutex_lock(m->mu);
-	one_hot(m->state, service_states, sizeof(service_states) /
-	    sizeof(service_states[0]), m->st.state);
-	one_hot(m->health, health_states, sizeof(health_states) /
-	    sizeof(health_states[0]), m->st.health);
+	one_hot(m->state, gpuhost_state_names, GPUHOST_STATE_COUNT,
+	    m->st.state);
+	one_hot(m->health, gpuhost_health_names, GPUHOST_HEALTH_COUNT,
+	    m->st.health);
 	if (m->st.restarts > m->seen_restarts) {
 		tp_counter_add(m->restarts, NULL,
 		    (double)(m->st.restarts - m->seen_restarts));

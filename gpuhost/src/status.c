@@ -9,6 +9,42 @@
 #include "os.h"
 #include "status.h"
 
+const char *const gpuhost_state_names[GPUHOST_STATE_COUNT] = {
+	[GPUHOST_STATE_STARTING] = "starting",
+	[GPUHOST_STATE_RUNNING] = "running",
+	[GPUHOST_STATE_BACKOFF] = "backoff",
+	[GPUHOST_STATE_STOPPING] = "stopping",
+	[GPUHOST_STATE_STOPPED] = "stopped",
+	[GPUHOST_STATE_FAILED] = "failed",
+};
+
+const char *const gpuhost_health_names[GPUHOST_HEALTH_COUNT] = {
+	[GPUHOST_HEALTH_STARTING] = "starting",
+	[GPUHOST_HEALTH_READY] = "ready",
+	[GPUHOST_HEALTH_UNHEALTHY] = "unhealthy",
+	[GPUHOST_HEALTH_STOPPED] = "stopped",
+};
+
+const char *
+gpuhost_state_name(enum gpuhost_state s)
+{
+	return (unsigned)s < GPUHOST_STATE_COUNT ? gpuhost_state_names[s] :
+	    "unknown";
+}
+
+const char *
+gpuhost_health_name(enum gpuhost_health h)
+{
+	return (unsigned)h < GPUHOST_HEALTH_COUNT ? gpuhost_health_names[h] :
+	    "unknown";
+}
+
+bool
+gpuhost_status_is(const struct gpuhost_status *st, enum gpuhost_state state)
+{
+	return strcmp(st->state, gpuhost_state_name(state)) == 0;
+}
+
 char *
 gpuhost_iso_time(int64_t wall_ms, char *buf, size_t len)
 {

@@ -6,15 +6,51 @@
 #ifndef GPUHOST_STATUS_H
 #define GPUHOST_STATUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
 
+/*
+ * The supervisor's state. The names are what the status file, `status`
+ * and the tokenplace_gpuhost_state metric show (docs/ name them too).
+ */
+enum gpuhost_state {
+	GPUHOST_STATE_STARTING = 0,	/* pre-flight checks, first start */
+	GPUHOST_STATE_RUNNING,		/* the worker runs */
+	GPUHOST_STATE_BACKOFF,		/* waiting to restart it */
+	GPUHOST_STATE_STOPPING,		/* stop requested, the worker ends */
+	GPUHOST_STATE_STOPPED,		/* stopped on request */
+	GPUHOST_STATE_FAILED,		/* gave up; the message says why */
+	GPUHOST_STATE_COUNT,
+};
+
+/* The server's health as the supervisor's probes see it. */
+enum gpuhost_health {
+	GPUHOST_HEALTH_STARTING = 0,	/* no probe answered since the start */
+	GPUHOST_HEALTH_READY,
+	GPUHOST_HEALTH_UNHEALTHY,	/* health.failures probes in a row failed */
+	GPUHOST_HEALTH_STOPPED,		/* no worker and none will start */
+	GPUHOST_HEALTH_COUNT,
+};
+
+/* The name tables, indexed by the enums ("starting", "running", ...). */
+extern const char *const gpuhost_state_names[GPUHOST_STATE_COUNT];
+extern const char *const gpuhost_health_names[GPUHOST_HEALTH_COUNT];
+
+/* The name of s or h (static string); "unknown" out of range. */
+const char *gpuhost_state_name(enum gpuhost_state s);
+const char *gpuhost_health_name(enum gpuhost_health h);
+
+/*
+ * What the status file holds. state and health are names, not enums: the
+ * file may come from another version of gpuhost.
+ */
 struct gpuhost_status {
 	long pid;			/* supervisor */
-	char state[24];			/* starting, running, backoff, stopping, stopped, failed */
+	char state[24];			/* a gpuhost_state name */
 	long worker_pid;		/* 0 when none */
-	char health[24];		/* starting, ready, unhealthy */
+	char health[24];		/* a gpuhost_health name */
 	int64_t health_since_ms;	/* wall clock of the last health transition */
 	char health_reason[200];
 	uint64_t restarts;
@@ -25,6 +61,10 @@ struct gpuhost_status {
 	char message[300];
 	int64_t updated_ms;
 };
+
+/* True when st's state is the name of state. */
+bool gpuhost_status_is(const struct gpuhost_status *st,
+    enum gpuhost_state state);
 
 /* Writes st to path (via path.tmp + rename). 0 or -1. */
 int gpuhost_status_write(const char *path, const struct gpuhost_status *st);

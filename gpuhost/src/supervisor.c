@@ -38,8 +38,6 @@ gpuhost_supervisor_request_stop(void)
 	stop_flag = 1;
 }
 
-enum health_state { H_STARTING, H_READY, H_UNHEALTHY };
-
 struct sup {
 	const struct gpuhost_config *cfg;
 	const struct gpuhost_sup_hooks *hooks;
@@ -47,7 +45,7 @@ struct sup {
 	struct gpuhost_status st;
 	char status_path[GPUHOST_PATH_MAX];
 	char probe_host[64];
-	enum health_state health;
+	enum gpuhost_health health;
 	unsigned probe_fails;
 	char last_probe_err[200];
 	/* For the metrics endpoint ([metrics] listen), NULL when off. */
@@ -89,19 +87,19 @@ copy_field(char *dst, size_t len, const char *src)
 }
 
 static void
-set_state(struct sup *s, const char *state, const char *message)
+set_state(struct sup *s, enum gpuhost_state state, const char *message)
 {
-	copy_field(s->st.state, sizeof(s->st.state), state);
+	copy_field(s->st.state, sizeof(s->st.state), gpuhost_state_name(state));
 	copy_field(s->st.message, sizeof(s->st.message), message);
 	save(s);
 }
 
 static void
-set_health(struct sup *s, enum health_state h, const char *name,
-    const char *reason)
+set_health(struct sup *s, enum gpuhost_health h, const char *reason)
 {
 	s->health = h;
-	snprintf(s->st.health, sizeof(s->st.health), "%s", name);
+	snprintf(s->st.health, sizeof(s->st.health), "%s",
+	    gpuhost_health_name(h));
 	snprintf(s->st.health_reason, sizeof(s->st.health_reason), "%s", reason);
 	s->st.health_since_ms = gpuhost_wall_ms();
 	save(s);
@@ -144,15 +142,15 @@ probe(struct sup *s, int64_t started_ms)
 		rc = -1;
 	}
 	if (rc == 0) {
-		if (s->health == H_STARTING) {
+		if (s->health == GPUHOST_HEALTH_STARTING) {
 			GLOG(TP_LOG_INFO, "server_ready",
 			    TP_LINT("port", s->cfg->port),
 			    TP_LINT("after_ms", gpuhost_now_ms() - started_ms));
-			set_health(s, H_READY, "ready", "");
-		} else if (s->health == H_UNHEALTHY) {
+			set_health(s, GPUHOST_HEALTH_READY, "");
+		} else if (s->health == GPUHOST_HEALTH_UNHEALTHY) {
 			GLOG(TP_LOG_WARNING, "server_recovered",
 			    TP_LUINT("failed_probes", s->probe_fails));
-			set_health(s, H_READY, "ready", "recovered");
+			set_health(s, GPUHOST_HEALTH_READY, "recovered");
 		}
 		s->probe_fails = 0;
 		s->probes_ok++;
@@ -165,11 +163,11 @@ probe(struct sup *s, int64_t started_ms)
 	    s->probes_ok, s->st.health_failures);
 	s->probe_fails++;
 	snprintf(s->last_probe_err, sizeof(s->last_probe_err), "%s", err);
-	if (s->health == H_READY &&
+	if (s->health == GPUHOST_HEALTH_READY &&
 	    s->probe_fails >= (unsigned)s->cfg->health_failures) {
 		GLOG(TP_LOG_ERROR, "server_unhealthy", TP_LSTR("reason", err),
 		    TP_LUINT("failed_probes", s->probe_fails));
-		set_health(s, H_UNHEALTHY, "unhealthy", err);
+		set_health(s, GPUHOST_HEALTH_UNHEALTHY, err);
 	}
 }
 
@@ -256,7 +254,7 @@ stop_worker(struct sup *s, struct gpuhost_proc *p)
 	bool escalated = false, killed = false;
 	char desc[96];
 
-	set_state(s, "stopping", "stop requested");
+	set_state(s, GPUHOST_STATE_STOPPING, "stop requested");
 	GLOG(TP_LOG_INFO, "worker_stopping", TP_LINT("pid", gpuhost_proc_pid(p)),
 	    TP_LINT("grace_ms", grace_ms));
 	(void)gpuhost_proc_send(p, "stop");
@@ -348,8 +346,9 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 		GLOG(TP_LOG_INFO, "metrics_listening", TP_LSTR("address",
 		    gpuhost_metrics_server_addr(s.msrv)));
 	}
-	snprintf(s.st.health, sizeof(s.st.health), "starting");
-	set_state(&s, "starting", "pre-flight checks");
+	snprintf(s.st.health, sizeof(s.st.health), "%s",
+	    gpuhost_health_name(GPUHOST_HEALTH_STARTING));
+	set_state(&s, GPUHOST_STATE_STARTING, "pre-flight checks");
 	GLOG(TP_LOG_INFO, "supervisor_start", TP_LSTR("config", cfg->config_path),
 	    TP_LSTR("script", cfg->script_path), TP_LINT("port", cfg->port),
 	    TP_LSTR("log_dir", cfg->log_path));
@@ -365,14 +364,15 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 			if (!preflight(&s)) {
 				if (first) {
 					GLOG0(TP_LOG_CRITICAL, "preflight_failed");
-					set_state(&s, "failed",
+					set_state(&s, GPUHOST_STATE_FAILED,
 					    "pre-flight checks failed (see gpuhost.log or "
 					    "run `check`)");
 					rc = GPUHOST_EXIT_PREFLIGHT;
 					goto out;
 				}
 				next_start = now + gpuhost_backoff_next(&bo, 0);
-				set_state(&s, "backoff", "pre-flight checks failed");
+				set_state(&s, GPUHOST_STATE_BACKOFF,
+				    "pre-flight checks failed");
 				continue;
 			}
 			if (stop_flag)
@@ -381,7 +381,7 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 			    worker_line, &s, &p, err, sizeof(err)) != 0) {
 				GLOG(TP_LOG_CRITICAL, "worker_spawn_failed",
 				    TP_LSTR("error", err));
-				set_state(&s, "failed", err);
+				set_state(&s, GPUHOST_STATE_FAILED, err);
 				rc = GPUHOST_EXIT_INTERNAL;
 				goto out;
 			}
@@ -393,8 +393,8 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 			GLOG(TP_LOG_INFO, "worker_started",
 			    TP_LINT("pid", gpuhost_proc_pid(p)),
 			    TP_LUINT("restarts", s.st.restarts));
-			set_health(&s, H_STARTING, "starting", "");
-			set_state(&s, "running", "");
+			set_health(&s, GPUHOST_HEALTH_STARTING, "");
+			set_state(&s, GPUHOST_STATE_RUNNING, "");
 			if (first && hooks != NULL && hooks->running != NULL)
 				hooks->running(hooks->arg);
 			first = false;
@@ -415,9 +415,9 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 				GLOG(TP_LOG_CRITICAL, "worker_setup_failed",
 				    TP_LSTR("exit", desc),
 				    TP_LSTR("hint", "see server.log for the reason"));
-				set_health(&s, H_STARTING, "stopped", "");
-				set_state(&s, "failed", "the worker could not start "
-				    "Python (see server.log)");
+				set_health(&s, GPUHOST_HEALTH_STOPPED, "");
+				set_state(&s, GPUHOST_STATE_FAILED, "the worker could "
+				    "not start Python (see server.log)");
 				rc = GPUHOST_EXIT_SETUP;
 				goto out;
 			}
@@ -428,8 +428,8 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 			    TP_LINT("ran_ms", ran), TP_LINT("restart_in_ms", delay),
 			    TP_LUINT("consecutive_failures", bo.failures));
 			next_start = now + delay;
-			set_health(&s, H_STARTING, "starting", "worker exited");
-			set_state(&s, "backoff", desc);
+			set_health(&s, GPUHOST_HEALTH_STARTING, "worker exited");
+			set_state(&s, GPUHOST_STATE_BACKOFF, desc);
 			continue;
 		}
 		if (now >= next_probe) {
@@ -444,7 +444,7 @@ gpuhost_supervisor_run(const struct gpuhost_config *cfg, const char *exe,
 		p = NULL;
 	}
 	GLOG0(TP_LOG_INFO, "supervisor_stopped");
-	set_state(&s, "stopped", "stopped on request");
+	set_state(&s, GPUHOST_STATE_STOPPED, "stopped on request");
 out:
 	if (p != NULL) {
 		gpuhost_proc_kill(p);

@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checks.h"
+#include "tokenplace/buf.h"
+
 #include "cmdline.h"
 #include "gpu.h"
 #include "config.h"
@@ -110,7 +111,7 @@ int
 gpuhost_write_tp_config(const struct gpuhost_config *cfg, char *buf,
     size_t len, char *err, size_t errlen)
 {
-	struct gpuhost_jbuf j = { 0 };
+	struct tp_buf j = TP_BUF_INIT;
 	char *json, tmp[GPUHOST_PATH_MAX + 32];
 	FILE *fp;
 	int ok;
@@ -125,10 +126,10 @@ gpuhost_write_tp_config(const struct gpuhost_config *cfg, char *buf,
 		return -1;
 	}
 	/* Only the key gpuhost owns: the rest stays token.place's default. */
-	gpuhost_jbuf_raw(&j, "{\"paths\": {\"models_dir\": ");
-	gpuhost_jbuf_str(&j, cfg->data_path);
-	gpuhost_jbuf_raw(&j, "}}\n");
-	if ((json = gpuhost_jbuf_take(&j)) == NULL) {
+	tp_buf_puts(&j, "{\"paths\": {\"models_dir\": ");
+	tp_buf_json_str(&j, cfg->data_path);
+	tp_buf_puts(&j, "}}\n");
+	if ((json = tp_buf_finish(&j, NULL)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}

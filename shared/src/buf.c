@@ -1,7 +1,9 @@
 /*
- * buf.c -- the growable text buffer of libtokenplace's encoders.
+ * buf.c -- the growable text buffer of libtokenplace's encoders; see
+ * tokenplace/buf.h.
  */
-#include "buf.h"
+#include "tokenplace/buf.h"
+#include "tokenplace/log.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,6 +51,19 @@ void
 tp_buf_puts(struct tp_buf *b, const char *s)
 {
 	tp_buf_add(b, s, strlen(s));
+}
+
+void
+tp_buf_json_str(struct tp_buf *b, const char *s)
+{
+	if (b->oom)
+		return;
+	if (s == NULL) {
+		tp_buf_puts(b, "null");
+		return;
+	}
+	if (tp_json_append_string(&b->p, &b->len, &b->cap, s, strlen(s)) != 0)
+		b->oom = true;
 }
 
 char *

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
+#include "tokenplace/buf.h"
 #include "json.h"
 
 static const char *const plaintext_keys[] = {

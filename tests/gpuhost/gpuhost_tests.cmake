@@ -20,6 +20,7 @@ tp_unit_test(test_gpuhost_config LIBS gpuhost_core)
 tp_unit_test(test_gpuhost_args LIBS gpuhost_core)
 tp_unit_test(test_gpuhost_fwrules LIBS gpuhost_core)
 tp_unit_test(test_gpuhost_runtime LIBS gpuhost_core)
+tp_unit_test(test_gpuhost_checks LIBS gpuhost_core)
 tp_unit_test(test_gpuhost_netcheck LIBS tokenplace_core)
 set_tests_properties(test_gpuhost_netcheck PROPERTIES
   ENVIRONMENT "${GPUHOST_NSS_ENV}")

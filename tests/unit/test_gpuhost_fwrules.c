@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "checks.h"
+#include "check.h"
 #include "fwrules.h"
 
 static void

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../checks.h"
+#include "tokenplace/buf.h"
+
+#include "../check.h"
 #include "../fwrules.h"
 
 #define FW_OUTPUT_MAX 65536
@@ -40,18 +42,18 @@ run(const char *cmd, char *buf, size_t len)
 }
 
 void
-gpuhost_firewall_check(const struct gpuhost_config *cfg,
-    enum gpuhost_outcome *raw, char *msg, size_t msglen, char **details)
+gpuhost_check_firewall(const struct gpuhost_config *cfg,
+    struct gpuhost_check *c)
 {
 	char *out = malloc(FW_OUTPUT_MAX), cmd[256];
 	uint16_t port = (uint16_t)cfg->port;
 	const char *tool = "none";
+	enum gpuhost_outcome raw = GPUHOST_UNKNOWN;
 	int rc;
 
-	*details = NULL;
-	*raw = GPUHOST_UNKNOWN;
 	if (out == NULL) {
-		snprintf(msg, msglen, "out of memory\n");
+		gpuhost_check_msg(c, "out of memory\n");
+		c->outcome = gpuhost_apply_mode(c->mode, raw);
 		return;
 	}
 	rc = run("ufw status 2>/dev/null", out, FW_OUTPUT_MAX);
@@ -59,16 +61,16 @@ gpuhost_firewall_check(const struct gpuhost_config *cfg,
 		tool = "ufw";
 		switch (gpuhost_ufw_allows(out, port)) {
 		case 1:
-			*raw = GPUHOST_PASS;
-			snprintf(msg, msglen, "ufw lets TCP %u in\n", port);
+			raw = GPUHOST_PASS;
+			gpuhost_check_msg(c, "ufw lets TCP %u in\n", port);
 			break;
 		case 0:
-			*raw = GPUHOST_FAIL;
-			snprintf(msg, msglen, "ufw is active and does not allow "
+			raw = GPUHOST_FAIL;
+			gpuhost_check_msg(c, "ufw is active and does not allow "
 			    "TCP %u (ufw allow %u/tcp)\n", port, port);
 			break;
 		default:
-			snprintf(msg, msglen, "ufw output not understood\n");
+			gpuhost_check_msg(c, "ufw output not understood\n");
 		}
 		goto out;
 	}
@@ -79,39 +81,40 @@ gpuhost_firewall_check(const struct gpuhost_config *cfg,
 		    "firewall-cmd --query-port=%u/tcp 2>/dev/null", port);
 		rc = run(cmd, out, FW_OUTPUT_MAX);
 		if (rc == 0) {
-			*raw = GPUHOST_PASS;
-			snprintf(msg, msglen, "firewalld allows TCP %u\n", port);
+			raw = GPUHOST_PASS;
+			gpuhost_check_msg(c, "firewalld allows TCP %u\n", port);
 		} else if (rc == 1) {
-			*raw = GPUHOST_FAIL;
-			snprintf(msg, msglen, "firewalld does not allow TCP %u "
+			raw = GPUHOST_FAIL;
+			gpuhost_check_msg(c, "firewalld does not allow TCP %u "
 			    "(firewall-cmd --permanent --add-port=%u/tcp)\n", port,
 			    port);
 		} else
-			snprintf(msg, msglen, "firewalld query failed\n");
+			gpuhost_check_msg(c, "firewalld query failed\n");
 		goto out;
 	}
 	rc = run("nft list ruleset 2>/dev/null", out, FW_OUTPUT_MAX);
 	if (rc == 0) {
 		tool = "nftables";
 		if (strstr(out, "hook input") == NULL) {
-			*raw = GPUHOST_PASS;
-			snprintf(msg, msglen, "nftables has no input chain: "
+			raw = GPUHOST_PASS;
+			gpuhost_check_msg(c, "nftables has no input chain: "
 			    "nothing filters inbound TCP %u\n", port);
 		} else
-			snprintf(msg, msglen, "nftables has input rules; whether "
+			gpuhost_check_msg(c, "nftables has input rules; whether "
 			    "they allow TCP %u is not analysed\n", port);
 		goto out;
 	}
-	snprintf(msg, msglen, "no readable firewall (ufw, firewalld, nftables); "
+	gpuhost_check_msg(c, "no readable firewall (ufw, firewalld, nftables); "
 	    "state of inbound TCP %u unknown\n", port);
 out:
 	{
-		struct gpuhost_jbuf j = { 0 };
+		struct tp_buf j = TP_BUF_INIT;
 
-		gpuhost_jbuf_raw(&j, "{\"tool\":");
-		gpuhost_jbuf_str(&j, tool);
-		gpuhost_jbuf_raw(&j, "}");
-		*details = gpuhost_jbuf_take(&j);
+		tp_buf_puts(&j, "{\"tool\":");
+		tp_buf_json_str(&j, tool);
+		tp_buf_puts(&j, "}");
+		c->details = tp_buf_finish(&j, NULL);
 	}
+	c->outcome = gpuhost_apply_mode(c->mode, raw);
 	free(out);
 }

@@ -272,13 +272,13 @@ gpuhost_service_start(const struct gpuhost_config *cfg, const char *exe)
 	while (gpuhost_now_ms() < deadline) {
 		if (gpuhost_status_read(spath, &st, err, sizeof(err)) == 0 &&
 		    st.pid == (long)child) {
-			if (strcmp(st.state, "running") == 0) {
+			if (gpuhost_status_is(&st, GPUHOST_STATE_RUNNING)) {
 				printf("%s started (pid %ld, worker %ld); logs in %s\n",
 				    cfg->service_name, (long)child, st.worker_pid,
 				    cfg->log_path);
 				return 0;
 			}
-			if (strcmp(st.state, "failed") == 0) {
+			if (gpuhost_status_is(&st, GPUHOST_STATE_FAILED)) {
 				fprintf(stderr, "%s failed to start: %s\n",
 				    cfg->service_name, st.message);
 				return 2;
@@ -344,13 +344,13 @@ gpuhost_service_status(const struct gpuhost_config *cfg)
 	}
 	alive = running(st.pid);
 	printf("service:    %s\n", cfg->service_name);
-	if (!alive && strcmp(st.state, "stopped") != 0 &&
-	    strcmp(st.state, "failed") != 0)
+	if (!alive && !gpuhost_status_is(&st, GPUHOST_STATE_STOPPED) &&
+	    !gpuhost_status_is(&st, GPUHOST_STATE_FAILED))
 		printf("note:       supervisor pid %ld is gone (last state below)\n",
 		    st.pid);
 	gpuhost_status_print(&st, stdout);
 	gpuhost_gpu_status_print(cfg->nvml_library, stdout);
-	return alive && strcmp(st.state, "stopped") != 0 ? 0 : 3;
+	return alive && !gpuhost_status_is(&st, GPUHOST_STATE_STOPPED) ? 0 : 3;
 }
 
 int

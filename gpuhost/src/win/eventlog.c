@@ -5,7 +5,7 @@
 #include <wchar.h>
 
 #include "eventlog.h"
-#include "wstr.h"
+#include "../wstr.h"
 
 #define EVENTLOG_KEY L"SYSTEM\\CurrentControlSet\\Services\\EventLog\\Application\\"
 

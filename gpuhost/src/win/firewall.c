@@ -9,17 +9,18 @@
 #include <windows.h>
 #include <netfw.h>
 #include <oleauto.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <wchar.h>
 
-#include "../checks.h"
+#include "tokenplace/buf.h"
+
+#include "../check.h"
 #include "../fwrules.h"
 #include "../os.h"
 #include "../service.h"
-#include "wstr.h"
+#include "../wstr.h"
 
 #define FW_MAX_RULES 4096
 #define FW_GROUP L"tokenplace-gpuhost"
@@ -156,29 +157,13 @@ load_rules(INetFwPolicy2 *p, struct rules *rs)
 	return hr;
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void
-add_msg(char *msg, size_t len, const char *fmt, ...)
-{
-	size_t off = strlen(msg);
-	va_list ap;
-
-	if (off + 1 >= len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg + off, len - off, fmt, ap);
-	va_end(ap);
-}
-
 void
-gpuhost_firewall_check(const struct gpuhost_config *cfg,
-    enum gpuhost_outcome *raw, char *msg, size_t msglen, char **details)
+gpuhost_check_firewall(const struct gpuhost_config *cfg,
+    struct gpuhost_check *c)
 {
 	static const long bits[3] = { GPUHOST_FW_DOMAIN, GPUHOST_FW_PRIVATE,
 	    GPUHOST_FW_PUBLIC };
-	struct gpuhost_jbuf j = { 0 };
+	struct tp_buf j = TP_BUF_INIT;
 	struct rules *rs = NULL;
 	struct fw f;
 	char exe[GPUHOST_PATH_MAX], e[256];
@@ -186,34 +171,32 @@ gpuhost_firewall_check(const struct gpuhost_config *cfg,
 	LONG active = 0;
 	NET_FW_MODIFY_STATE ms = NET_FW_MODIFY_STATE_OK;
 	HRESULT hr;
-	bool any_closed = false, any_unknown = false;
+	enum gpuhost_outcome raw = GPUHOST_UNKNOWN;
+	bool any_closed = false, any_unknown = false, listed = false;
 
-	*raw = GPUHOST_UNKNOWN;
-	*details = NULL;
-	msg[0] = '\0';
 	if (gpuhost_exe_path(exe, sizeof(exe)) != 0)
 		exe[0] = '\0';
 	hr = fw_open(&f);
-	gpuhost_jbuf_raw(&j, "{\"profiles\":[");
+	tp_buf_puts(&j, "{\"profiles\":[");
 	if (FAILED(hr)) {
-		add_msg(msg, msglen, "Windows Firewall API unavailable: %s\n",
+		gpuhost_check_msg(c, "Windows Firewall API unavailable: %s\n",
 		    gpuhost_win_error((unsigned long)hr, e, sizeof(e)));
 		goto out;
 	}
 	hr = INetFwPolicy2_get_CurrentProfileTypes(f.policy, &active);
 	if (FAILED(hr) || active == 0) {
 		/* Wine answers E_NOTIMPL here: its firewall is a stub. */
-		add_msg(msg, msglen, "cannot read the active firewall profiles: %s\n",
+		gpuhost_check_msg(c, "cannot read the active firewall profiles: %s\n",
 		    gpuhost_win_error((unsigned long)hr, e, sizeof(e)));
 		goto out;
 	}
 	if (SUCCEEDED(INetFwPolicy2_get_LocalPolicyModifyState(f.policy, &ms)) &&
 	    ms == NET_FW_MODIFY_STATE_GP_OVERRIDE)
-		add_msg(msg, msglen, "note: Group Policy manages this firewall; "
+		gpuhost_check_msg(c, "note: Group Policy manages this firewall; "
 		    "local rules may be ignored\n");
 	rs = calloc(1, sizeof(*rs));
 	if (rs == NULL || FAILED(load_rules(f.policy, rs))) {
-		add_msg(msg, msglen, "cannot enumerate firewall rules\n");
+		gpuhost_check_msg(c, "cannot enumerate firewall rules\n");
 		goto out;
 	}
 	for (size_t i = 0; i < 3; i++) {
@@ -229,13 +212,13 @@ gpuhost_firewall_check(const struct gpuhost_config *cfg,
 		    (NET_FW_PROFILE_TYPE2)bits[i], &blockall);
 		if (on != VARIANT_TRUE) {
 			verdict = "open";
-			add_msg(msg, msglen, "%s profile: firewall off (another "
+			gpuhost_check_msg(c, "%s profile: firewall off (another "
 			    "firewall may be in charge)\n",
 			    gpuhost_fw_profile_name(bits[i]));
 		} else if (blockall == VARIANT_TRUE) {
 			verdict = "blocked";
 			any_closed = true;
-			add_msg(msg, msglen, "%s profile: blocks all inbound "
+			gpuhost_check_msg(c, "%s profile: blocks all inbound "
 			    "connections whatever the rules say\n",
 			    gpuhost_fw_profile_name(bits[i]));
 		} else {
@@ -243,14 +226,14 @@ gpuhost_firewall_check(const struct gpuhost_config *cfg,
 			    &which)) {
 			case GPUHOST_FW_ALLOWED:
 				verdict = "allowed";
-				add_msg(msg, msglen, "%s profile: TCP %u allowed by "
+				gpuhost_check_msg(c, "%s profile: TCP %u allowed by "
 				    "rule \"%s\"\n", gpuhost_fw_profile_name(bits[i]),
 				    port, rs->r[which].name);
 				break;
 			case GPUHOST_FW_BLOCKED:
 				verdict = "blocked";
 				any_closed = true;
-				add_msg(msg, msglen, "%s profile: TCP %u blocked by "
+				gpuhost_check_msg(c, "%s profile: TCP %u blocked by "
 				    "rule \"%s\" (block wins over allow)\n",
 				    gpuhost_fw_profile_name(bits[i]), port,
 				    rs->r[which].name);
@@ -258,27 +241,29 @@ gpuhost_firewall_check(const struct gpuhost_config *cfg,
 			default:
 				verdict = "no-rule";
 				any_closed = true;
-				add_msg(msg, msglen, "%s profile: no rule allows "
+				gpuhost_check_msg(c, "%s profile: no rule allows "
 				    "inbound TCP %u for %s (tokenplace-gpuhost "
 				    "firewall add)\n", gpuhost_fw_profile_name(bits[i]),
 				    port, exe);
 			}
 		}
-		if (j.len > 14)
-			gpuhost_jbuf_raw(&j, ",");
-		gpuhost_jbuf_raw(&j, "{\"profile\":");
-		gpuhost_jbuf_str(&j, gpuhost_fw_profile_name(bits[i]));
-		gpuhost_jbuf_raw(&j, ",\"verdict\":");
-		gpuhost_jbuf_str(&j, verdict);
-		gpuhost_jbuf_raw(&j, "}");
+		if (listed)
+			tp_buf_puts(&j, ",");
+		listed = true;
+		tp_buf_puts(&j, "{\"profile\":");
+		tp_buf_json_str(&j, gpuhost_fw_profile_name(bits[i]));
+		tp_buf_puts(&j, ",\"verdict\":");
+		tp_buf_json_str(&j, verdict);
+		tp_buf_puts(&j, "}");
 	}
 	if (ms == NET_FW_MODIFY_STATE_GP_OVERRIDE && !any_closed)
 		any_unknown = true;
-	*raw = any_closed ? GPUHOST_FAIL : any_unknown ? GPUHOST_UNKNOWN :
+	raw = any_closed ? GPUHOST_FAIL : any_unknown ? GPUHOST_UNKNOWN :
 	    GPUHOST_PASS;
 out:
-	gpuhost_jbuf_raw(&j, "]}");
-	*details = gpuhost_jbuf_take(&j);
+	tp_buf_puts(&j, "]}");
+	c->details = tp_buf_finish(&j, NULL);
+	c->outcome = gpuhost_apply_mode(c->mode, raw);
 	if (rs != NULL)
 		rules_free(rs);
 	fw_close(&f);

@@ -7,7 +7,7 @@
 #include <wchar.h>
 
 #include "../os.h"
-#include "wstr.h"
+#include "../wstr.h"
 
 int64_t
 gpuhost_now_ms(void)

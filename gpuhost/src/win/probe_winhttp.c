@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../probe.h"
-#include "wstr.h"
+#include "../wstr.h"
 
 int
 gpuhost_probe_global_init(void)

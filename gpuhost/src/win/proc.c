@@ -12,7 +12,7 @@
 #include "../linesplit.h"
 #include "../os.h"
 #include "../proc.h"
-#include "wstr.h"
+#include "../wstr.h"
 
 struct reader {
 	HANDLE h;

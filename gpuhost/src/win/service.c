@@ -20,7 +20,7 @@
 #include "../supervisor.h"
 #include "tokenplace/netcheck.h"
 #include "eventlog.h"
-#include "wstr.h"
+#include "../wstr.h"
 
 #define START_WAIT_MS 60000
 #define STOP_MARGIN_MS 30000

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "wstr.h"
+#include "../wstr.h"
 
 wchar_t *
 gpuhost_to_wide(const char *s)

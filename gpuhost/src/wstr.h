@@ -1,4 +1,9 @@
-/* wstr.h -- UTF-8 <-> UTF-16 at the Win32 API boundary. */
+/*
+ * wstr.h -- UTF-8 <-> UTF-16 at the Win32 API boundary, and Win32 error
+ * text. Windows only (implemented in win/wstr.c); beside os.h so that
+ * portable files with a Windows branch (pyembed.c, gpu_nvml.c) include
+ * it without reaching into win/.
+ */
 #ifndef GPUHOST_WSTR_H
 #define GPUHOST_WSTR_H
 
