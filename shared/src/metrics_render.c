@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
+#include "tokenplace/buf.h"
 
 #define DROPPED_HELP \
 	"Label sets refused because their metric family was at its child cap."
