@@ -21,6 +21,7 @@
 #include "dlist.h"
 #include "hashtab.h"
 #include "random.h"
+#include "v1_model_index.h"
 
 
 
@@ -40,6 +41,9 @@ struct node {
 	struct dlink queue;		/* QUEUED requests, oldest first */
 	struct dlink claims;		/* IN_FLIGHT requests */
 	struct caps *caps;
+	struct relay_v1_model_ref *mref;	/* its places in m->models */
+	struct node *next_stale;	/* list_models: found stale, evicted after */
+	bool stale_marked;
 	unsigned char digest[TP_SHA256_LEN];
 	int64_t last_seen;
 	int64_t polling_until;
@@ -109,6 +113,7 @@ struct mem {
 	struct relay_v1_store pub;
 	pthread_mutex_t mu;
 	struct relay_hashtab nodes, reqs, tombs, ntombs;
+	struct relay_v1_model_index models;	/* model id -> nodes */
 	struct dlink node_list, live_list, ready_list, terminal_list;
 	struct dlink tomb_list, ntomb_list;
 	uint64_t nnodes, nlive, nready, nterminal, ntomb;
@@ -542,6 +547,7 @@ node_remove(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 		    V1_OUTCOME_CANCELLED, fx);
 	}
 	ntomb_add(m, lim, now, n);
+	relay_v1_model_index_leave(&m->models, n->mref);
 	relay_hashtab_del(&m->nodes, &n->h);
 	dl_unlink(&n->all);
 	m->nnodes--;
@@ -589,6 +595,26 @@ node_auth(struct mem *m, int64_t now, struct node *n, const char *key,
 	return t != NULL && digest_ok(digest, t->digest);
 }
 
+/*
+ * Gives n the capabilities *c (taken: *c becomes NULL) and files it under
+ * their models. V1_E_NOMEM leaves n and *c as they were.
+ */
+static enum relay_v1_rc
+set_caps(struct mem *m, struct node *n, struct caps **c)
+{
+	struct relay_v1_model_ref *ref = relay_v1_model_index_join(&m->models,
+	    n, (*c)->models, (*c)->nmodels);
+
+	if (ref == NULL)
+		return V1_E_NOMEM;
+	relay_v1_model_index_leave(&m->models, n->mref);
+	n->mref = ref;
+	free(n->caps);
+	n->caps = *c;
+	*c = NULL;
+	return V1_OK;
+}
+
 /* ---- operations ------------------------------------------------------------ */
 
 static enum relay_v1_rc
@@ -612,10 +638,9 @@ mem_register(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	pthread_mutex_lock(&m->mu);
 	n = node_get(m, lim, now, key, key_len, fx);
 	if (n != NULL) {
-		free(n->caps);
-		n->caps = c;
-		n->last_seen = now;
-		c = NULL;
+		rc = set_caps(m, n, &c);
+		if (rc == V1_OK)
+			n->last_seen = now;
 		goto out;
 	}
 	if (m->nnodes >= lim->max_nodes) {
@@ -630,8 +655,11 @@ mem_register(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	n->key_len = key_len;
 	dl_init(&n->queue);
 	dl_init(&n->claims);
-	n->caps = c;
-	c = NULL;
+	if (set_caps(m, n, &c) != V1_OK) {
+		fresh = n;	/* freed below, never linked */
+		rc = V1_E_NOMEM;
+		goto out;
+	}
 	memcpy(n->digest, new_digest, TP_SHA256_LEN);
 	n->last_seen = now;
 	relay_hashtab_put(&m->nodes, &n->h);
@@ -670,9 +698,10 @@ mem_poll(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		free(c);
 		return V1_E_UNKNOWN_NODE;
 	}
-	if (c != NULL) {
-		free(n->caps);
-		n->caps = c;
+	if (c != NULL && set_caps(m, n, &c) != V1_OK) {
+		pthread_mutex_unlock(&m->mu);
+		free(c);
+		return V1_E_NOMEM;
 	}
 	n->last_seen = now;
 	if (polling_until > n->polling_until)
@@ -1304,6 +1333,52 @@ mem_list_nodes(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	return rc;
 }
 
+struct live_arg {
+	struct mem *m;
+	const struct relay_v1_limits *lim;
+	int64_t now;
+	struct node *stale;		/* found stale on the way */
+};
+
+/* The index's liveness test: a stale node is noted, evicted afterwards. */
+static bool
+model_member_live(void *owner, void *arg)
+{
+	struct node *n = owner;
+	struct live_arg *a = arg;
+
+	if (n->stale_marked)
+		return false;
+	if (!node_stale(n, a->lim, a->now))
+		return true;
+	n->stale_marked = true;
+	n->next_stale = a->stale;
+	a->stale = n;
+	return false;
+}
+
+static enum relay_v1_rc
+mem_list_models(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, size_t max, const char *only, size_t only_len,
+    struct relay_v1_model_list *out, struct relay_v1_effects *fx)
+{
+	struct mem *m = M(s);
+	struct live_arg a = { m, lim, now, NULL };
+	enum relay_v1_rc rc;
+
+	pthread_mutex_lock(&m->mu);
+	rc = relay_v1_model_index_list(&m->models, max, only, only_len,
+	    model_member_live, &a, out);
+	while (a.stale != NULL) {
+		struct node *n = a.stale;
+
+		a.stale = n->next_stale;
+		node_remove(m, lim, now, n, true, fx);
+	}
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
 /* Everything due at now; called with the lock held. */
 static void
 sweep_locked(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
@@ -1421,9 +1496,11 @@ mem_destroy(struct relay_v1_store *s)
 		struct node *n = container_of(m->node_list.next, struct node, all);
 
 		dl_unlink(&n->all);
+		relay_v1_model_index_leave(&m->models, n->mref);
 		free(n->caps);
 		free(n);
 	}
+	relay_v1_model_index_destroy(&m->models);
 	relay_hashtab_destroy(&m->nodes);
 	relay_hashtab_destroy(&m->reqs);
 	relay_hashtab_destroy(&m->tombs);
@@ -1446,6 +1523,7 @@ static const struct relay_v1_store_ops mem_ops = {
 	.unregister = mem_unregister,
 	.node_exists = mem_node_exists,
 	.list_nodes = mem_list_nodes,
+	.list_models = mem_list_models,
 	.sweep = mem_sweep,
 	.stats = mem_stats,
 	.destroy = mem_destroy,
@@ -1473,6 +1551,8 @@ relay_v1_store_memory_new(void)
 		goto fail2;
 	if (relay_hashtab_init(&m->ntombs, ntomb_hkey, k[3][0], k[3][1]) != 0)
 		goto fail3;
+	if (relay_v1_model_index_init(&m->models) != 0)
+		goto fail4;
 	pthread_mutex_init(&m->mu, NULL);
 	dl_init(&m->node_list);
 	dl_init(&m->live_list);
@@ -1483,6 +1563,8 @@ relay_v1_store_memory_new(void)
 	m->pub.ops = &mem_ops;
 	m->pub.state = m;
 	return &m->pub;
+fail4:
+	relay_hashtab_destroy(&m->ntombs);
 fail3:
 	relay_hashtab_destroy(&m->tombs);
 fail2:
