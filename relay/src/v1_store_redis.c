@@ -862,6 +862,8 @@ rs_list_models(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	for (i = 0; i < n; i++) {
 		const struct relay_redis_reply *e = el_str(&rep, 4 + i);
 
+		if (e == NULL)
+			break;		/* checked above; keeps the compiler sure */
 		memcpy(out->ids + out->ids_len, e->str, e->len);
 		out->ids[out->ids_len + e->len] = '\0';
 		out->ids_len += e->len + 1;
