@@ -106,7 +106,8 @@ def register_all(port, nodes):
 
 def get_many(port, path, gets, conns):
     """gets GETs of path over conns keep-alive connections; returns the
-    answer times (ms), the body of the last answer and the wall time."""
+    answer times (ms), the body of the last answer, the wall time and the
+    count of answers that were not 200."""
     lat = [[] for _ in range(conns)]
     bodies = [b""] * conns
     errors = []
@@ -133,15 +134,16 @@ def get_many(port, path, gets, conns):
     for t in th:
         t.join()
     wall = time.monotonic() - start
-    if errors:
-        raise RuntimeError("%d GETs failed: %s" % (len(errors),
-                                                   sorted(set(errors))))
-    return [x for part in lat for x in part], bodies[0], wall
+    # A refused answer is a result (the old relay on Redis answers some
+    # GETs 503 when its script passes the command timeout): counted, and
+    # its time is in the percentiles like any other answer's.
+    return [x for part in lat for x in part], bodies[0], wall, len(errors)
 
 
-def summary(lat, wall, body):
+def summary(lat, wall, body, errors):
     s = sorted(lat)
     return {"gets": len(s), "rps": len(s) / wall if wall > 0 else 0.0,
+            "errors": errors,
             "p50_ms": statistics.median(s),
             "p99_ms": s[min(len(s) - 1, int(len(s) * 0.99))],
             "max_ms": s[-1], "bytes": len(body)}
@@ -171,12 +173,13 @@ def measure(relay_bin, store, gets):
         register_all(relay.port, NODES)
         reg_s = time.monotonic() - t0
         # one answer first: what a fresh relay allocates once is not growth
-        _, body, _ = get_many(relay.port, "/api/v1/models", 1, 1)
+        _, body, _, _ = get_many(relay.port, "/api/v1/models", 1, 1)
         ids = [m["id"] for m in json.loads(body)["data"]]
         rss0 = relay.rss_kib()
-        lat, body, wall = get_many(relay.port, "/api/v1/models", gets, CONNS)
+        lat, body, wall, bad = get_many(relay.port, "/api/v1/models", gets,
+                                        CONNS)
         rss1 = relay.rss_kib()
-        out = summary(lat, wall, body)
+        out = summary(lat, wall, body, bad)
         out.update({"models": len(ids), "rss_before_kib": rss0,
                     "rss_after_kib": rss1, "register_s": reg_s,
                     "store_reads": metric(
@@ -201,9 +204,9 @@ def nginx_baseline(body, gets):
             f.write(body)
         nginx = bench.Nginx(NGINX_FILE_CONF, www=www)
         try:
-            lat, got, wall = get_many(nginx.port, "/api/v1/models", gets,
-                                      CONNS)
-            return summary(lat, wall, got)
+            lat, got, wall, bad = get_many(nginx.port, "/api/v1/models",
+                                           gets, CONNS)
+            return summary(lat, wall, got, bad)
         finally:
             nginx.stop()
     finally:
@@ -213,9 +216,10 @@ def nginx_baseline(body, gets):
 def row(name, r):
     reads = r.get("store_reads")
     return ("%-30s %8.0f GET/s  p50 %8.3f ms  p99 %8.3f ms  max %8.2f ms  "
-            "%7d B%s%s" % (
+            "%7d B%s%s%s" % (
                 name, r["rps"], r["p50_ms"], r["p99_ms"], r["max_ms"],
                 r["bytes"],
+                ("  NOT 200: %d" % r["errors"] if r.get("errors") else ""),
                 ("  RSS %.1f -> %.1f MiB" % (r["rss_before_kib"] / 1024.0,
                                             r["rss_after_kib"] / 1024.0)
                  if "rss_before_kib" in r else ""),
