@@ -259,7 +259,8 @@ def section_service(relay_bin, duration, report):
 
 SECTIONS = [("service", section_service)]
 # Sections of other modules: bench/<name>.py with run(relay_bin, duration, report).
-for _name in ("legacy", "v1", "forward", "slow_clients", "store", "v1_wakeup"):
+for _name in ("legacy", "v1", "forward", "slow_clients", "store", "v1_wakeup",
+              "models"):
     if os.path.exists(os.path.join(HERE, _name + ".py")):
         SECTIONS.append((_name, None))
 

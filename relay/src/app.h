@@ -20,6 +20,7 @@ struct relay_v1;
 struct relay_upstream;
 struct relay_http_server;
 struct relay_web;
+struct relay_model_list;
 
 struct relay_app_metrics {
 	struct tp_counter *requests;		/* tokenplace_relay_requests_total */
@@ -49,6 +50,7 @@ struct relay_app {
 	struct relay_upstream *upstream;	/* forwarding, or NULL */
 	struct relay_http_server *http;
 	struct relay_web *web;		/* the browser page (RELAY_WEB_DIR), or NULL */
+	struct relay_model_list *models;	/* the model list (model_list.h), or NULL */
 
 	_Atomic long in_flight;		/* requests being handled now */
 	_Atomic long open_connections;	/* accepted client connections now open */

@@ -19,6 +19,7 @@
 #include "app.h"
 #include "broker.h"
 #include "handlers.h"
+#include "model_list.h"
 #include "percent.h"
 #include "tokenplace/proto.h"
 #include "tokenplace/proto_v1.h"
@@ -218,50 +219,6 @@ out:
 
 /* ---- the model list ---------------------------------------------------------- */
 
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* An OpenAI model object, as token.place's /api/v1/models writes it. */
-static cJSON *
-model_object(const char *id, double created)
-{
-	char perm_id[TP_V1_MAX_MODEL_ID + 32];
-	cJSON *o = cJSON_CreateObject(), *perms, *p;
-
-	if (o == NULL)
-		return NULL;
-	snprintf(perm_id, sizeof(perm_id), "modelperm-%s", id);
-	cJSON_AddStringToObject(o, "id", id);
-	cJSON_AddStringToObject(o, "object", "model");
-	cJSON_AddNumberToObject(o, "created", created);
-	cJSON_AddStringToObject(o, "owned_by", "token.place");
-	perms = cJSON_AddArrayToObject(o, "permission");
-	p = cJSON_CreateObject();
-	if (perms != NULL && p != NULL) {
-		cJSON_AddStringToObject(p, "id", perm_id);
-		cJSON_AddStringToObject(p, "object", "model_permission");
-		cJSON_AddNumberToObject(p, "created", created);
-		cJSON_AddBoolToObject(p, "allow_create_engine", 0);
-		cJSON_AddBoolToObject(p, "allow_sampling", 1);
-		cJSON_AddBoolToObject(p, "allow_logprobs", 1);
-		cJSON_AddBoolToObject(p, "allow_search_indices", 0);
-		cJSON_AddBoolToObject(p, "allow_view", 1);
-		cJSON_AddBoolToObject(p, "allow_fine_tuning", 0);
-		cJSON_AddStringToObject(p, "organization", "*");
-		cJSON_AddNullToObject(p, "group");
-		cJSON_AddBoolToObject(p, "is_blocking", 0);
-		cJSON_AddItemToArray(perms, p);
-	} else {
-		cJSON_Delete(p);
-	}
-	cJSON_AddStringToObject(o, "root", id);
-	cJSON_AddNullToObject(o, "parent");
-	return o;
-}
-
 /*
  * The requested id after ".../models/": percent-decoded and lower-cased
  * as nodes' ids are. Returns 0, or -1 for a malformed or unusable one.
@@ -292,19 +249,21 @@ decode_model_id(const char *raw, char *out, size_t outlen)
  * GET /api/v1/models, /v1/models and .../models/<id>. The rule
  * (docs/web.md): with RELAY_MODELS_SOURCE=nodes (the default) the relay
  * answers from the supported_model_ids of the live API v1 nodes, sorted
- * and without duplicates; with "upstream" the router never brings these
- * paths here (routes.c) and they are forwarded like the rest of the API.
+ * and without duplicates, at most RELAY_MODELS_MAX of them, from a list
+ * rebuilt at most once per RELAY_MODELS_CACHE_MS (model_list.c); with
+ * "upstream" the router never brings these paths here (routes.c) and they
+ * are forwarded like the rest of the API.
  */
 void
 relay_handle_models(struct relay_app *app, struct relay_request *req,
     struct relay_response *resp)
 {
-	struct relay_v1_node_list l = { 0 };
-	const char *one = NULL, **ids = NULL;
+	const char *one;
 	char want[TP_V1_MAX_MODEL_ID + 1];
-	size_t nids = 0, total = 0;
-	double created = (double)time(NULL);
-	cJSON *root = NULL, *data;
+	char *body = NULL;
+	size_t len = 0;
+	bool found = false, cut = false;
+	enum relay_v1_rc rc = V1_OK;
 
 	(void)relay_response_add_header(resp, "Cache-Control", "no-store");
 	one = strstr(req->path, "/models/");
@@ -316,62 +275,44 @@ relay_handle_models(struct relay_app *app, struct relay_request *req,
 			resp->error_kind = "bad_model_id";
 			return;
 		}
+		if (app->models != NULL)
+			rc = relay_model_list_find(app->models, want, &found);
+	} else if (app->models != NULL) {
+		rc = relay_model_list_body(app->models, &body, &len, &cut);
+	} else {
+		body = strdup("{\"object\":\"list\",\"data\":[]}");
+		len = body != NULL ? strlen(body) : 0;
+		rc = body != NULL ? V1_OK : V1_E_NOMEM;
 	}
-	if (app->v1 != NULL &&
-	    relay_v1_list_nodes(app->v1, SIZE_MAX, false, &l) != V1_OK) {
+	if (rc == V1_E_NOMEM)
+		goto oom;
+	if (rc != V1_OK) {
 		relay_response_error_shaped(resp, RELAY_ERR_OPENAI, 503,
 		    "state_unavailable", "Relay state is unavailable");
 		resp->error_kind = "state_unavailable";
 		return;
 	}
-	for (size_t i = 0; i < l.n; i++)
-		total += l.nodes[i].nmodels;
-	if (total > 0 && (ids = calloc(total, sizeof(*ids))) == NULL)
+	if (one == NULL) {
+		if (cut)
+			relay_app_count_limit(app, "models_max");
+		relay_response_set_body(resp, 200, NULL, body, len);
+		return;
+	}
+	if (!found) {
+		char msg[TP_V1_MAX_MODEL_ID + 32];
+
+		snprintf(msg, sizeof(msg), "Model '%s' not found", want);
+		relay_response_error_shaped(resp, RELAY_ERR_OPENAI, 404,
+		    "model_not_found", msg);
+		resp->error_kind = "model_not_found";
+		return;
+	}
+	body = relay_model_object_json(want, (double)time(NULL));
+	if (body == NULL)
 		goto oom;
-	for (size_t i = 0; i < l.n; i++) {
-		const char *p = l.nodes[i].models;
-
-		for (size_t k = 0; k < l.nodes[i].nmodels; k++) {
-			ids[nids++] = p;
-			p += strlen(p) + 1;
-		}
-	}
-	if (nids > 0)
-		qsort(ids, nids, sizeof(*ids), cmp_str);
-	if (one != NULL) {
-		cJSON *o;
-
-		if (nids == 0 || bsearch(&(const char *){ want }, ids, nids,
-		    sizeof(*ids), cmp_str) == NULL) {
-			char msg[TP_V1_MAX_MODEL_ID + 32];
-
-			snprintf(msg, sizeof(msg), "Model '%s' not found", want);
-			relay_response_error_shaped(resp, RELAY_ERR_OPENAI, 404,
-			    "model_not_found", msg);
-			resp->error_kind = "model_not_found";
-			goto out;
-		}
-		if ((o = model_object(want, created)) == NULL)
-			goto oom;
-		relay_response_json(resp, 200, o);
-		goto out;
-	}
-	root = cJSON_CreateObject();
-	if (root == NULL)
-		goto oom;
-	cJSON_AddStringToObject(root, "object", "list");
-	data = cJSON_AddArrayToObject(root, "data");
-	for (size_t i = 0; data != NULL && i < nids; i++) {
-		if (i > 0 && strcmp(ids[i], ids[i - 1]) == 0)
-			continue;
-		cJSON_AddItemToArray(data, model_object(ids[i], created));
-	}
-	relay_response_json(resp, 200, root);
-	goto out;
+	relay_response_set_body(resp, 200, NULL, body, strlen(body));
+	return;
 oom:
 	relay_response_error_shaped(resp, RELAY_ERR_OPENAI, 500,
 	    "internal_error", "Internal server error");
-out:
-	free(ids);
-	relay_v1_node_list_free(&l);
 }

@@ -31,6 +31,7 @@
 #include "timebase.h"
 #include "tokenplace/log.h"
 #include "v1_broker.h"
+#include "model_list.h"
 #include "upstream.h"
 #include "web.h"
 
@@ -140,6 +141,35 @@ web_bytes_value(void *arg)
  * relay that silently serves no page (or half of one) behind an ingress
  * is worse than one that does not come up.
  */
+/* The model list reads the API v1 store through the broker. */
+static enum relay_v1_rc
+model_list_fetch(void *arg, size_t max, const char *only, size_t only_len,
+    struct relay_v1_model_list *out)
+{
+	return relay_v1_list_models(arg, max, only, only_len, out);
+}
+
+/*
+ * The model list of /api/v1/models (docs/web.md): RELAY_MODELS_MAX ids,
+ * rebuilt at most once per RELAY_MODELS_CACHE_MS. Returns 0 or -1.
+ */
+static int
+start_model_list(struct relay_app *app, struct relay_v1 *v1)
+{
+	struct tp_counter *reads = tp_counter_new(app->metrics,
+	    "tokenplace_relay_models_list_reads_total",
+	    "Model list reads from the relay state (at most one per "
+	    "RELAY_MODELS_CACHE_MS per process, however many requests)", 0,
+	    NULL);
+
+	if (reads == NULL)
+		return -1;
+	app->models = relay_model_list_new(model_list_fetch, v1,
+	    app->settings->models_cache_ms, (size_t)app->settings->models_max,
+	    reads);
+	return app->models != NULL ? 0 : -1;
+}
+
 static int
 load_web(struct relay_app *app)
 {
@@ -401,6 +431,10 @@ main(int argc, char **argv)
 		goto out;
 	}
 	relay_v1_attach(v1, &app);
+	if (start_model_list(&app, v1) != 0) {
+		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
+		goto out;
+	}
 	if (shared != NULL) {
 		/*
 		 * Long polls across replicas: the adapter's subscriber thread
@@ -475,6 +509,7 @@ out:
 	relay_broker_free(app.broker);
 	if (v1linked)
 		relay_v1_link_clear(&v1link);	/* no wake-up reaches a freed broker */
+	relay_model_list_free(app.models);	/* after the server: no reader left */
 	relay_v1_free(v1);
 	relay_v1_store_free(v1store);
 	relay_store_free(store);

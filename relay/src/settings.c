@@ -535,6 +535,14 @@ const struct tp_setting relay_setting_table[] = {
 	  "nodes", 1, 16, OFF(models_source), validate_models_source, 0,
 	  "who answers /api/v1/models and /v1/models: nodes (the relay, from "
 	  "live API v1 nodes) or upstream (forwarded)" },
+	{ "models_max", "RELAY_MODELS_MAX", NULL, TP_SETTING_INT, "256", 1,
+	  65536, OFF(models_max), NULL, 0,
+	  "model ids /api/v1/models lists at most (the first in byte order; "
+	  "a cut list says has_more)" },
+	{ "models_cache_ms", "RELAY_MODELS_CACHE_MS", NULL, TP_SETTING_INT,
+	  "1000", 0, 60000, OFF(models_cache_ms), NULL, 0,
+	  "how long each relay process reuses the model list it built (0 = "
+	  "build it for every request)" },
 };
 
 const size_t relay_setting_count =

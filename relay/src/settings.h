@@ -122,6 +122,8 @@ struct relay_settings {
 	char *diagnostics_detail;
 	int64_t diagnostics_max_nodes;
 	char *models_source;
+	int64_t models_max;
+	int64_t models_cache_ms;
 	char *state_password;		/* used when the URL carries none */
 	char *state_prefix;		/* key prefix, inside one hash tag */
 	int64_t state_connect_timeout_ms;

@@ -1042,6 +1042,20 @@ relay_v1_list_nodes(struct relay_v1 *b, size_t max, bool keys,
 	return rc;
 }
 
+enum relay_v1_rc
+relay_v1_list_models(struct relay_v1 *b, size_t max, const char *only,
+    size_t only_len, struct relay_v1_model_list *out)
+{
+	struct relay_v1_effects fx;
+	enum relay_v1_rc rc;
+
+	memset(&fx, 0, sizeof(fx));
+	rc = b->store->ops->list_models(b->store, &b->cfg.lim, relay_v1_now(b),
+	    max, only, only_len, out, &fx);
+	apply(b, &fx);
+	return rc;
+}
+
 const char *
 relay_v1_rc_limit(enum relay_v1_rc rc)
 {

@@ -211,6 +211,14 @@ enum relay_v1_rc relay_v1_stats(struct relay_v1 *b, struct relay_v1_stats *out);
 enum relay_v1_rc relay_v1_list_nodes(struct relay_v1 *b, size_t max,
     bool keys, struct relay_v1_node_list *out);
 
+/*
+ * The model list after expiries (v1_store.h's list_models): at most max
+ * ids, or with `only` that id alone when a live node serves it. Free with
+ * relay_v1_model_list_free().
+ */
+enum relay_v1_rc relay_v1_list_models(struct relay_v1 *b, size_t max,
+    const char *only, size_t only_len, struct relay_v1_model_list *out);
+
 /* Long polls waiting right now. */
 long relay_v1_long_polls(struct relay_v1 *b);
 

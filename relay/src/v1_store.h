@@ -160,6 +160,17 @@ struct relay_v1_node_list {
 	uint64_t total;			/* live nodes, listed or not */
 };
 
+/*
+ * The model list (list_models): the ids at least one live node serves,
+ * in byte order (strcmp), each once.
+ */
+struct relay_v1_model_list {
+	char *ids;			/* n ids, each NUL-ended, packed */
+	size_t ids_len;
+	size_t n;
+	bool more;			/* more ids exist past the ones listed */
+};
+
 struct relay_v1_enqueue_in {
 	const char *node;
 	size_t node_len;
@@ -346,13 +357,33 @@ struct relay_v1_store_ops {
 	/*
 	 * Lists up to `max` live nodes in registration order after applying
 	 * every expiry due (so a node that left or lapsed is never listed),
-	 * with their public keys only when `keys`; out->total counts every
-	 * live node. The answer is derived from the shared state alone, so
-	 * every replica gives the same one.
+	 * with their public keys only when `keys` (without, no key leaves the
+	 * store at all: the Redis script does not send them); out->total
+	 * counts every live node. The answer is derived from the shared state
+	 * alone, so every replica gives the same one. Costs O(max) nodes: the
+	 * model list uses list_models, not this.
 	 */
 	enum relay_v1_rc (*list_nodes)(struct relay_v1_store *s,
 	    const struct relay_v1_limits *lim, int64_t now_ms, size_t max,
 	    bool keys, struct relay_v1_node_list *out,
+	    struct relay_v1_effects *fx);
+
+	/*
+	 * The model list, from the per-model index (never a walk of every
+	 * node): the first `max` ids in byte order of the models that at
+	 * least one live node serves, out->more set when more exist. With
+	 * `only` (a lower-cased model id of `only_len` bytes) the list is
+	 * that id alone when a live node serves it, else empty; max does not
+	 * apply. A node met on the way whose lease lapsed is evicted first,
+	 * so it never keeps a model listed; no node key or node data leaves
+	 * the store. The answer is derived from the shared state alone, so
+	 * every replica gives the same one. Work: O(models listed) when no
+	 * node is stale; each lapsed node is evicted once. Free with
+	 * relay_v1_model_list_free(). V1_E_NOMEM, V1_E_UNAVAILABLE.
+	 */
+	enum relay_v1_rc (*list_models)(struct relay_v1_store *s,
+	    const struct relay_v1_limits *lim, int64_t now_ms, size_t max,
+	    const char *only, size_t only_len, struct relay_v1_model_list *out,
 	    struct relay_v1_effects *fx);
 
 	/* Applies every expiry due at now_ms. */
@@ -430,6 +461,16 @@ relay_v1_node_list_free(struct relay_v1_node_list *l)
 	l->nodes = NULL;
 	l->n = 0;
 	l->total = 0;
+}
+
+static inline void
+relay_v1_model_list_free(struct relay_v1_model_list *l)
+{
+	free(l->ids);
+	l->ids = NULL;
+	l->ids_len = 0;
+	l->n = 0;
+	l->more = false;
 }
 
 #endif /* RELAY_V1_STORE_H */

@@ -9,119 +9,20 @@
  * share one TTL (responses, terminal records, tombstones) are kept in
  * time order, so expiring them costs only what expires; requests have
  * their own deadlines and are scanned by sweep().
+ *
+ * This file holds the records' life (nodes, requests, tombstones) and the
+ * operations on one node or one request; the operations that look across
+ * them (select, list_nodes, list_models, sweep, stats) are in
+ * v1_store_memory_scan.c, and the records in v1_store_memory_int.h.
  */
-#include "v1_store.h"
+#include "v1_store_memory_int.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dlist.h"
-#include "hashtab.h"
 #include "random.h"
-
-
-
-/* A node's capabilities as the store keeps them (models packed). */
-struct caps {
-	enum tp_v1_tier tier;
-	int64_t max_context;
-	int64_t max_conc;
-	size_t nmodels;
-	size_t models_len;
-	char models[];
-};
-
-struct node {
-	struct relay_hnode h;
-	struct dlink all;		/* registration order */
-	struct dlink queue;		/* QUEUED requests, oldest first */
-	struct dlink claims;		/* IN_FLIGHT requests */
-	struct caps *caps;
-	unsigned char digest[TP_SHA256_LEN];
-	int64_t last_seen;
-	int64_t polling_until;
-	uint64_t last_selected;		/* select sequence; 0 = never */
-	uint64_t nqueued;
-	uint64_t nclaimed;
-	size_t nres;
-	int64_t res[TP_V1_MAX_CONCURRENCY];	/* reservation expiries */
-	size_t key_len;
-	char key[];
-};
-
-enum rstate {
-	RS_QUEUED,
-	RS_IN_FLIGHT,
-	RS_READY,		/* response accepted, waiting for the client */
-	RS_TERMINAL,
-};
-
-struct req {
-	struct relay_hnode h;
-	struct dlink link;	/* node queue/claims, ready list or terminal list */
-	struct dlink live;	/* QUEUED and IN_FLIGHT: the live list */
-	enum rstate state;
-	struct node *node;	/* QUEUED and IN_FLIGHT only */
-	int64_t admitted;
-	int64_t deadline;
-	int64_t claimed_at;
-	int64_t claim_expires;
-	int64_t until;		/* READY: response expiry; TERMINAL: record expiry */
-	/*
-	 * TERMINAL "completed" with the response still held (body) for a
-	 * client whose copy was lost on the way: until when, and its place
-	 * in mem.redeliver_list (linked to nothing otherwise).
-	 */
-	int64_t redeliver_until;
-	struct dlink rlink;
-	uint64_t generation;
-	bool cancellable;
-	unsigned char cancel[TP_SHA256_LEN];
-	const char *t_status;	/* TERMINAL */
-	const char *t_reason;
-	char *work;		/* QUEUED */
-	size_t work_len;
-	char *body;		/* IN_FLIGHT: progress; READY: response */
-	size_t body_len;
-	size_t client_len, id_len, owner_len;
-	char bytes[];		/* client NUL request_id NUL owner-key */
-};
-
-/* Control tombstone, keyed node NUL request_id. */
-struct tomb {
-	struct relay_hnode h;
-	struct dlink fifo;
-	int64_t expires;
-	int64_t deadline;
-	const char *status;
-	unsigned char digest[TP_SHA256_LEN];
-	size_t key_len;
-	char key[];
-};
-
-/* A recently removed node: its credential still authenticates /control. */
-struct ntomb {
-	struct relay_hnode h;
-	struct dlink fifo;
-	int64_t expires;
-	unsigned char digest[TP_SHA256_LEN];
-	size_t key_len;
-	char key[];
-};
-
-struct mem {
-	struct relay_v1_store pub;
-	pthread_mutex_t mu;
-	struct relay_hashtab nodes, reqs, tombs, ntombs;
-	struct dlink node_list, live_list, ready_list, terminal_list;
-	struct dlink redeliver_list;	/* by redeliver_until: same window for all */
-	struct dlink tomb_list, ntomb_list;
-	uint64_t nnodes, nlive, nready, nterminal, ntomb;
-	uint64_t select_seq, generation;
-};
 
 /* ---- lists and keys ------------------------------------------------------ */
 
@@ -171,12 +72,6 @@ static const char *
 req_owner(const struct req *r)
 {
 	return r->bytes + r->client_len + 1 + r->id_len + 1;
-}
-
-static struct mem *
-M(struct relay_v1_store *s)
-{
-	return s->state;
 }
 
 static int64_t
@@ -231,8 +126,8 @@ caps_copy(const struct tp_v1_caps *c)
 
 /* ---- tombstones -------------------------------------------------------------- */
 
-static void
-tomb_free(struct mem *m, struct tomb *t)
+void
+relay_v1mem_tomb_free(struct mem *m, struct tomb *t)
 {
 	relay_hashtab_del(&m->tombs, &t->h);
 	dl_unlink(&t->fifo);
@@ -257,7 +152,7 @@ tomb_find(struct mem *m, int64_t now, const char *node, size_t node_len,
 		return NULL;
 	t = container_of(h, struct tomb, h);
 	if (t->expires <= now) {
-		tomb_free(m, t);
+		relay_v1mem_tomb_free(m, t);
 		return NULL;
 	}
 	return t;
@@ -296,14 +191,15 @@ tomb_add(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 	t->status = status;
 	memcpy(t->digest, owner->digest, TP_SHA256_LEN);
 	while (m->ntomb > lim->max_tombstones && !dl_empty(&m->tomb_list)) {
-		tomb_free(m, container_of(m->tomb_list.next, struct tomb, fifo));
+		relay_v1mem_tomb_free(m, container_of(m->tomb_list.next,
+		    struct tomb, fifo));
 		if (fx)
 			fx->dropped_tombstones++;
 	}
 }
 
-static void
-ntomb_free(struct mem *m, struct ntomb *t)
+void
+relay_v1mem_ntomb_free(struct mem *m, struct ntomb *t)
 {
 	relay_hashtab_del(&m->ntombs, &t->h);
 	dl_unlink(&t->fifo);
@@ -320,7 +216,7 @@ ntomb_find(struct mem *m, int64_t now, const char *key, size_t key_len)
 		return NULL;
 	t = container_of(h, struct ntomb, h);
 	if (t->expires <= now) {
-		ntomb_free(m, t);
+		relay_v1mem_ntomb_free(m, t);
 		return NULL;
 	}
 	return t;
@@ -328,8 +224,8 @@ ntomb_find(struct mem *m, int64_t now, const char *key, size_t key_len)
 
 /* ---- requests ------------------------------------------------------------------- */
 
-static void
-req_free(struct mem *m, struct req *r)
+void
+relay_v1mem_req_free(struct mem *m, struct req *r)
 {
 	relay_hashtab_del(&m->reqs, &r->h);
 	dl_unlink(&r->link);
@@ -399,7 +295,8 @@ terminalize(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 		fx->outcomes[outcome]++;
 	/* r is the newest record, so with max_terminal >= 1 it stays. */
 	while (m->nterminal > lim->max_terminal && m->nterminal > 1) {
-		req_free(m, container_of(m->terminal_list.next, struct req, link));
+		relay_v1mem_req_free(m, container_of(m->terminal_list.next,
+		    struct req, link));
 		if (fx)
 			fx->dropped_terminal++;
 	}
@@ -416,9 +313,9 @@ expire_claim(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 }
 
 /* Applies r's expiries; returns r, or NULL when the record is gone. */
-static struct req *
-req_expire(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
-    struct req *r, struct relay_v1_effects *fx)
+struct req *
+relay_v1mem_req_expire(struct mem *m, const struct relay_v1_limits *lim,
+    int64_t now, struct req *r, struct relay_v1_effects *fx)
 {
 	switch (r->state) {
 	case RS_QUEUED:
@@ -440,7 +337,7 @@ req_expire(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 		return r;
 	case RS_TERMINAL:
 		if (r->until <= now) {
-			req_free(m, r);
+			relay_v1mem_req_free(m, r);
 			return NULL;
 		}
 		return r;
@@ -463,13 +360,14 @@ req_find(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 	free(k);
 	if (h == NULL)
 		return NULL;
-	return req_expire(m, lim, now, container_of(h, struct req, h), fx);
+	return relay_v1mem_req_expire(m, lim, now, container_of(h, struct req,
+	    h), fx);
 }
 
 /* ---- nodes ------------------------------------------------------------------------ */
 
-static uint64_t
-live_claims(const struct node *n, int64_t now)
+uint64_t
+relay_v1mem_live_claims(const struct node *n, int64_t now)
 {
 	const struct dlink *e;
 	uint64_t c = 0;
@@ -480,8 +378,8 @@ live_claims(const struct node *n, int64_t now)
 	return c;
 }
 
-static void
-prune_reservations(struct node *n, int64_t now)
+void
+relay_v1mem_prune_reservations(struct node *n, int64_t now)
 {
 	size_t i = 0;
 
@@ -494,23 +392,23 @@ prune_reservations(struct node *n, int64_t now)
 }
 
 /* Capacity in use: queued + live claims + live reservations. */
-static uint64_t
-node_used(struct node *n, int64_t now)
+uint64_t
+relay_v1mem_node_used(struct node *n, int64_t now)
 {
-	prune_reservations(n, now);
-	return n->nqueued + live_claims(n, now) + n->nres;
+	relay_v1mem_prune_reservations(n, now);
+	return n->nqueued + relay_v1mem_live_claims(n, now) + n->nres;
 }
 
 /*
  * Stale: silent past its lease, not in a long poll, and no claim with a
  * live lease (a node busy with a long generation renews its claim).
  */
-static bool
-node_stale(const struct node *n, const struct relay_v1_limits *lim,
+bool
+relay_v1mem_node_stale(const struct node *n, const struct relay_v1_limits *lim,
     int64_t now)
 {
 	return now - n->last_seen > lim->lease_ms && n->polling_until <= now &&
-	    live_claims(n, now) == 0;
+	    relay_v1mem_live_claims(n, now) == 0;
 }
 
 static void
@@ -536,9 +434,9 @@ ntomb_add(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 }
 
 /* Unregisters or evicts n: its work becomes terminal, owners are told. */
-static void
-node_remove(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
-    struct node *n, bool evicted, struct relay_v1_effects *fx)
+void
+relay_v1mem_node_remove(struct mem *m, const struct relay_v1_limits *lim,
+    int64_t now, struct node *n, bool evicted, struct relay_v1_effects *fx)
 {
 	while (!dl_empty(&n->queue))
 		terminalize(m, lim, now, container_of(n->queue.next, struct req,
@@ -552,6 +450,7 @@ node_remove(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 		    V1_OUTCOME_CANCELLED, fx);
 	}
 	ntomb_add(m, lim, now, n);
+	relay_v1_model_index_leave(&m->models, n->mref);
 	relay_hashtab_del(&m->nodes, &n->h);
 	dl_unlink(&n->all);
 	m->nnodes--;
@@ -576,8 +475,8 @@ node_get(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 	if (h == NULL)
 		return NULL;
 	n = container_of(h, struct node, h);
-	if (node_stale(n, lim, now)) {
-		node_remove(m, lim, now, n, true, fx);
+	if (relay_v1mem_node_stale(n, lim, now)) {
+		relay_v1mem_node_remove(m, lim, now, n, true, fx);
 		return NULL;
 	}
 	return n;
@@ -597,6 +496,26 @@ node_auth(struct mem *m, int64_t now, struct node *n, const char *key,
 		return digest_ok(digest, n->digest);
 	t = ntomb_find(m, now, key, key_len);
 	return t != NULL && digest_ok(digest, t->digest);
+}
+
+/*
+ * Gives n the capabilities *c (taken: *c becomes NULL) and files it under
+ * their models. V1_E_NOMEM leaves n and *c as they were.
+ */
+static enum relay_v1_rc
+set_caps(struct mem *m, struct node *n, struct caps **c)
+{
+	struct relay_v1_model_ref *ref = relay_v1_model_index_join(&m->models,
+	    n, (*c)->models, (*c)->nmodels);
+
+	if (ref == NULL)
+		return V1_E_NOMEM;
+	relay_v1_model_index_leave(&m->models, n->mref);
+	n->mref = ref;
+	free(n->caps);
+	n->caps = *c;
+	*c = NULL;
+	return V1_OK;
 }
 
 /* ---- operations ------------------------------------------------------------ */
@@ -622,10 +541,9 @@ mem_register(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	pthread_mutex_lock(&m->mu);
 	n = node_get(m, lim, now, key, key_len, fx);
 	if (n != NULL) {
-		free(n->caps);
-		n->caps = c;
-		n->last_seen = now;
-		c = NULL;
+		rc = set_caps(m, n, &c);
+		if (rc == V1_OK)
+			n->last_seen = now;
 		goto out;
 	}
 	if (m->nnodes >= lim->max_nodes) {
@@ -640,8 +558,11 @@ mem_register(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	n->key_len = key_len;
 	dl_init(&n->queue);
 	dl_init(&n->claims);
-	n->caps = c;
-	c = NULL;
+	if (set_caps(m, n, &c) != V1_OK) {
+		fresh = n;	/* freed below, never linked */
+		rc = V1_E_NOMEM;
+		goto out;
+	}
 	memcpy(n->digest, new_digest, TP_SHA256_LEN);
 	n->last_seen = now;
 	relay_hashtab_put(&m->nodes, &n->h);
@@ -649,7 +570,7 @@ mem_register(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	m->nnodes++;
 	t = ntomb_find(m, now, key, key_len);
 	if (t != NULL)
-		ntomb_free(m, t);
+		relay_v1mem_ntomb_free(m, t);
 	*created = true;
 out:
 	pthread_mutex_unlock(&m->mu);
@@ -680,9 +601,10 @@ mem_poll(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		free(c);
 		return V1_E_UNKNOWN_NODE;
 	}
-	if (c != NULL) {
-		free(n->caps);
-		n->caps = c;
+	if (c != NULL && set_caps(m, n, &c) != V1_OK) {
+		pthread_mutex_unlock(&m->mu);
+		free(c);
+		return V1_E_NOMEM;
 	}
 	n->last_seen = now;
 	if (polling_until > n->polling_until)
@@ -714,98 +636,6 @@ mem_poll(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	}
 	pthread_mutex_unlock(&m->mu);
 	return V1_OK;
-}
-
-/* Ranking among nodes with free capacity: lower is better. */
-static bool
-better(const struct node *a, double la, const struct node *b, double lb)
-{
-	if (a->caps->tier != b->caps->tier)
-		return a->caps->tier < b->caps->tier;
-	if (la != lb)
-		return la < lb;
-	/* round robin: the least recently selected; ties keep registration order */
-	return a->last_selected < b->last_selected;
-}
-
-static enum relay_v1_rc
-mem_select(struct relay_v1_store *s, const struct relay_v1_limits *lim,
-    int64_t now, const char *model, enum tp_v1_tier tier, bool reserve,
-    struct relay_v1_selection *out, struct relay_v1_effects *fx)
-{
-	struct mem *m = M(s);
-	struct dlink *e, *next;
-	struct node *best = NULL;
-	double best_load = 0;
-	uint64_t best_used = 0;
-	size_t matching = 0;
-	enum relay_v1_rc rc = V1_OK;
-	char *key = NULL, *models = NULL;
-
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&m->mu);
-	for (e = m->node_list.next; e != &m->node_list; e = next) {
-		struct node *n = container_of(e, struct node, all);
-		uint64_t used;
-		double load;
-
-		next = e->next;
-		if (node_stale(n, lim, now)) {
-			node_remove(m, lim, now, n, true, fx);
-			continue;
-		}
-		if (n->caps->tier < tier ||
-		    !tp_v1_models_has(n->caps->models, n->caps->nmodels, model) ||
-		    n->caps->max_context < tp_v1_tier_tokens(tier))
-			continue;
-		matching++;
-		out->eligible_per_tier[n->caps->tier]++;
-		used = node_used(n, now);
-		if (used >= (uint64_t)n->caps->max_conc)
-			continue;
-		load = (double)used / (double)n->caps->max_conc;
-		if (best == NULL || better(n, load, best, best_load)) {
-			best = n;
-			best_load = load;
-			best_used = used;
-		}
-	}
-	out->eligible_nodes = matching;
-	if (best == NULL) {
-		rc = m->nnodes == 0 ? V1_E_NO_NODES :
-		    matching == 0 ? V1_E_NO_MATCH : V1_E_NO_CAPACITY;
-		goto out;
-	}
-	key = malloc(best->key_len + 1);
-	models = malloc(best->caps->models_len + 1);
-	if (key == NULL || models == NULL) {
-		rc = V1_E_NOMEM;
-		goto out;
-	}
-	memcpy(key, best->key, best->key_len + 1);
-	memcpy(models, best->caps->models, best->caps->models_len + 1);
-	out->key.data = out->key.mem = key;
-	out->key.len = best->key_len;
-	out->models.data = out->models.mem = models;
-	out->models.len = best->caps->models_len;
-	key = models = NULL;
-	out->nmodels = best->caps->nmodels;
-	out->tier = best->caps->tier;
-	out->context_tokens = best->caps->max_context;
-	out->queue_depth = best->nqueued;
-	out->in_flight = live_claims(best, now);
-	out->load_score = best_load;
-	out->spillover = best->caps->tier > tier;
-	best->last_selected = ++m->select_seq;
-	if (reserve && lim->reservation_ttl_ms > 0 &&
-	    best_used < (uint64_t)best->caps->max_conc &&
-	    best->nres < TP_V1_MAX_CONCURRENCY)
-		best->res[best->nres++] = now + lim->reservation_ttl_ms;
-out:
-	pthread_mutex_unlock(&m->mu);
-	free(key);
-	free(models);
-	return rc;
 }
 
 /* True when another client's live request on n uses this request_id. */
@@ -893,7 +723,7 @@ mem_enqueue(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		goto out;
 	}
 	/* Reservation and enqueue are one step: capacity can never overflow. */
-	prune_reservations(n, now);
+	relay_v1mem_prune_reservations(n, now);
 	if (n->nres > 0) {
 		size_t i, first = 0;
 
@@ -901,7 +731,8 @@ mem_enqueue(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 			if (n->res[i] < n->res[first])
 				first = i;
 		n->res[first] = n->res[--n->nres];
-	} else if (node_used(n, now) >= (uint64_t)n->caps->max_conc) {
+	} else if (relay_v1mem_node_used(n,
+	    now) >= (uint64_t)n->caps->max_conc) {
 		rc = V1_E_NO_CAPACITY;
 		goto out;
 	}
@@ -993,7 +824,7 @@ mem_control(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		    V1_CTL_CANCELLED;
 		*deadline_ms = t->deadline;
 		if (ack) {
-			tomb_free(m, t);
+			relay_v1mem_tomb_free(m, t);
 			if (fx)
 				fx->acknowledged++;
 		}
@@ -1264,7 +1095,7 @@ mem_unregister(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		if (!digest_ok(digest, n->digest)) {
 			rc = V1_E_FORBIDDEN;
 		} else {
-			node_remove(m, lim, now, n, false, fx);
+			relay_v1mem_node_remove(m, lim, now, n, false, fx);
 			*removed = true;
 		}
 	}
@@ -1284,193 +1115,35 @@ mem_node_exists(struct relay_v1_store *s, const char *key, size_t key_len)
 	return found;
 }
 
-static void sweep_locked(struct mem *m, const struct relay_v1_limits *lim,
-    int64_t now, struct relay_v1_effects *fx);
-
-static enum relay_v1_rc
-mem_list_nodes(struct relay_v1_store *s, const struct relay_v1_limits *lim,
-    int64_t now, size_t max, bool keys, struct relay_v1_node_list *out,
-    struct relay_v1_effects *fx)
-{
-	struct mem *m = M(s);
-	struct dlink *e;
-	size_t cap;
-	enum relay_v1_rc rc = V1_OK;
-
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&m->mu);
-	sweep_locked(m, lim, now, fx);
-	out->total = m->nnodes;
-	cap = m->nnodes < max ? (size_t)m->nnodes : max;
-	if (cap > 0) {
-		out->nodes = calloc(cap, sizeof(out->nodes[0]));
-		if (out->nodes == NULL)
-			rc = V1_E_NOMEM;
-	}
-	for (e = m->node_list.next; rc == V1_OK && e != &m->node_list &&
-	    out->n < cap; e = e->next) {
-		struct node *n = container_of(e, struct node, all);
-		struct relay_v1_node_info *i = &out->nodes[out->n++];
-
-		i->age_ms = now > n->last_seen ? now - n->last_seen : 0;
-		i->queued = n->nqueued;
-		i->in_flight = live_claims(n, now);
-		i->reserved = n->nres;
-		i->max_concurrency = n->caps->max_conc;
-		i->tier = n->caps->tier;
-		i->max_context = n->caps->max_context;
-		i->nmodels = n->caps->nmodels;
-		i->models_len = n->caps->models_len;
-		i->models = malloc(n->caps->models_len + 1);
-		if (i->models != NULL)
-			memcpy(i->models, n->caps->models,
-			    n->caps->models_len + 1);
-		if (keys) {
-			i->key = malloc(n->key_len + 1);
-			if (i->key != NULL) {
-				memcpy(i->key, n->key, n->key_len + 1);
-				i->key_len = n->key_len;
-			}
-		}
-		if (i->models == NULL || (keys && i->key == NULL))
-			rc = V1_E_NOMEM;
-	}
-	pthread_mutex_unlock(&m->mu);
-	if (rc != V1_OK)
-		relay_v1_node_list_free(out);
-	return rc;
-}
-
-/* Everything due at now; called with the lock held. */
-static void
-sweep_locked(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
-    struct relay_v1_effects *fx)
-{
-	struct dlink *e, *next;
-
-	for (e = m->node_list.next; e != &m->node_list; e = next) {
-		struct node *n = container_of(e, struct node, all);
-
-		next = e->next;
-		if (node_stale(n, lim, now))
-			node_remove(m, lim, now, n, true, fx);
-		else
-			prune_reservations(n, now);
-	}
-	for (e = m->live_list.next; e != &m->live_list; e = next) {
-		next = e->next;
-		(void)req_expire(m, lim, now, container_of(e, struct req, live),
-		    fx);
-	}
-	while (!dl_empty(&m->ready_list)) {
-		struct req *r = container_of(m->ready_list.next, struct req, link);
-
-		if (r->until > now)
-			break;
-		(void)req_expire(m, lim, now, r, fx);
-	}
-	while (!dl_empty(&m->terminal_list)) {
-		struct req *r = container_of(m->terminal_list.next, struct req,
-		    link);
-
-		if (r->until > now)
-			break;
-		req_free(m, r);
-	}
-	while (!dl_empty(&m->redeliver_list)) {
-		struct req *r = container_of(m->redeliver_list.next, struct req,
-		    rlink);
-
-		if (r->redeliver_until > now)
-			break;
-		dl_unlink(&r->rlink);
-		free(r->body);
-		r->body = NULL;
-	}
-	while (!dl_empty(&m->tomb_list)) {
-		struct tomb *t = container_of(m->tomb_list.next, struct tomb, fifo);
-
-		if (t->expires > now)
-			break;
-		tomb_free(m, t);
-	}
-	while (!dl_empty(&m->ntomb_list)) {
-		struct ntomb *t = container_of(m->ntomb_list.next, struct ntomb,
-		    fifo);
-
-		if (t->expires > now)
-			break;
-		ntomb_free(m, t);
-	}
-}
-
-static enum relay_v1_rc
-mem_sweep(struct relay_v1_store *s, const struct relay_v1_limits *lim,
-    int64_t now, struct relay_v1_effects *fx)
-{
-	struct mem *m = M(s);
-
-	pthread_mutex_lock(&m->mu);
-	sweep_locked(m, lim, now, fx);
-	pthread_mutex_unlock(&m->mu);
-	return V1_OK;
-}
-
-static enum relay_v1_rc
-mem_stats(struct relay_v1_store *s, const struct relay_v1_limits *lim,
-    int64_t now, struct relay_v1_stats *out, struct relay_v1_effects *fx)
-{
-	struct mem *m = M(s);
-	struct dlink *e;
-
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&m->mu);
-	sweep_locked(m, lim, now, fx);
-	out->nodes = m->nnodes;
-	out->responses = m->nready;
-	out->terminal = m->nterminal;
-	out->tombstones = m->ntomb;
-	for (e = m->node_list.next; e != &m->node_list; e = e->next)
-		out->reservations += container_of(e, struct node, all)->nres;
-	for (e = m->live_list.next; e != &m->live_list; e = e->next) {
-		const struct req *r = container_of(e, struct req, live);
-
-		if (r->state == RS_QUEUED) {
-			out->queued++;
-			if (now - r->admitted > out->oldest_queued_ms)
-				out->oldest_queued_ms = now - r->admitted;
-		} else if (r->claim_expires > now) {
-			out->in_flight++;
-			if (now - r->claimed_at > out->oldest_in_flight_ms)
-				out->oldest_in_flight_ms = now - r->claimed_at;
-		}
-	}
-	pthread_mutex_unlock(&m->mu);
-	return V1_OK;
-}
-
 static void
 mem_destroy(struct relay_v1_store *s)
 {
 	struct mem *m = M(s);
 
 	while (!dl_empty(&m->live_list))
-		req_free(m, container_of(m->live_list.next, struct req, live));
+		relay_v1mem_req_free(m, container_of(m->live_list.next,
+		    struct req, live));
 	while (!dl_empty(&m->ready_list))
-		req_free(m, container_of(m->ready_list.next, struct req, link));
+		relay_v1mem_req_free(m, container_of(m->ready_list.next,
+		    struct req, link));
 	while (!dl_empty(&m->terminal_list))
-		req_free(m, container_of(m->terminal_list.next, struct req, link));
+		relay_v1mem_req_free(m, container_of(m->terminal_list.next,
+		    struct req, link));
 	while (!dl_empty(&m->tomb_list))
-		tomb_free(m, container_of(m->tomb_list.next, struct tomb, fifo));
+		relay_v1mem_tomb_free(m, container_of(m->tomb_list.next,
+		    struct tomb, fifo));
 	while (!dl_empty(&m->ntomb_list))
-		ntomb_free(m, container_of(m->ntomb_list.next, struct ntomb, fifo));
+		relay_v1mem_ntomb_free(m, container_of(m->ntomb_list.next,
+		    struct ntomb, fifo));
 	while (!dl_empty(&m->node_list)) {
 		struct node *n = container_of(m->node_list.next, struct node, all);
 
 		dl_unlink(&n->all);
+		relay_v1_model_index_leave(&m->models, n->mref);
 		free(n->caps);
 		free(n);
 	}
+	relay_v1_model_index_destroy(&m->models);
 	relay_hashtab_destroy(&m->nodes);
 	relay_hashtab_destroy(&m->reqs);
 	relay_hashtab_destroy(&m->tombs);
@@ -1483,7 +1156,7 @@ static const struct relay_v1_store_ops mem_ops = {
 	.name = "memory",
 	.register_node = mem_register,
 	.poll = mem_poll,
-	.select = mem_select,
+	.select = relay_v1mem_select,
 	.enqueue = mem_enqueue,
 	.control = mem_control,
 	.cancel = mem_cancel,
@@ -1492,9 +1165,10 @@ static const struct relay_v1_store_ops mem_ops = {
 	.retrieve = mem_retrieve,
 	.unregister = mem_unregister,
 	.node_exists = mem_node_exists,
-	.list_nodes = mem_list_nodes,
-	.sweep = mem_sweep,
-	.stats = mem_stats,
+	.list_nodes = relay_v1mem_list_nodes,
+	.list_models = relay_v1mem_list_models,
+	.sweep = relay_v1mem_sweep,
+	.stats = relay_v1mem_stats,
 	.destroy = mem_destroy,
 };
 
@@ -1520,6 +1194,8 @@ relay_v1_store_memory_new(void)
 		goto fail2;
 	if (relay_hashtab_init(&m->ntombs, ntomb_hkey, k[3][0], k[3][1]) != 0)
 		goto fail3;
+	if (relay_v1_model_index_init(&m->models) != 0)
+		goto fail4;
 	pthread_mutex_init(&m->mu, NULL);
 	dl_init(&m->node_list);
 	dl_init(&m->live_list);
@@ -1531,6 +1207,8 @@ relay_v1_store_memory_new(void)
 	m->pub.ops = &mem_ops;
 	m->pub.state = m;
 	return &m->pub;
+fail4:
+	relay_hashtab_destroy(&m->ntombs);
 fail3:
 	relay_hashtab_destroy(&m->tombs);
 fail2:

@@ -63,13 +63,14 @@ enum op {
 	OP_SWEEP,
 	OP_STATS,
 	OP_LIST_NODES,
+	OP_LIST_MODELS,
 	OP_COUNT,
 };
 
 static const char *const op_names[OP_COUNT] = {
 	"register", "poll", "select", "enqueue", "control", "cancel",
 	"accept_response", "progress", "retrieve", "unregister",
-	"node_exists", "sweep", "stats", "list_nodes",
+	"node_exists", "sweep", "stats", "list_nodes", "list_models",
 };
 
 /*
@@ -84,6 +85,7 @@ static const bool op_allow_oom[OP_COUNT] = {
 	[OP_POLL] = true, [OP_CONTROL] = true, [OP_CANCEL] = true,
 	[OP_RETRIEVE] = true, [OP_UNREGISTER] = true, [OP_NODE_EXISTS] = true,
 	[OP_SWEEP] = true, [OP_STATS] = true, [OP_LIST_NODES] = true,
+	[OP_LIST_MODELS] = true,
 };
 
 struct rstore {
@@ -756,6 +758,7 @@ rs_list_nodes(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	memset(out, 0, sizeof(*out));
 	call_begin(&c, lim, now);
 	arg_u64(&c, max);
+	arg_str(&c, keys ? "1" : "0");	/* without, the script sends no key */
 	rc = run(st, OP_LIST_NODES, &c, &rep, fx);
 	if (rc != V1_OK)
 		goto out;
@@ -804,6 +807,63 @@ out:
 	return rc;
 }
 
+static enum relay_v1_rc
+rs_list_models(struct relay_v1_store *s, const struct relay_v1_limits *lim,
+    int64_t now, size_t max, const char *only, size_t only_len,
+    struct relay_v1_model_list *out, struct relay_v1_effects *fx)
+{
+	struct rstore *st = R(s);
+	struct relay_redis_reply rep;
+	struct call c;
+	enum relay_v1_rc rc;
+	size_t i, n, len = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (only != NULL && only_len == 0)
+		return V1_OK;		/* no model has an empty id */
+	call_begin(&c, lim, now);
+	arg_u64(&c, max);
+	arg(&c, only != NULL ? only : "", only != NULL ? only_len : 0);
+	rc = run(st, OP_LIST_MODELS, &c, &rep, fx);
+	if (rc != V1_OK)
+		goto out;
+	out->more = el_int(&rep, 2) != 0;
+	n = (size_t)el_int(&rep, 3);
+	if ((only == NULL && n > max) || (only != NULL && n > 1) ||
+	    rep.n != 4 + n) {
+		rc = V1_E_UNAVAILABLE;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const struct relay_redis_reply *e = el_str(&rep, 4 + i);
+
+		if (e == NULL || e->len == 0 || memchr(e->str, '\0', e->len)) {
+			rc = V1_E_UNAVAILABLE;
+			goto out;
+		}
+		len += e->len + 1;
+	}
+	if (n > 0 && (out->ids = malloc(len)) == NULL) {
+		rc = V1_E_NOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const struct relay_redis_reply *e = el_str(&rep, 4 + i);
+
+		if (e == NULL)
+			break;		/* checked above; keeps the compiler sure */
+		memcpy(out->ids + out->ids_len, e->str, e->len);
+		out->ids[out->ids_len + e->len] = '\0';
+		out->ids_len += e->len + 1;
+	}
+	out->n = n;
+out:
+	relay_redis_reply_free(&rep);
+	if (rc != V1_OK)
+		relay_v1_model_list_free(out);
+	return rc;
+}
+
 static void
 rs_destroy(struct relay_v1_store *s)
 {
@@ -827,6 +887,7 @@ static const struct relay_v1_store_ops redis_ops = {
 	.sweep = rs_sweep,
 	.stats = rs_stats,
 	.list_nodes = rs_list_nodes,
+	.list_models = rs_list_models,
 	.destroy = rs_destroy,
 };
 

@@ -26,13 +26,16 @@
 --   P.nodes     zset <id> -> stale-at (first ms at which the node is stale)
 --   P.byreg     zset <id> -> registration sequence (list_nodes's order)
 --   P.n:<id>    hash: key digest tier ctx conc nmodels models last_seen
---               polling_until last_selected reg
+--               polling_until last_selected reg mx (sha1 of the models
+--               filed in P.mods)
 --   P.nq:<id>   list of <rid> queued, oldest first (<= max_concurrency)
 --   P.nc:<id>   zset <rid> -> claim lease expiry (in flight)
 --   P.nr:<id>   zset reservation -> expiry
 --   P.ni:<id>   hash request_id -> <rid> for the node's live requests
 --   P.mh:<sha1hex(model)> set of <id> serving the model (schema 2; a
 --               store still at schema 1 uses P.m:<model>, see mkey)
+--   P.mods      zset (all scores 0, so in byte order) of the models some
+--               node serves: the model list reads it, never the nodes
 --   P.r:<rid>   hash: client id owner oid state(q/f/r/t) admitted deadline
 --               claimed_at claim_expires until generation cancel work body
 --               t_status t_reason
@@ -136,6 +139,20 @@ end
 
 -- ---- nodes ---------------------------------------------------------------
 
+-- Files node id's models in P.mods when they changed since it was last
+-- done (field mx), so a node registered or changed by an older relay,
+-- which knows no P.mods, joins the model list at its next call here.
+local function models_indexed(id, n, ttl)
+	local mx = redis.sha1hex(n.models or '')
+	if n.mx ~= mx then
+		for _, m in ipairs(models_of(n.models)) do
+			call('ZADD', P .. 'mods', 0, m)
+		end
+		call('HSET', nkey(id), 'mx', mx)
+	end
+	expire_at_least(P .. 'mods', ttl)
+end
+
 -- The first ms at which node id is stale: silent past its lease, not in a
 -- long poll, and no claim with a live lease.
 local function stale_at(id, n)
@@ -170,6 +187,7 @@ local function rescore(id)
 	for _, m in ipairs(models_of(n.models)) do
 		expire_at_least(mkey(m), ttl)
 	end
+	models_indexed(id, n, ttl)
 end
 
 local function set_models(id, old, new, ttl)
@@ -177,6 +195,11 @@ local function set_models(id, old, new, ttl)
 	for _, m in ipairs(models_of(new)) do
 		call('SADD', mkey(m), id)
 		expire_at_least(mkey(m), ttl)
+	end
+	-- a model nobody serves any more leaves the model list (after the
+	-- adds: a node that keeps a model never takes it out)
+	for _, m in ipairs(models_of(old)) do
+		if call('EXISTS', mkey(m)) == 0 then call('ZREM', P .. 'mods', m) end
 	end
 end
 
@@ -918,14 +941,16 @@ local function op_sweep()
 	return reply(OK, sweep_batch())
 end
 
--- ARGV: max
+-- ARGV: max keys
 -- Reply: rc fx total n, then per node: key age queued in_flight reserved
 --        conc tier ctx nmodels models
 -- Registration order from P.byreg; the walk stops after max live nodes
 -- (plus the stale or orphaned entries met on the way, which it drops), so
--- a capped listing costs O(max), and only the full model list O(nodes).
+-- a listing costs O(max). key is '' unless keys is '1': a node's key
+-- leaves the server only for a caller that asked for it.
 local function op_list_nodes()
 	local max = tonumber(ARGV[A])
+	local keys = ARGV[A + 1] == '1'
 	evict_due(BATCH)
 	local total = call('ZCOUNT', P .. 'nodes', '(' .. now, '+inf')
 	local out, n, from = {}, 0, 0
@@ -946,7 +971,7 @@ local function op_list_nodes()
 				n = n + 1
 				local age = now - num(nd.last_seen)
 				if age < 0 then age = 0 end
-				out[#out + 1] = nd.key
+				out[#out + 1] = keys and nd.key or ''
 				out[#out + 1] = age
 				out[#out + 1] = call('LLEN', P .. 'nq:' .. id)
 				out[#out + 1] = live_claims(id)
@@ -962,6 +987,70 @@ local function op_list_nodes()
 	if n < max then total = n end
 	-- built by hand: unpack() of a long listing would overflow Lua's stack
 	local r = { OK, fx, total, n }
+	for i = 1, #out do r[#r + 1] = out[i] end
+	return r
+end
+
+-- Is model m served by a live node? Reads the members of P.m:<m> until
+-- the first live one (stale-at in P.nodes ahead of now): one look-up
+-- while the first member is live. A member whose lease lapsed is evicted
+-- on the way, one whose record is gone dropped.
+local function model_served(m)
+	local k = mkey(m)
+	local cursor = '0'
+	repeat
+		local page = call('SSCAN', k, cursor, 'COUNT', 16)
+		cursor = page[1]
+		for _, id in ipairs(page[2]) do
+			local s = call('ZSCORE', P .. 'nodes', id)
+			if s and tonumber(s) > now then return true end
+			local n = tomap(call('HGETALL', nkey(id)))
+			if n == nil then
+				call('SREM', k, id)
+			elseif node_stale(id, n) then
+				node_remove(id, n, true)
+			else
+				rescore(id)
+				return true
+			end
+		end
+	until cursor == '0'
+	return false
+end
+
+-- ARGV: max only
+-- Reply: rc fx more n, then n model ids in byte order
+-- From P.mods (ZRANGEBYLEX pages), never from the nodes: O(models
+-- listed) while no node is stale, where walking the nodes cost O(nodes x
+-- models) and moved every node's key. With only ~= '' the answer is that
+-- id alone when served (max does not apply). A model nobody serves any
+-- more is dropped from P.mods on the way.
+local function op_list_models()
+	local max, only = tonumber(ARGV[A]), ARGV[A + 1]
+	local out, more, from = {}, 0, '-'
+	evict_due(BATCH)
+	if only ~= '' then
+		if model_served(only) then out[1] = only end
+	else
+		while more == 0 do
+			local ms = call('ZRANGEBYLEX', P .. 'mods', from, '+', 'LIMIT', 0,
+			    BATCH)
+			if #ms == 0 then break end
+			for _, m in ipairs(ms) do
+				if model_served(m) then
+					if #out >= max then
+						more = 1
+						break
+					end
+					out[#out + 1] = m
+				elseif call('EXISTS', mkey(m)) == 0 then
+					call('ZREM', P .. 'mods', m)
+				end
+			end
+			from = '(' .. ms[#ms]
+		end
+	end
+	local r = { OK, fx, more, #out }
 	for i = 1, #out do r[#r + 1] = out[i] end
 	return r
 end

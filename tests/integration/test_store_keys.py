@@ -63,7 +63,7 @@ OUR_NAMES = re.compile(
     r"|l2:(srv|seen|key|queued|resp|sess|by|chunks|sweep:due)"
     r"|l2:(q|r):[0-9a-f]{32}|l2:(s|sc):[A-Za-z0-9_-]{22}"
     r"|v1:(gen|selseq|regseq|rseq|sweep:due|nodes|byreg|live|queued"
-    r"|inflight|claims|ready|term|resv|rdl|tombs|ntombs)"
+    r"|inflight|claims|ready|term|resv|rdl|mods|tombs|ntombs)"
     r"|v1:(n|nq|nc|nr|ni|nt|r):[0-9a-f]{32}|v1:(t|mh):[0-9a-f]{40})$")
 
 

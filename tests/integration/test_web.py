@@ -274,10 +274,26 @@ def model_ids(r, path="/api/v1/models"):
     return [m["id"] for m in obj["data"]]
 
 
+def model_status(r, model):
+    return r.get_json("/api/v1/models/" + model)[0]
+
+
 class Nodes(unittest.TestCase):
-    def check_follow(self, detail):
+    def check_follow(self, detail, cache_ms=None):
+        """With cache_ms "0" the model list follows at once (asserted
+        right away); with the default period it follows within it (polled
+        with a deadline, never a fixed sleep)."""
         keys = tp.key_pool(1)
         env = dict(BASE_ENV, RELAY_DIAGNOSTICS_DETAIL=detail)
+        if cache_ms is not None:
+            env["RELAY_MODELS_CACHE_MS"] = cache_ms
+
+        def follows(get, want, what):
+            if cache_ms == "0":
+                self.assertEqual(get(), want, what)
+            else:
+                wait_for(lambda: get() == want, 20, what=what)
+
         with Relay(env=env) as r:
             d = diagnostics(r)
             for k in ("relay_only", "upstream_health_required",
@@ -318,7 +334,8 @@ class Nodes(unittest.TestCase):
                     self.assertEqual(d["api_v1_registered_compute_nodes"], [])
                     self.assertEqual(d["registered_compute_nodes"], [])
                     self.assertNotIn(node.public_wire, json.dumps(d))
-                self.assertEqual(model_ids(r), sorted(MODELS))
+                follows(lambda: model_ids(r), sorted(MODELS),
+                        "the node's models in /api/v1/models")
                 self.assertEqual(model_ids(r, "/v1/models"), sorted(MODELS))
                 status, headers, data = r.request(
                     "GET", "/api/v1/models/TP-Test-Model-A")
@@ -344,14 +361,15 @@ class Nodes(unittest.TestCase):
             self.assertEqual(d["total_api_v1_registered_compute_nodes"], 0)
             self.assertEqual(d["api_v1_registered_compute_nodes"], [])
             self.assertEqual(d["total_registered_compute_nodes"], 1)
-            self.assertEqual(model_ids(r), [])
-            status, _ = r.get_json("/api/v1/models/tp-test-model-a")
-            self.assertEqual(status, 404)
+            follows(lambda: model_ids(r), [], "the models to leave the list")
+            follows(lambda: model_status(r, "tp-test-model-a"), 404,
+                    "the model to leave .../models/<id>")
             _, errors, violations = node.snapshot()
             self.assertEqual(violations, [])
 
     def test_counts_only_by_default(self):
-        self.check_follow("counts")
+        # Without the model list's cache: every answer is the state's.
+        self.check_follow("counts", cache_ms="0")
 
     def test_full_detail_lists_keys_and_capabilities(self):
         self.check_follow("full")
@@ -375,7 +393,8 @@ class Nodes(unittest.TestCase):
                 what="the lapsed node to leave /relay/diagnostics")
             self.assertEqual(diagnostics(r)["api_v1_registered_compute_nodes"],
                              [])
-            self.assertEqual(model_ids(r), [])
+            wait_for(lambda: model_ids(r) == [], 20,
+                     what="the lapsed node's model to leave the list")
 
     def test_full_detail_listing_is_capped(self):
         env = dict(BASE_ENV, RELAY_DIAGNOSTICS_DETAIL="full",
@@ -390,6 +409,65 @@ class Nodes(unittest.TestCase):
             self.assertEqual(metric_value(
                 r.metrics(), "tokenplace_relay_limit_rejections_total",
                 limit="diagnostics_max_nodes"), 1.0)
+
+
+class ModelListLimits(unittest.TestCase):
+    """The model list's cache period and bound (RELAY_MODELS_CACHE_MS,
+    RELAY_MODELS_MAX)."""
+
+    def test_list_is_kept_for_its_period(self):
+        # A period far longer than the test: what the first answer read is
+        # what every answer says, and the state is read once.
+        keys = tp.key_pool(1)
+        env = dict(BASE_ENV, RELAY_MODELS_CACHE_MS="60000")
+        with Relay(env=env) as r:
+            node = v1.ApiV1Node(url(r), name="gpu-1", keypair=keys[0],
+                                capabilities=v1.default_capabilities(
+                                    models=MODELS),
+                                timeout=HTTP_TIMEOUT)
+            with node:
+                # The first read only once the node is in the state.
+                wait_for(lambda: diagnostics(r)[
+                    "total_api_v1_registered_compute_nodes"] == 1, 20,
+                    what="the node in /relay/diagnostics")
+                for _ in range(20):
+                    self.assertEqual(model_ids(r), sorted(MODELS))
+            status, _ = node.unregister()
+            self.assertEqual(status, 200)
+            self.assertEqual(
+                diagnostics(r)["total_api_v1_registered_compute_nodes"], 0)
+            # gone from the state, still in the list kept by this relay
+            self.assertEqual(model_ids(r, "/v1/models"), sorted(MODELS))
+            self.assertEqual(model_status(r, "tp-test-model-a"), 200)
+            self.assertEqual(metric_value(
+                r.metrics(), "tokenplace_relay_models_list_reads_total"), 1.0)
+
+    def test_list_is_bounded(self):
+        keys = tp.key_pool(1)
+        env = dict(BASE_ENV, RELAY_MODELS_CACHE_MS="0", RELAY_MODELS_MAX="1")
+        with Relay(env=env) as r:
+            node = v1.ApiV1Node(url(r), name="gpu-1", keypair=keys[0],
+                                capabilities=v1.default_capabilities(
+                                    models=MODELS),
+                                timeout=HTTP_TIMEOUT)
+            with node:
+                wait_for(lambda: model_ids(r) != [], 20,
+                         what="the node's models")
+                status, obj = r.get_json("/api/v1/models")
+                self.assertEqual(status, 200)
+                # the first in byte order, and word that more exist
+                self.assertEqual([m["id"] for m in obj["data"]],
+                                 ["tp-test-model-a"])
+                self.assertIs(obj["has_more"], True)
+                # one past the bound is still found by its id
+                self.assertEqual(model_status(r, "tp-test-model-b"), 200)
+                self.assertEqual(model_status(r, "tp-test-model-c"), 404)
+                self.assertGreaterEqual(metric_value(
+                    r.metrics(), "tokenplace_relay_limit_rejections_total",
+                    limit="models_max"), 2.0)
+            node.unregister()
+            status, obj = r.get_json("/api/v1/models")
+            self.assertEqual(obj, {"object": "list", "data": []})
 
 
 class ModelRouting(unittest.TestCase):
