@@ -12,8 +12,8 @@
 #include <time.h>
 
 #include "app.h"
-#include "handlers.h"
-#include "upstream.h"
+#include "handlers_ops.h"
+#include "upstream/upstream.h"
 
 void
 relay_handle_livez(struct relay_app *app, struct relay_request *req,

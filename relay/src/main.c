@@ -18,22 +18,22 @@
 #include <strings.h>
 
 #include "app.h"
-#include "broker.h"
-#include "clock.h"
-#include "handlers.h"
-#include "http_server.h"
-#include "redis.h"
+#include "core/clock.h"
+#include "http/http_server.h"
+#include "legacy/broker.h"
+#include "redis/redis.h"
+#include "redis/timebase.h"
 #include "routes.h"
 #include "settings.h"
 #include "state_redis.h"
 #include "state_upgrade.h"
-#include "store.h"
-#include "timebase.h"
+#include "store/store.h"
 #include "tokenplace/log.h"
-#include "v1_broker.h"
-#include "model_list.h"
-#include "upstream.h"
-#include "web.h"
+#include "upstream/upstream.h"
+#include "v1/handlers.h"
+#include "v1/model_list.h"
+#include "v1/v1_broker.h"
+#include "web/web.h"
 
 /* sysexits.h's EX_CONFIG: the exit status of a configuration error. */
 #define RELAY_EXIT_CONFIG 78
@@ -377,9 +377,6 @@ main(int argc, char **argv)
 		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
 		goto out;
 	}
-	/* Who answers the model list; fixed before any thread routes. */
-	relay_routes_set_local_models(
-	    strcasecmp(settings.models_source, "upstream") != 0);
 	/* The page is read before anything listens (docs/web.md). */
 	if (app.config_ok && load_web(&app) != 0) {
 		exit_code = RELAY_EXIT_CONFIG;
@@ -458,7 +455,11 @@ main(int argc, char **argv)
 		goto out;
 	}
 
-	app.http = relay_http_start(&app, err, sizeof(err));
+	relay_settings_warn(&settings);
+	/* RELAY_MODELS_SOURCE: who answers the model list. */
+	app.http = relay_http_start(&app, relay_route_table(
+	    strcasecmp(settings.models_source, "upstream") != 0), err,
+	    sizeof(err));
 	if (app.http == NULL) {
 		TP_LOG(TP_LOG_CRITICAL, "relay.listen_failed",
 		    TP_LSTR("reason", err));

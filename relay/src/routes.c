@@ -9,10 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "handlers.h"
+#include "handlers_ops.h"
+#include "legacy/handlers.h"
 #include "tokenplace/proto.h"
 #include "tokenplace/proto_v1.h"
-#include "upstream_rules.h"
+#include "upstream/handlers.h"
+#include "upstream/upstream_rules.h"
+#include "v1/handlers.h"
+#include "web/handlers.h"
 
 #define JSONB	RELAY_ROUTE_JSON_BODY
 #define PROBE	(RELAY_ROUTE_NO_LOG | RELAY_ROUTE_ALWAYS | RELAY_ROUTE_DRAIN_OK)
@@ -107,14 +111,6 @@ const struct relay_route relay_routes[] = {
 
 const size_t relay_route_count = sizeof(relay_routes) / sizeof(relay_routes[0]);
 
-static bool local_models = true;
-
-void
-relay_routes_set_local_models(bool local)
-{
-	local_models = local;
-}
-
 /*
  * Paths no route above claims (the table always wins, model paths
  * included) but RELAY_FORWARD_PREFIXES covers go to the GPU host (upstream_rules.c decides; the relay's own /api/v1/relay/...,
@@ -125,87 +121,15 @@ const struct relay_route relay_forward_route = {
 	RELAY_ROUTE_PREFIX, RELAY_ERR_OPENAI, 0, NULL, NULL
 };
 
-int
-relay_route_allows(const struct relay_route *route, const char *method)
+static const struct relay_route_table tables[2] = {
+	{ relay_routes, sizeof(relay_routes) / sizeof(relay_routes[0]),
+	  RELAY_ROUTE_MODELS, &relay_forward_route, relay_fwd_route_path },
+	{ relay_routes, sizeof(relay_routes) / sizeof(relay_routes[0]),
+	  0, &relay_forward_route, relay_fwd_route_path },
+};
+
+const struct relay_route_table *
+relay_route_table(bool local_models)
 {
-	const char *p = route->methods;
-	size_t mlen = strlen(method);
-
-	if (strcmp(method, "HEAD") == 0)
-		return relay_route_allows(route, "GET");
-	while (*p != '\0') {
-		size_t n = strcspn(p, ",");
-
-		if (n == mlen && strncmp(p, method, n) == 0)
-			return 1;
-		p += n;
-		if (*p == ',')
-			p++;
-	}
-	return 0;
-}
-
-void
-relay_route_allow_header(const struct relay_route *route, char *allow,
-    size_t allowlen)
-{
-	const char *p = route->methods;
-	size_t used = 0;
-
-	allow[0] = '\0';
-	while (*p != '\0' && used < allowlen) {
-		size_t n = strcspn(p, ",");
-		int w = snprintf(allow + used, allowlen - used, "%s%.*s",
-		    used ? ", " : "", (int)n, p);
-
-		if (w < 0)
-			break;
-		used += (size_t)w;
-		if (n == 3 && strncmp(p, "GET", 3) == 0 && used < allowlen) {
-			w = snprintf(allow + used, allowlen - used, ", HEAD");
-			if (w > 0)
-				used += (size_t)w;
-		}
-		p += n;
-		if (*p == ',')
-			p++;
-	}
-	if (used < allowlen)
-		snprintf(allow + used, allowlen - used, "%sOPTIONS",
-		    used ? ", " : "");
-}
-
-static int
-path_matches(const struct relay_route *r, const char *path)
-{
-	if (r->flags & RELAY_ROUTE_PREFIX)
-		return strncmp(path, r->path, strlen(r->path)) == 0;
-	return strcmp(path, r->path) == 0;
-}
-
-enum relay_route_result
-relay_route_match(const char *method, const char *path,
-    const struct relay_route **route, char *allow, size_t allowlen)
-{
-	for (size_t i = 0; i < relay_route_count; i++) {
-		const struct relay_route *r = &relay_routes[i];
-
-		if (!path_matches(r, path) ||
-		    ((r->flags & RELAY_ROUTE_MODELS) && !local_models))
-			continue;
-		*route = r;
-		if (relay_route_allows(r, method))
-			return RELAY_ROUTE_FOUND;
-		relay_route_allow_header(r, allow, allowlen);
-		return RELAY_ROUTE_BAD_METHOD;
-	}
-	if (relay_fwd_route_path(path)) {
-		*route = &relay_forward_route;
-		if (relay_route_allows(&relay_forward_route, method))
-			return RELAY_ROUTE_FOUND;
-		relay_route_allow_header(&relay_forward_route, allow, allowlen);
-		return RELAY_ROUTE_BAD_METHOD;
-	}
-	*route = NULL;
-	return RELAY_ROUTE_NOT_FOUND;
+	return &tables[local_models ? 1 : 0];
 }

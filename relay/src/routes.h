@@ -1,5 +1,6 @@
 /*
- * relay_routes: the route table and its matcher.
+ * relay_routes: the route table, which handler answers which path. The
+ * HTTP adapter matches requests against it (http/route.h).
  */
 #ifndef RELAY_ROUTES_H
 #define RELAY_ROUTES_H
@@ -7,40 +8,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "http.h"
-
-enum relay_route_result {
-	RELAY_ROUTE_FOUND,
-	RELAY_ROUTE_NOT_FOUND,
-	RELAY_ROUTE_BAD_METHOD,	/* path known, method not: *allow is set */
-};
+#include "http/route.h"
 
 /*
- * Finds the route for method+path. On BAD_METHOD writes the Allow header
- * value ("GET, HEAD, OPTIONS") into allow. *route is set on FOUND and on
- * BAD_METHOD (the path's route, for its error shape).
+ * The table the relay serves: with local_models, the model-list rows
+ * (RELAY_ROUTE_MODELS) answer from live nodes (RELAY_MODELS_SOURCE=nodes);
+ * without, those paths fall through to the forwarding route as any other
+ * (upstream). Static storage, never NULL.
  */
-enum relay_route_result relay_route_match(const char *method,
-    const char *path, const struct relay_route **route, char *allow,
-    size_t allowlen);
+const struct relay_route_table *relay_route_table(bool local_models);
 
-/* True when `method` is listed in the route's methods (HEAD counts as GET). */
-int relay_route_allows(const struct relay_route *route, const char *method);
-
-/* Writes the route's Allow header value. */
-void relay_route_allow_header(const struct relay_route *route, char *allow,
-    size_t allowlen);
-
-/*
- * Whether the relay answers the model-list rows (RELAY_ROUTE_MODELS) of
- * the table itself (true, the default: RELAY_MODELS_SOURCE=nodes) or lets
- * those paths fall through to the forwarding route exactly as before
- * (false: upstream). Set once at start-up, before the server threads
- * exist; read without locks afterwards.
- */
-void relay_routes_set_local_models(bool local);
-
-/* The route table, for tests. */
+/* The route table's rows, for tests. */
 extern const struct relay_route relay_routes[];
 extern const size_t relay_route_count;
 

@@ -12,12 +12,13 @@
 #include <string.h>
 #include <strings.h>
 
-#include "framing.h"
-#include "ratelimit.h"
+#include "http/framing.h"
+#include "legacy/ratelimit.h"
+#include "redis/redis.h"
 #include "tokenplace/json.h"
-#include "redis.h"
 #include "tokenplace/log.h"
-#include "upstream_rules.h"
+#include "upstream/upstream_rules.h"
+#include "v1/v1_broker.h"
 
 static int
 validate_ipv4(const void *value, char *reason, size_t len)
@@ -585,4 +586,27 @@ void
 relay_settings_free(struct relay_settings *s)
 {
 	tp_config_free(relay_setting_table, relay_setting_count, s);
+}
+
+void
+relay_settings_warn(const struct relay_settings *s)
+{
+	struct relay_v1_config v1;
+
+	/*
+	 * The per-address limit only protects the pool when one address plus
+	 * the API v1 long polls cannot take all of it.
+	 */
+	relay_v1_config_from_settings(s, &v1);
+	if (s->max_pending_heads_per_client > 0 &&
+	    s->max_pending_heads_per_client + (int64_t)v1.max_long_polls >=
+	    s->threads)
+		TP_LOG(TP_LOG_WARNING, "http.per_client_limit_high",
+		    TP_LINT("max_pending_heads_per_client",
+		    s->max_pending_heads_per_client),
+		    TP_LINT("max_long_polls", (int64_t)v1.max_long_polls),
+		    TP_LINT("threads", s->threads),
+		    TP_LSTR("detail", "one client address and the waiting "
+		    "long polls can hold every worker thread; raise "
+		    "RELAY_THREADS (docs/hardening.md)"));
 }

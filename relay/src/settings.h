@@ -166,4 +166,11 @@ int relay_settings_redis_config(const struct relay_settings *s,
 /* Frees the strings held by s. */
 void relay_settings_free(struct relay_settings *s);
 
+/*
+ * Logs a warning for each combination of valid settings that works
+ * against itself (e.g. a per-address limit that lets one address and the
+ * API v1 long polls take every worker thread). Never fails.
+ */
+void relay_settings_warn(const struct relay_settings *s);
+
 #endif /* RELAY_SETTINGS_H */

@@ -10,12 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "redis.h"
+#include "core/clock.h"
+#include "redis/redis.h"
+#include "redis/timebase.h"
 #include "settings.h"
-#include "timebase.h"
 #include "tokenplace/health.h"
 #include "tokenplace/log.h"
+#include "v1/v1_broker.h"
 
 struct relay_state_redis {
 	struct relay_redis *r;
@@ -289,4 +290,54 @@ relay_state_redis_stop(struct relay_state_redis *st)
 	pthread_cond_destroy(&st->cv);
 	pthread_mutex_destroy(&st->mu);
 	free(st);
+}
+
+/* ---- the API v1 broker's wake-ups (state_redis.h) --------------------- */
+
+void
+relay_v1_link_init(struct relay_v1_link *l, struct relay_v1 *b,
+    struct relay_redis *r)
+{
+	pthread_mutex_init(&l->mu, NULL);
+	l->b = b;
+	l->r = r;
+}
+
+void
+relay_v1_link_clear(struct relay_v1_link *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->b = NULL;
+	pthread_mutex_unlock(&l->mu);
+}
+
+void
+relay_v1_link_destroy(struct relay_v1_link *l)
+{
+	pthread_mutex_destroy(&l->mu);
+}
+
+void
+relay_v1_link_on_message(void *arg, const char *suffix, size_t len)
+{
+	struct relay_v1_link *l = arg;
+
+	/* anything but a node id is not ours to act on */
+	if (len != RELAY_V1_NODE_ID_LEN)
+		return;
+	pthread_mutex_lock(&l->mu);
+	if (l->b != NULL)
+		relay_redis_wakeups_add(l->r, relay_v1_wake_id(l->b, suffix, len));
+	pthread_mutex_unlock(&l->mu);
+}
+
+void
+relay_v1_link_on_subscribed(void *arg)
+{
+	struct relay_v1_link *l = arg;
+
+	pthread_mutex_lock(&l->mu);
+	if (l->b != NULL)
+		relay_redis_wakeups_add(l->r, relay_v1_wake_all(l->b));
+	pthread_mutex_unlock(&l->mu);
 }

@@ -20,6 +20,7 @@
 #ifndef RELAY_STATE_REDIS_H
 #define RELAY_STATE_REDIS_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 #define RELAY_STATE_SCHEMA 2
@@ -66,5 +67,38 @@ int relay_state_schema_script(struct relay_redis *r);
  */
 int relay_state_schema_check(struct relay_redis *r, int id, char *err,
     size_t errlen);
+
+struct relay_v1;
+
+/*
+ * The bridge from a Redis adapter's subscriber thread to a broker:
+ *
+ *	relay_v1_link_init(&link, b, r);
+ *	relay_redis_subscribe(r, relay_v1_link_on_message,
+ *	    relay_v1_link_on_subscribed, &link);
+ *	...
+ *	relay_v1_link_clear(&link);	before relay_v1_free(b)
+ *	relay_redis_free(r);		joins the subscriber thread
+ *	relay_v1_link_destroy(&link);	only now
+ *
+ * The link outlives the subscriber thread (the adapter has no
+ * unsubscribe), so a message arriving while the broker is being freed
+ * finds a cleared link instead of a freed broker. Polls woken this way
+ * are counted in the adapter's tokenplace_relay_state_wakeups_total.
+ */
+struct relay_v1_link {
+	pthread_mutex_t mu;
+	struct relay_v1 *b;		/* NULL once cleared */
+	struct relay_redis *r;
+};
+
+void relay_v1_link_init(struct relay_v1_link *l, struct relay_v1 *b,
+    struct relay_redis *r);
+void relay_v1_link_clear(struct relay_v1_link *l);
+void relay_v1_link_destroy(struct relay_v1_link *l);
+/* relay_redis_message_fn: suffix is the node id of "<prefix>wake:<id>". */
+void relay_v1_link_on_message(void *arg, const char *suffix, size_t len);
+/* relay_redis_subscribed_fn */
+void relay_v1_link_on_subscribed(void *arg);
 
 #endif /* RELAY_STATE_REDIS_H */

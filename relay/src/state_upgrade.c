@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "redis.h"
+#include "redis/redis.h"
 #include "settings.h"
 #include "state_redis.h"
 

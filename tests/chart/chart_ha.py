@@ -383,13 +383,16 @@ def relay_metric_names(t):
     process_* collectors of shared/src/metrics_process.c."""
     names = set()
     for d in ("relay/src", "shared/src"):
-        for fn in sorted(os.listdir(os.path.join(t.ROOT, d))):
-            if fn.endswith(".c"):
-                with open(os.path.join(t.ROOT, d, fn), encoding="utf-8") as f:
+        for dirpath, _dirs, files in sorted(os.walk(os.path.join(t.ROOT, d))):
+            for fn in sorted(files):
+                if not fn.endswith(".c"):
+                    continue
+                with open(os.path.join(dirpath, fn), encoding="utf-8") as f:
                     src = f.read()
                 names |= set(re.findall(r'"(tokenplace_[a-z0-9_]+)"', src))
                 if fn == "metrics_process.c":
-                    names |= set(re.findall(r'\{\s*"(process_[a-z_]+)"', src))
+                    names |= set(re.findall(r'\{\s*"(process_[a-z_]+)"',
+                                            src))
     return names
 
 

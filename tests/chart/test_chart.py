@@ -541,10 +541,12 @@ def check_service_monitor(objs):
     # Every relay metric an alert uses must exist in the relay's source.
     src = ""
     for d in ("relay/src", "shared/src"):
-        for fn in sorted(os.listdir(os.path.join(ROOT, d))):
-            if fn.endswith(".c"):
-                with open(os.path.join(ROOT, d, fn), encoding="utf-8") as f:
-                    src += f.read()
+        for dirpath, _dirs, files in sorted(os.walk(os.path.join(ROOT, d))):
+            for fn in sorted(files):
+                if fn.endswith(".c"):
+                    with open(os.path.join(dirpath, fn),
+                              encoding="utf-8") as f:
+                        src += f.read()
     used = sorted({m for r in alerts.values()
                    for m in re.findall(r"\btokenplace_[a-z_]+", r["expr"])})
     R.check(f"{n}: alerts use relay metrics", bool(used), str(used))

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_server.h"	/* RELAY_WORKER_STACK_BYTES */
+#include "http/http_server.h"	/* RELAY_WORKER_STACK_BYTES */
 #include "tokenplace/json.h"
 #include "tokenplace/log.h"
 #include "tokenplace/proto.h"

@@ -1,7 +1,7 @@
 /*
  * fuzz_reqline.c -- libFuzzer target for what the relay reads of a request
- * civetweb refused (relay/src/reqline.c) and for the header count rule of
- * relay/src/framing.c. The input is split at its first two NUL bytes into
+ * civetweb refused (relay/src/http/reqline.c) and for the header count rule of
+ * relay/src/http/framing.c. The input is split at its first two NUL bytes into
  * a method, a target and header lines (one per LF); method and target are
  * each copied to a heap block of exactly their length plus the NUL, so
  * ASan catches any read past the NUL (civetweb's strings end at the end
@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "framing.h"
-#include "reqline.h"
+#include "http/framing.h"
+#include "http/reqline.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 /*
  * fuzz_web.c -- libFuzzer target for the request-facing parsers of
- * relay/src/web.c: the /static/ path rules, the HTTP date and the
+ * relay/src/web/web.c: the /static/ path rules, the HTTP date and the
  * If-None-Match list. Properties checked on every input:
  *   - a path relay_web_normalize() accepts has only plain segments: none
  *     empty, none starting with '.', no '\\', no control byte;
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "web.h"
+#include "web/web.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

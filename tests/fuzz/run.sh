@@ -27,25 +27,25 @@ for t in fuzz_proto; do
 	    "$src/tests/fuzz/seeds")
 done
 
-# relay/src/web.c: /static/ paths, HTTP dates, If-None-Match lists.
+# relay/src/web/web.c: /static/ paths, HTTP dates, If-None-Match lists.
 t=fuzz_web
 "$cc" -g -O1 -std=c11 -D_GNU_SOURCE \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$src/shared/include" -I"$src/shared/src" -I"$src/relay/src" \
-    "$src/tests/fuzz/$t.c" "$src/relay/src/web.c" "$src/shared/src/sha256.c" \
+    "$src/tests/fuzz/$t.c" "$src/relay/src/web/web.c" "$src/shared/src/sha256.c" \
     -o "$out/$t"
 mkdir -p "$out/corpus-$t"
 (cd "$out" && ./"$t" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=1024 -print_final_stats=1 "corpus-$t" \
     "$src/tests/fuzz/seeds-web")
-# relay/src/reqline.c and the header count rule of relay/src/framing.c:
+# relay/src/http/reqline.c and the header count rule of relay/src/http/framing.c:
 # what the error callback reads of a request civetweb refused.
 t=fuzz_reqline
 "$cc" -g -O1 -std=c11 -D_GNU_SOURCE \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$src/relay/src" \
-    "$src/tests/fuzz/$t.c" "$src/relay/src/reqline.c" \
-    "$src/relay/src/framing.c" -o "$out/$t"
+    "$src/tests/fuzz/$t.c" "$src/relay/src/http/reqline.c" \
+    "$src/relay/src/http/framing.c" -o "$out/$t"
 mkdir -p "$out/corpus-$t"
 (cd "$out" && ./"$t" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=1024 -print_final_stats=1 "corpus-$t" \

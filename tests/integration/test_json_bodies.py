@@ -300,9 +300,9 @@ class DeepBodies(unittest.TestCase, Shapes):
 
 
 def worker_stack_constant():
-    """RELAY_WORKER_STACK_BYTES as relay/src/http_server.h defines it."""
+    """RELAY_WORKER_STACK_BYTES as relay/src/http/http_server.h defines it."""
     src = os.environ.get("TP_SOURCE_DIR", "")
-    with open(os.path.join(src, "relay", "src", "http_server.h")) as f:
+    with open(os.path.join(src, "relay", "src", "http", "http_server.h")) as f:
         m = re.search(r"#define RELAY_WORKER_STACK_BYTES (\d+)", f.read())
     return float(m.group(1))
 

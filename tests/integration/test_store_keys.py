@@ -4,7 +4,7 @@ redis-server (RELAY_STATE_URL):
 
 * every client- or node-chosen field of every legacy and API v1 route is
   sent values equal to the stores' own key suffixes and index names (read
-  from relay/src/store_redis.c, store_redis.lua, v1_store_redis.lua), glob
+  from relay/src/store/store_redis.c, store_redis.lua, v1_store_redis.lua), glob
   characters, CR/LF, `{...}` hash tags and 6,000-byte strings; each is
   served as data (its own cycle works), no store call fails
   (tokenplace_relay_state_errors_total stays 0 on both relays), a legacy

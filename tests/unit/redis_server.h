@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "redis.h"
+#include "redis/redis.h"
 
 struct test_redis {
 	pid_t pid;

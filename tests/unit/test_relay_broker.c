@@ -19,8 +19,8 @@
 #include <sched.h>
 #include <stdatomic.h>
 
-#include "broker.h"
-#include "redis.h"
+#include "legacy/broker.h"
+#include "redis/redis.h"
 #include "redis_server.h"
 #include "settings.h"
 #include "tokenplace/log.h"

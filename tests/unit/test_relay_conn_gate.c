@@ -1,5 +1,5 @@
 /*
- * test_relay_conn_gate.c -- the connection gate (relay/src/conn_gate.c)
+ * test_relay_conn_gate.c -- the connection gate (relay/src/http/conn_gate.c)
  * on real loopback TCP connections: the per-address limit, the table
  * bound, the head deadline cut by the watchdog, and stale
  * entries forgotten. Deadlines are tens of milliseconds; every wait polls
@@ -23,8 +23,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "conn_gate.h"
+#include "core/clock.h"
+#include "http/conn_gate.h"
 
 struct pair {
 	int client;

@@ -1,5 +1,5 @@
 /*
- * test_relay_conn_linger.c -- graceful closes (relay/src/conn_linger.c) on
+ * test_relay_conn_linger.c -- graceful closes (relay/src/http/conn_linger.c) on
  * real loopback TCP connections: an answer written before the close
  * reaches a client that still sends and reads late, and each way a linger
  * ends (the client's EOF, the deadline, the drain budget, eviction) is
@@ -21,8 +21,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "conn_linger.h"
+#include "core/clock.h"
+#include "http/conn_linger.h"
 
 static int listener = -1;
 static struct sockaddr_in listen_sa;

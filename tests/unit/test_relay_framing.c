@@ -1,5 +1,5 @@
 /*
- * test_relay_framing.c -- the RFC 9112 framing rules (relay/src/framing.c)
+ * test_relay_framing.c -- the RFC 9112 framing rules (relay/src/http/framing.c)
  * over header lists, each smuggling shape civetweb 1.15 lets through.
  */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "framing.h"
+#include "http/framing.h"
 
 /* Verdict for a NULL-terminated list of name, value pairs. */
 static enum relay_framing_verdict

@@ -30,7 +30,7 @@
 
 #include <cmocka.h>
 
-#include "http_probe.h"
+#include "upstream/http_probe.h"
 
 /* ---- getaddrinfo() wrapper ------------------------------------------------- */
 

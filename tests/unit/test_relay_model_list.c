@@ -18,7 +18,7 @@
 #include <cjson/cJSON.h>
 #include <pthread.h>
 
-#include "model_list.h"
+#include "v1/model_list.h"
 
 #define LONG_TTL_MS 600000	/* never lapses within a test */
 

@@ -12,8 +12,8 @@
 
 #include <cmocka.h>
 
-#include "auth.h"
-#include "ratelimit.h"
+#include "core/auth.h"
+#include "legacy/ratelimit.h"
 
 static struct relay_ip
 ip(const char *s)

@@ -21,12 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "redis.h"
+#include "core/clock.h"
+#include "redis/redis.h"
+#include "redis/timebase.h"
 #include "redis_server.h"
 #include "settings.h"
 #include "state_redis.h"
-#include "timebase.h"
 #include "tokenplace/health.h"
 #include "tokenplace/metrics.h"
 

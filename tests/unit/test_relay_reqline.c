@@ -1,6 +1,6 @@
 /*
  * test_relay_reqline.c -- what civetweb's error callback keeps of a refused
- * request line (relay/src/reqline.c): the shapes civetweb 1.15 leaves in
+ * request line (relay/src/http/reqline.c): the shapes civetweb 1.15 leaves in
  * request_method and request_uri when its parse stops half way, and that
  * no string is read past its bound.
  */
@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "reqline.h"
+#include "http/reqline.h"
 
 static void
 test_parsed_line_is_kept(void **state)

@@ -20,9 +20,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 
-#include "redis.h"
+#include "redis/redis.h"
 #include "redis_server.h"
-#include "store.h"
+#include "store/store.h"
 
 static const struct relay_store_limits base_lim = {
 	.server_ttl_ms = 30000,

@@ -26,10 +26,10 @@
 
 #include <cmocka.h>
 
-#include "keyname.h"
-#include "redis.h"
+#include "core/keyname.h"
+#include "redis/redis.h"
 #include "redis_server.h"
-#include "store.h"
+#include "store/store.h"
 
 static const struct relay_store_limits lim = {
 	.server_ttl_ms = 30000,

@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
-#include "circuit.h"
 #include "routes.h"
-#include "upstream_rules.h"
+#include "upstream/circuit.h"
+#include "upstream/upstream_rules.h"
 
 static struct relay_fwd_prefixes
 defaults(void)
@@ -173,26 +173,27 @@ test_router_sends_unclaimed_prefixed_paths_to_forward(void **state)
 {
 	struct relay_fwd_prefixes p = defaults();
 	const struct relay_route *r = NULL;
+	const struct relay_route_table *t = relay_route_table(true);
 	char allow[96];
 
 	(void)state;
 	relay_fwd_set_prefixes(&p);
-	assert_int_equal(relay_route_match("POST", "/v1/chat/completions", &r,
+	assert_int_equal(relay_route_match(t, "POST", "/v1/chat/completions", &r,
 	    allow, sizeof(allow)), RELAY_ROUTE_FOUND);
 	assert_ptr_equal(r, &relay_forward_route);
 	assert_string_equal(r->endpoint, "forward");
 	assert_false(r->flags & RELAY_ROUTE_JSON_BODY);
 	/* Exact routes win; reserved paths are not forwarded. */
-	assert_int_equal(relay_route_match("GET", "/healthz", &r, allow,
+	assert_int_equal(relay_route_match(t, "GET", "/healthz", &r, allow,
 	    sizeof(allow)), RELAY_ROUTE_FOUND);
 	assert_ptr_not_equal(r, &relay_forward_route);
-	(void)relay_route_match("GET", "/api/v1/version", &r, allow,
+	(void)relay_route_match(t, "GET", "/api/v1/version", &r, allow,
 	    sizeof(allow));
 	assert_ptr_not_equal(r, &relay_forward_route);
-	(void)relay_route_match("POST", "/api/v1/relay/requests", &r, allow,
+	(void)relay_route_match(t, "POST", "/api/v1/relay/requests", &r, allow,
 	    sizeof(allow));
 	assert_ptr_not_equal(r, &relay_forward_route);
-	assert_int_equal(relay_route_match("TRACE", "/v1/embeddings", &r, allow,
+	assert_int_equal(relay_route_match(t, "TRACE", "/v1/embeddings", &r, allow,
 	    sizeof(allow)), RELAY_ROUTE_BAD_METHOD);
 	assert_non_null(strstr(allow, "POST"));
 	/*
@@ -200,24 +201,24 @@ test_router_sends_unclaimed_prefixed_paths_to_forward(void **state)
 	 * whatever the prefixes say; with "upstream" it is forwarded again,
 	 * every method included.
 	 */
-	assert_int_equal(relay_route_match("GET", "/v1/models", &r, allow,
+	assert_int_equal(relay_route_match(t, "GET", "/v1/models", &r, allow,
 	    sizeof(allow)), RELAY_ROUTE_FOUND);
 	assert_string_equal(r->endpoint, "list_models");
-	assert_int_equal(relay_route_match("GET", "/api/v1/models/llama", &r,
+	assert_int_equal(relay_route_match(t, "GET", "/api/v1/models/llama", &r,
 	    allow, sizeof(allow)), RELAY_ROUTE_FOUND);
 	assert_string_equal(r->endpoint, "get_model");
-	assert_int_equal(relay_route_match("POST", "/v1/models", &r, allow,
+	assert_int_equal(relay_route_match(t, "POST", "/v1/models", &r, allow,
 	    sizeof(allow)), RELAY_ROUTE_BAD_METHOD);
-	relay_routes_set_local_models(false);
-	assert_int_equal(relay_route_match("GET", "/v1/models", &r, allow,
+	t = relay_route_table(false);
+	assert_int_equal(relay_route_match(t, "GET", "/v1/models", &r, allow,
 	    sizeof(allow)), RELAY_ROUTE_FOUND);
 	assert_ptr_equal(r, &relay_forward_route);
-	assert_int_equal(relay_route_match("POST", "/api/v1/models/llama", &r,
+	assert_int_equal(relay_route_match(t, "POST", "/api/v1/models/llama", &r,
 	    allow, sizeof(allow)), RELAY_ROUTE_FOUND);
 	assert_ptr_equal(r, &relay_forward_route);
-	relay_routes_set_local_models(true);
+	t = relay_route_table(true);
 	relay_fwd_set_prefixes(NULL);
-	assert_int_equal(relay_route_match("POST", "/v1/chat/completions", &r,
+	assert_int_equal(relay_route_match(t, "POST", "/v1/chat/completions", &r,
 	    allow, sizeof(allow)), RELAY_ROUTE_NOT_FOUND);
 }
 

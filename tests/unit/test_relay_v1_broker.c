@@ -26,10 +26,11 @@
 
 #include <cmocka.h>
 
-#include "clock.h"
-#include "redis.h"
+#include "core/clock.h"
+#include "redis/redis.h"
 #include "redis_server.h"
-#include "v1_broker.h"
+#include "state_redis.h"
+#include "v1/v1_broker.h"
 
 /* A broker with what it runs on: its adapter and wake-up link (Redis). */
 struct replica {

@@ -18,9 +18,9 @@
 
 #include <cmocka.h>
 
-#include "redis.h"
+#include "redis/redis.h"
 #include "redis_server.h"
-#include "v1_store.h"
+#include "store/v1_store.h"
 
 #define S 1000		/* ms per second */
 

@@ -1,5 +1,5 @@
 /*
- * test_relay_web.c -- the browser page held in memory (relay/src/web.c):
+ * test_relay_web.c -- the browser page held in memory (relay/src/web/web.c):
  * path resolution against every traversal spelling, symlinks that lead
  * out, hidden and special files; rendering of every placeholder; the
  * conditional-request verdicts; Cache-Control; the size and file caps.
@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "web.h"
+#include "web/web.h"
 
 #define RELEASE_JSON "{\"environment\":\"staging\",\"label\":\"staging 1.2.3\",\"version\":\"1.2.3\",\"ref\":\"abc\"}"
 #define PAGE \

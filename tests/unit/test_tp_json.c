@@ -19,7 +19,7 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
-#include "http_server.h"	/* RELAY_WORKER_STACK_BYTES */
+#include "http/http_server.h"	/* RELAY_WORKER_STACK_BYTES */
 #include "tokenplace/json.h"
 #include "tokenplace/proto.h"
 #include "tokenplace/proto_v1.h"
