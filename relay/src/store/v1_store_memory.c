@@ -62,30 +62,12 @@ ntomb_hkey(const struct relay_hnode *n, size_t *len)
 	return t->key;
 }
 
-static const char *
-req_id(const struct req *r)
-{
-	return r->bytes + r->client_len + 1;
-}
-
-static const char *
-req_owner(const struct req *r)
-{
-	return r->bytes + r->client_len + 1 + r->id_len + 1;
-}
-
-static int64_t
-min64(int64_t a, int64_t b)
-{
-	return a < b ? a : b;
-}
-
 /*
  * Composite hash keys: a NUL b (cJSON strings never contain NUL, so the
  * pair is unambiguous). Returns a malloc'd key and its length, or NULL.
  */
-static char *
-join_key(const char *a, size_t alen, const char *b, size_t blen, size_t *len)
+char *
+relay_v1mem_join_key(const char *a, size_t alen, const char *b, size_t blen, size_t *len)
 {
 	char *k = malloc(alen + 1 + blen + 1);
 
@@ -97,6 +79,12 @@ join_key(const char *a, size_t alen, const char *b, size_t blen, size_t *len)
 	k[alen + 1 + blen] = '\0';
 	*len = alen + 1 + blen;
 	return k;
+}
+
+static int64_t
+min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
 }
 
 static bool
@@ -122,104 +110,6 @@ caps_copy(const struct tp_v1_caps *c)
 	memcpy(k->models, c->models, c->models_len);
 	k->models[c->models_len] = '\0';
 	return k;
-}
-
-/* ---- tombstones -------------------------------------------------------------- */
-
-void
-relay_v1mem_tomb_free(struct mem *m, struct tomb *t)
-{
-	relay_hashtab_del(&m->tombs, &t->h);
-	dl_unlink(&t->fifo);
-	m->ntomb--;
-	free(t);
-}
-
-static struct tomb *
-tomb_find(struct mem *m, int64_t now, const char *node, size_t node_len,
-    const char *id, size_t id_len)
-{
-	struct relay_hnode *h;
-	struct tomb *t;
-	size_t klen;
-	char *k = join_key(node, node_len, id, id_len, &klen);
-
-	if (k == NULL)
-		return NULL;
-	h = relay_hashtab_get(&m->tombs, k, klen);
-	free(k);
-	if (h == NULL)
-		return NULL;
-	t = container_of(h, struct tomb, h);
-	if (t->expires <= now) {
-		relay_v1mem_tomb_free(m, t);
-		return NULL;
-	}
-	return t;
-}
-
-/*
- * Leaves word for the owner of a request taken away from it. Best effort:
- * without memory the owner learns "completed/unavailable" instead.
- */
-static void
-tomb_add(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
-    const struct node *owner, const struct req *r, const char *status,
-    struct relay_v1_effects *fx)
-{
-	struct tomb *t = tomb_find(m, now, owner->key, owner->key_len,
-	    req_id(r), r->id_len);
-	size_t klen = owner->key_len + 1 + r->id_len;
-
-	if (t == NULL) {
-		t = malloc(sizeof(*t) + klen + 1);
-		if (t == NULL)
-			return;
-		memcpy(t->key, owner->key, owner->key_len);
-		t->key[owner->key_len] = '\0';
-		memcpy(t->key + owner->key_len + 1, req_id(r), r->id_len);
-		t->key[klen] = '\0';
-		t->key_len = klen;
-		relay_hashtab_put(&m->tombs, &t->h);
-		m->ntomb++;
-	} else {
-		dl_unlink(&t->fifo);
-	}
-	dl_push_tail(&m->tomb_list, &t->fifo);
-	t->expires = now + lim->tombstone_ttl_ms;
-	t->deadline = r->deadline;
-	t->status = status;
-	memcpy(t->digest, owner->digest, TP_SHA256_LEN);
-	while (m->ntomb > lim->max_tombstones && !dl_empty(&m->tomb_list)) {
-		relay_v1mem_tomb_free(m, container_of(m->tomb_list.next,
-		    struct tomb, fifo));
-		if (fx)
-			fx->dropped_tombstones++;
-	}
-}
-
-void
-relay_v1mem_ntomb_free(struct mem *m, struct ntomb *t)
-{
-	relay_hashtab_del(&m->ntombs, &t->h);
-	dl_unlink(&t->fifo);
-	free(t);
-}
-
-static struct ntomb *
-ntomb_find(struct mem *m, int64_t now, const char *key, size_t key_len)
-{
-	struct relay_hnode *h = relay_hashtab_get(&m->ntombs, key, key_len);
-	struct ntomb *t;
-
-	if (h == NULL)
-		return NULL;
-	t = container_of(h, struct ntomb, h);
-	if (t->expires <= now) {
-		relay_v1mem_ntomb_free(m, t);
-		return NULL;
-	}
-	return t;
 }
 
 /* ---- requests ------------------------------------------------------------------- */
@@ -307,7 +197,7 @@ static void
 expire_claim(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
     struct req *r, struct relay_v1_effects *fx)
 {
-	tomb_add(m, lim, now, r->node, r, "expired", fx);
+	relay_v1mem_tomb_add(m, lim, now, r->node, r, "expired", fx);
 	terminalize(m, lim, now, r, "expired", "provider_timeout",
 	    V1_OUTCOME_EXPIRED, fx);
 }
@@ -352,7 +242,7 @@ req_find(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
 {
 	struct relay_hnode *h;
 	size_t klen;
-	char *k = join_key(client, client_len, id, id_len, &klen);
+	char *k = relay_v1mem_join_key(client, client_len, id, id_len, &klen);
 
 	if (k == NULL)
 		return NULL;
@@ -411,28 +301,6 @@ relay_v1mem_node_stale(const struct node *n, const struct relay_v1_limits *lim,
 	    relay_v1mem_live_claims(n, now) == 0;
 }
 
-static void
-ntomb_add(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
-    const struct node *n)
-{
-	struct ntomb *t = ntomb_find(m, now, n->key, n->key_len);
-
-	if (t == NULL) {
-		t = malloc(sizeof(*t) + n->key_len + 1);
-		if (t == NULL)
-			return;
-		memcpy(t->key, n->key, n->key_len);
-		t->key[n->key_len] = '\0';
-		t->key_len = n->key_len;
-		relay_hashtab_put(&m->ntombs, &t->h);
-	} else {
-		dl_unlink(&t->fifo);
-	}
-	dl_push_tail(&m->ntomb_list, &t->fifo);
-	t->expires = now + lim->node_tombstone_ttl_ms;
-	memcpy(t->digest, n->digest, TP_SHA256_LEN);
-}
-
 /* Unregisters or evicts n: its work becomes terminal, owners are told. */
 void
 relay_v1mem_node_remove(struct mem *m, const struct relay_v1_limits *lim,
@@ -445,11 +313,11 @@ relay_v1mem_node_remove(struct mem *m, const struct relay_v1_limits *lim,
 	while (!dl_empty(&n->claims)) {
 		struct req *r = container_of(n->claims.next, struct req, link);
 
-		tomb_add(m, lim, now, n, r, "cancelled", fx);
+		relay_v1mem_tomb_add(m, lim, now, n, r, "cancelled", fx);
 		terminalize(m, lim, now, r, "cancelled", "server_unregistered",
 		    V1_OUTCOME_CANCELLED, fx);
 	}
-	ntomb_add(m, lim, now, n);
+	relay_v1mem_ntomb_add(m, lim, now, n);
 	relay_v1_model_index_leave(&m->models, n->mref);
 	relay_hashtab_del(&m->nodes, &n->h);
 	dl_unlink(&n->all);
@@ -494,7 +362,7 @@ node_auth(struct mem *m, int64_t now, struct node *n, const char *key,
 
 	if (n != NULL)
 		return digest_ok(digest, n->digest);
-	t = ntomb_find(m, now, key, key_len);
+	t = relay_v1mem_ntomb_find(m, now, key, key_len);
 	return t != NULL && digest_ok(digest, t->digest);
 }
 
@@ -568,7 +436,7 @@ mem_register(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	relay_hashtab_put(&m->nodes, &n->h);
 	dl_push_tail(&m->node_list, &n->all);
 	m->nnodes++;
-	t = ntomb_find(m, now, key, key_len);
+	t = relay_v1mem_ntomb_find(m, now, key, key_len);
 	if (t != NULL)
 		relay_v1mem_ntomb_free(m, t);
 	*created = true;
@@ -652,7 +520,7 @@ id_taken_on_node(const struct node *n, const char *id, size_t id_len)
 			const struct req *r = const_container_of(e, struct req,
 			    link);
 
-			if (r->id_len == id_len && memcmp(req_id(r), id, id_len) == 0)
+			if (r->id_len == id_len && memcmp(relay_v1mem_req_id(r), id, id_len) == 0)
 				return true;
 		}
 	}
@@ -706,7 +574,7 @@ mem_enqueue(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		/* A retry of the same live request is answered, not queued twice. */
 		if ((old->state == RS_QUEUED || old->state == RS_IN_FLIGHT) &&
 		    old->owner_len == in->node_len &&
-		    memcmp(req_owner(old), in->node, in->node_len) == 0) {
+		    memcmp(relay_v1mem_req_owner(old), in->node, in->node_len) == 0) {
 			*duplicate = true;
 			*deadline_ms = old->deadline;
 		} else {
@@ -768,7 +636,7 @@ claim_on_node(struct node *n, const char *id, size_t id_len)
 	for (e = n->claims.next; e != &n->claims; e = e->next) {
 		struct req *r = container_of(e, struct req, link);
 
-		if (r->id_len == id_len && memcmp(req_id(r), id, id_len) == 0)
+		if (r->id_len == id_len && memcmp(relay_v1mem_req_id(r), id, id_len) == 0)
 			return r;
 	}
 	return NULL;
@@ -800,7 +668,7 @@ mem_control(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		*deadline_ms = r->deadline;
 		if (r->deadline <= now) {
 			if (!ack)
-				tomb_add(m, lim, now, n, r, "expired", fx);
+				relay_v1mem_tomb_add(m, lim, now, n, r, "expired", fx);
 			terminalize(m, lim, now, r, "expired", "provider_timeout",
 			    V1_OUTCOME_EXPIRED, fx);
 			*state = V1_CTL_EXPIRED;
@@ -813,7 +681,7 @@ mem_control(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 			fx->lease_renewals++;
 		goto out;
 	}
-	t = tomb_find(m, now, key, key_len, id, id_len);
+	t = relay_v1mem_tomb_find(m, now, key, key_len, id, id_len);
 	if (t == NULL && n == NULL) {
 		/* a gone node has nothing to learn but its tombstones */
 		rc = V1_E_FORBIDDEN;
@@ -861,7 +729,7 @@ mem_cancel(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	if (r->state == RS_QUEUED)
 		*removed = 1;
 	else
-		tomb_add(m, lim, now, r->node, r, sname, fx);
+		relay_v1mem_tomb_add(m, lim, now, r->node, r, sname, fx);
 	terminalize(m, lim, now, r, sname, reason, oc, fx);
 out:
 	pthread_mutex_unlock(&m->mu);
@@ -906,7 +774,7 @@ mem_accept_response(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		goto out;
 	}
 	if (in->node != NULL && (r->owner_len != in->node_len ||
-	    memcmp(req_owner(r), in->node, in->node_len) != 0)) {
+	    memcmp(relay_v1mem_req_owner(r), in->node, in->node_len) != 0)) {
 		rc = V1_E_FORBIDDEN;
 		goto out;
 	}
@@ -963,7 +831,7 @@ mem_progress(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	char *k;
 	enum relay_v1_rc rc = V1_OK;
 
-	k = join_key(client, client_len, id, id_len, &klen);
+	k = relay_v1mem_join_key(client, client_len, id, id_len, &klen);
 	if (copy == NULL || k == NULL) {
 		free(copy);
 		free(k);
@@ -994,7 +862,7 @@ mem_progress(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	}
 	if (r != NULL && r->state == RS_TERMINAL &&
 	    strcmp(r->t_reason, "provider_timeout") == 0 &&
-	    r->owner_len == key_len && memcmp(req_owner(r), key, key_len) == 0)
+	    r->owner_len == key_len && memcmp(relay_v1mem_req_owner(r), key, key_len) == 0)
 		rc = V1_E_EXPIRED;
 	else
 		rc = V1_E_NOT_ACTIVE;

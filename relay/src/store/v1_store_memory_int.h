@@ -126,7 +126,27 @@ M(struct relay_v1_store *s)
 	return s->state;
 }
 
+/* A request's id and owner key (NUL-terminated, inside r->bytes). */
+static inline const char *
+relay_v1mem_req_id(const struct req *r)
+{
+	return r->bytes + r->client_len + 1;
+}
+
+static inline const char *
+relay_v1mem_req_owner(const struct req *r)
+{
+	return r->bytes + r->client_len + 1 + r->id_len + 1;
+}
+
 /* ---- v1_store_memory.c ------------------------------------------------------ */
+
+/*
+ * Composite hash keys: a NUL b (cJSON strings never contain NUL, so the
+ * pair is unambiguous). Returns a malloc'd key and its length, or NULL.
+ */
+char *relay_v1mem_join_key(const char *a, size_t alen, const char *b,
+    size_t blen, size_t *len);
 
 /* Claims of n whose lease is live at now. */
 uint64_t relay_v1mem_live_claims(const struct node *n, int64_t now);
@@ -153,9 +173,33 @@ struct req *relay_v1mem_req_expire(struct mem *m,
 /* Frees a request record, out of every list and table. */
 void relay_v1mem_req_free(struct mem *m, struct req *r);
 
+/* ---- v1_store_memory_tomb.c ------------------------------------------------- */
+
 /* Frees a control tombstone / a node tombstone. */
 void relay_v1mem_tomb_free(struct mem *m, struct tomb *t);
 void relay_v1mem_ntomb_free(struct mem *m, struct ntomb *t);
+
+/* The live control tombstone of (node, id), or NULL (an expired one is freed). */
+struct tomb *relay_v1mem_tomb_find(struct mem *m, int64_t now,
+    const char *node, size_t node_len, const char *id, size_t id_len);
+
+/*
+ * Leaves word for owner of request r (status: "cancelled", "expired"),
+ * replacing an older one; the oldest beyond max_tombstones are dropped
+ * (fx->dropped_tombstones). Best effort: without memory the owner learns
+ * "completed/unavailable" instead.
+ */
+void relay_v1mem_tomb_add(struct mem *m, const struct relay_v1_limits *lim,
+    int64_t now, const struct node *owner, const struct req *r,
+    const char *status, struct relay_v1_effects *fx);
+
+/* The live node tombstone of key, or NULL (an expired one is freed). */
+struct ntomb *relay_v1mem_ntomb_find(struct mem *m, int64_t now,
+    const char *key, size_t key_len);
+
+/* Remembers node n as recently removed (its digest answers /control). */
+void relay_v1mem_ntomb_add(struct mem *m, const struct relay_v1_limits *lim,
+    int64_t now, const struct node *n);
 
 /*
  * ---- v1_store_memory_scan.c: the operations that look across nodes --------
