@@ -240,8 +240,10 @@ build_request_headers(struct fwd *f, struct curl_slist **out)
 	if ((f->u->host_line[0] != '\0' &&
 	    (list = relay_libcurl.slist_append(list, f->u->host_line)) == NULL) ||
 	    (list = relay_libcurl.slist_append(list, "Expect:")) == NULL ||
-	    (!has_ct && (list = relay_libcurl.slist_append(list, "Content-Type:")) == NULL) ||
-	    (!has_accept && (list = relay_libcurl.slist_append(list, "Accept:")) == NULL))
+	    (!has_ct && (list = relay_libcurl.slist_append(list,
+	    "Content-Type:")) == NULL) ||
+	    (!has_accept && (list = relay_libcurl.slist_append(list,
+	    "Accept:")) == NULL))
 		goto fail;
 	*out = list;
 	return 0;
@@ -506,10 +508,12 @@ set_request_options(struct fwd *f, CURL *e, const char *url,
 		(void)relay_libcurl.easy_setopt(e, CURLOPT_POST, 1L);
 		(void)relay_libcurl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
 		    (curl_off_t)f->body_sent);
-		(void)relay_libcurl.easy_setopt(e, CURLOPT_POSTFIELDS, f->small_body);
+		(void)relay_libcurl.easy_setopt(e, CURLOPT_POSTFIELDS,
+		    f->small_body);
 	} else if (f->has_body) {
 		(void)relay_libcurl.easy_setopt(e, CURLOPT_POST, 1L);
-		(void)relay_libcurl.easy_setopt(e, CURLOPT_POSTFIELDS, (char *)NULL);
+		(void)relay_libcurl.easy_setopt(e, CURLOPT_POSTFIELDS,
+		    (char *)NULL);
 		/* -1: unknown length, sent chunked. */
 		(void)relay_libcurl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
 		    (curl_off_t)(cl > 0 ? cl : -1));
@@ -686,8 +690,8 @@ drive(struct fwd *f, struct relay_fwd_handle *h)
 			w.revents = 0;
 			nfd = 1;
 		}
-		if (relay_libcurl.multi_poll(h->multi, nfd ? &w : NULL, nfd, (int)wait_ms,
-		    NULL) != CURLM_OK) {
+		if (relay_libcurl.multi_poll(h->multi, nfd ? &w : NULL, nfd,
+		    (int)wait_ms, NULL) != CURLM_OK) {
 			f->failure = RELAY_FWD_INTERNAL;
 			break;
 		}

@@ -83,7 +83,8 @@ health_probe_tls(struct relay_upstream *u, char *reason, size_t len)
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_WRITEFUNCTION, health_sink);
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_WRITEDATA, &got);
-	(void)relay_libcurl.easy_setopt(e, CURLOPT_USERAGENT, "tokenplace-relay-health");
+	(void)relay_libcurl.easy_setopt(e, CURLOPT_USERAGENT,
+	    "tokenplace-relay-health");
 	if (u->host_line[0] != '\0')
 		hdrs = relay_libcurl.slist_append(NULL, u->host_line);
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
@@ -96,8 +97,8 @@ health_probe_tls(struct relay_upstream *u, char *reason, size_t len)
 		if (relay_libcurl.multi_perform(u->hmulti, &running) != CURLM_OK)
 			break;
 		if (running > 0)
-			(void)relay_libcurl.multi_poll(u->hmulti, NULL, 0, HEALTH_SLICE_MS,
-			    NULL);
+			(void)relay_libcurl.multi_poll(u->hmulti, NULL, 0,
+			    HEALTH_SLICE_MS, NULL);
 	}
 	if (running > 0)
 		rc = CURLE_ABORTED_BY_CALLBACK;
@@ -108,7 +109,8 @@ health_probe_tls(struct relay_upstream *u, char *reason, size_t len)
 	(void)relay_libcurl.easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 	(void)relay_libcurl.multi_remove_handle(u->hmulti, e);
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_ERRORBUFFER, (char *)NULL);
-	(void)relay_libcurl.easy_setopt(e, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+	(void)relay_libcurl.easy_setopt(e, CURLOPT_HTTPHEADER,
+	    (struct curl_slist *)NULL);
 	relay_libcurl.slist_free_all(hdrs);
 
 	if (rc == CURLE_COULDNT_RESOLVE_HOST) {

@@ -53,7 +53,7 @@ close_socket(void *arg, curl_socket_t fd)
 void
 relay_upstream_common_options(struct relay_upstream *u, CURL *e, char *errbuf)
 {
-	/* Worker threads must never get SIGALRM/SIGPIPE from relay_libcurl. */
+	/* Worker threads must never get SIGALRM/SIGPIPE from libcurl. */
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_HTTP_VERSION,
@@ -63,9 +63,11 @@ relay_upstream_common_options(struct relay_upstream *u, CURL *e, char *errbuf)
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_PROXY, "");
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	(void)relay_libcurl.easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	(void)relay_libcurl.easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION,
+	    open_socket);
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
-	(void)relay_libcurl.easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	(void)relay_libcurl.easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION,
+	    close_socket);
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
 	(void)relay_libcurl.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)u->s->upstream_connect_timeout_ms);
