@@ -1,7 +1,8 @@
 /*
  * relay_circuit: the circuit breaker in front of the GPU host, as a plain
  * state machine. Time is passed in (milliseconds on any monotonic clock),
- * nothing locks: the caller serialises calls (upstream.c holds a mutex).
+ * nothing locks: the caller serialises calls (forward.c and health.c hold
+ * the upstream's mutex).
  *
  *   closed    requests pass; `threshold` consecutive upstream failures, or
  *             the health check finding the upstream down, open it.

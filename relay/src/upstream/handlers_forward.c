@@ -2,7 +2,7 @@
  * handlers_forward.c -- the forwarded OpenAI-style API (/api/v1/..., /v1/...).
  *
  * Thin on purpose: the route brings any path under RELAY_FORWARD_PREFIXES
- * here, and upstream.c does the forwarding, streaming and error mapping.
+ * here, and forward.c does the forwarding, streaming and error mapping.
  */
 #include "app.h"
 #include "upstream/handlers.h"

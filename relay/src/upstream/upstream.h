@@ -1,7 +1,7 @@
 /*
  * relay_upstream: forwarding of the OpenAI-style API to the GPU host with
- * libcurl, and the GPU host's health. This module (upstream.c) is the only
- * place that includes curl/curl.h; libcurl is loaded at its first use.
+ * libcurl, and the GPU host's health. Only the files of upstream/ include
+ * curl/curl.h (upstream_internal.h); libcurl is loaded at its first use.
  *
  * Threads: relay_upstream_forward() runs on civetweb's worker threads, any
  * number at once; each transfer borrows a libcurl handle set from a pool
