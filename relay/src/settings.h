@@ -48,7 +48,7 @@ struct relay_settings {
 	char *upstream_url;
 	bool require_upstream_health;
 
-	/* forwarding to the upstream (upstream.c) */
+	/* forwarding to the upstream (upstream/forward.c) */
 	bool forward;			/* false: nothing is forwarded */
 	char *forward_prefixes;
 	char *libcurl;			/* dlopen()ed at the first forward */

@@ -1,4 +1,4 @@
-"""Forwarding of the OpenAI-style API to the GPU host (relay/src/upstream/upstream.c).
+"""Forwarding of the OpenAI-style API to the GPU host (relay/src/upstream/forward.c).
 
 Runs the real relay in front of tests/fixtures/upstream_server.py and checks
 what the client got *and* what the upstream received: pass-through, SSE
