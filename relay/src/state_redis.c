@@ -316,8 +316,6 @@ relay_state_redis_start(const struct relay_settings *s,
 		snprintf(err, errlen, "cannot register the readiness check");
 		goto fail;
 	}
-	/* From here on /healthz follows every down/up transition at once. */
-	relay_redis_on_state(st->r, on_store_state, st);
 	sc = relay_state_schema_check(st->r, st->schema_id, why, sizeof(why));
 	if (sc == -2 || sc == -3 || sc == -4) {
 		*setting = sc == -2 ? "RELAY_STATE_PREFIX" : sc == -3 ?
@@ -341,7 +339,12 @@ relay_state_redis_start(const struct relay_settings *s,
 	st->channels_ok = sc == 0 && rc == RELAY_REDIS_OK;
 	snprintf(st->schema_why, sizeof(st->schema_why), "%s", why);
 	pthread_mutex_unlock(&st->rmu);
-	/* The first sample and verdict before the relay can become ready. */
+	/*
+	 * From here on /healthz follows every down/up transition at once
+	 * (the hook reports the current state now: the first verdict).
+	 */
+	relay_redis_on_state(st->r, on_store_state, st);
+	/* The first sample before the relay can become ready. */
 	monitor_round(st);
 	if (pthread_create(&st->thread, NULL, monitor_main, st) != 0) {
 		snprintf(err, errlen, "cannot start the state monitor thread");
