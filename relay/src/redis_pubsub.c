@@ -76,25 +76,29 @@ is_subscription(const redisReply *rep, const char *pattern)
 }
 
 /*
- * The first answer to PSUBSCRIBE was not a subscription (NOPERM: an ACL
- * user without the channels): logged once per run of refusals, counted
- * every time.
+ * The first answer to PSUBSCRIBE was not a subscription: NOPERM (an ACL
+ * user without the channels) or anything else is logged once per run of
+ * refusals and counted every time; a server that cannot serve yet
+ * (LOADING, a replica, full) is counted only (the pool logs its state).
  */
 static void
 sub_refused(struct relay_redis *r, const redisReply *rep, bool *logged)
 {
-	bool noperm = rep->type == REDIS_REPLY_ERROR &&
-	    strncmp(rep->str, "NOPERM", 6) == 0;
+	bool err = rep->type == REDIS_REPLY_ERROR;
 
-	relay_redis_count(r, noperm ? ERR_NOPERM : ERR_PROTOCOL);
+	if (err && relay_redis_cannot_serve(rep->str)) {
+		relay_redis_count(r, ERR_FAILOVER);
+		return;
+	}
+	relay_redis_count(r, err && strncmp(rep->str, "NOPERM", 6) == 0 ?
+	    ERR_NOPERM : ERR_PROTOCOL);
 	if (*logged)
 		return;
 	*logged = true;
 	TP_LOG(TP_LOG_ERROR, "relay.state_subscribe_refused",
 	    TP_LSTR("pattern", r->pattern),
-	    TP_LSTRN("reason", rep->type == REDIS_REPLY_ERROR ? rep->str :
-	    "not a subscription", rep->type == REDIS_REPLY_ERROR ?
-	    (rep->len < 200 ? (size_t)rep->len : 200) : 18),
+	    TP_LSTRN("reason", err ? rep->str : "not a subscription",
+	    err ? (rep->len < 200 ? (size_t)rep->len : 200) : 18),
 	    TP_LSTR("setting", "RELAY_STATE_URL"));
 }
 
