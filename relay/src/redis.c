@@ -1,8 +1,9 @@
 /*
  * redis.c -- the Redis adapter over hiredis (Debian 12: 0.14, blocking
- * API, no TLS): with redis_pubsub.c (the subscriber thread and the
- * channel check) the only code that includes hiredis. Everything the two Redis stores and the time base need
- * from a Redis/Valkey server goes through here.
+ * API, no TLS); with redis_pubsub.c (the subscriber thread and the
+ * channel check) the only code that includes hiredis. Everything the two
+ * Redis stores and the time base need from a Redis/Valkey server goes
+ * through here.
  *
  * Connections. Command connections live in a small pool: a caller borrows
  * one for exactly one command and gives it back at once, so a long poll

@@ -1,6 +1,6 @@
 /*
- * relay_redis: the one adapter over hiredis. Only redis.c includes
- * <hiredis/hiredis.h>; the Redis stores (store_redis.c, v1_store_redis.c)
+ * relay_redis: the one adapter over hiredis. Only redis.c and
+ * redis_pubsub.c (through redis_internal.h) include <hiredis/hiredis.h>; the Redis stores (store_redis.c, v1_store_redis.c)
  * and the shared time base see plain C types only.
  *
  * It owns: URL parsing, a small pool of command connections (a caller
