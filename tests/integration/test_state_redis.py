@@ -491,6 +491,8 @@ class Faults(unittest.TestCase):
             self.assertEqual(len(delivered), len(set(delivered)),
                              "a job was delivered twice")
             self.assertIn(503, statuses)
+            # the harness reads the relay's stdout on its own thread
+            r.wait_log("relay.state_store_up")
             downs = [l for l in r.logs()
                      if l.get("message") == "relay.state_store_down"]
             ups = [l for l in r.logs()
