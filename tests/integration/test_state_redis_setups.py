@@ -182,9 +182,16 @@ class Failover(unittest.TestCase):
                     status, obj = wait_for(lambda: (lambda h: h if h[0] == 503
                                                     else None)(healthz(r)),
                                            10, what="/healthz 503")
+                    # /healthz is public and says only "unreachable"; the
+                    # answer itself is in the down line of the log
+                    self.assertIn("unreachable",
+                                  obj["checks"]["state"]["reason"])
+                    down = wait_for(lambda: (lambda d: d if len(d) > i
+                                             else None)(
+                        lines(r, "relay.state_store_down")), 10,
+                        what="down line")
                     if answer != "reset":
-                        self.assertIn(answer[1:9],
-                                      obj["checks"]["state"]["reason"])
+                        self.assertIn(answer[1:9], down[i]["reason"])
                     # probes are answered the same way: still down
                     wait_for(lambda: px.accepted >= dials0 + 3, 30,
                              what="probes")
@@ -269,7 +276,8 @@ class BusyAtStart(unittest.TestCase):
                         status, obj = healthz(r)
                         self.assertEqual(status, 503, obj)
                         self.assertIn("max number of clients",
-                                      obj["checks"]["state"]["reason"])
+                                      r.wait_log("relay.state_store_down")
+                                      ["reason"])
                         self.assertIsNone(
                             r.find_log("relay.state_config_invalid"))
                         for s in held:
