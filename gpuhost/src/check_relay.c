@@ -60,7 +60,7 @@ relay_from_args(const struct gpuhost_config *cfg, struct gpuhost_relay_url *r,
 	if (gpuhost_relay_url_parse(full, r, why, whylen) != 0)
 		rc = -1;
 	else if (r->port_given) {
-		snprintf(why, whylen, "python.args: --relay_url %s carries a "
+		snprintf(why, whylen, "python.args: --relay_url %.160s carries a "
 		    "port; server.py appends --relay_port to it", url);
 		rc = -1;
 	} else if (has_port)

@@ -25,9 +25,20 @@ struct relay_state_redis {
 	int check;			/* index of the "state" check */
 	int schema_id;			/* the schema script */
 	int64_t sample_ms;
+
+	/*
+	 * The readiness verdict's inputs, under rmu. The adapter's state hook
+	 * (under the adapter's lock) and the monitor both report through
+	 * report_locked(), so /healthz follows each transition at once and
+	 * in order. Lock order: the adapter's lock, then rmu, then the
+	 * health lock; nothing calls the adapter while holding rmu.
+	 */
+	pthread_mutex_t rmu;
+	bool store_up;
 	bool schema_ok;
-	bool schema_bad;
-	char schema_why[200];
+	bool channels_ok;
+	bool bad;			/* a refusal only the operator can fix */
+	char schema_why[200];		/* why not ready (schema, channels) */
 
 	pthread_t thread;
 	bool started;
@@ -73,9 +84,20 @@ relay_state_schema_check(struct relay_redis *r, int id, char *err,
 	rc = relay_redis_eval(r, id, 1, &key, &keylen, 1, args, arglens, &rep);
 	if (rc == RELAY_REDIS_E_AUTH) {
 		snprintf(err, errlen, "the server refuses commands without "
-		    "authentication (NOAUTH/NOPERM): set RELAY_STATE_PASSWORD, "
+		    "authentication (NOAUTH): set RELAY_STATE_PASSWORD, "
 		    "or the password (and user) in RELAY_STATE_URL");
 		return -3;
+	}
+	if (rc == RELAY_REDIS_E_NOPERM) {
+		char pat[300];
+
+		(void)relay_redis_glob_escape(key, pat, sizeof(pat));
+		snprintf(err, errlen, "the Redis user lacks an ACL permission "
+		    "the relay's scripts need (NOPERM, see the "
+		    "relay.state_permission_denied line): it needs the keys "
+		    "~%.100s* and the commands EVALSHA, EVAL and SCRIPT LOAD",
+		    pat);
+		return -4;
 	}
 	if (rc != RELAY_REDIS_OK) {
 		if (!relay_redis_up(r, err, errlen) && err[0] != '\0')
@@ -109,13 +131,75 @@ relay_state_schema_check(struct relay_redis *r, int id, char *err,
 	return out;
 }
 
-/* One round: sample TIME, check the schema if still due, report. */
+/* Under rmu: the "state" check from the inputs, logged when it changes. */
+static void
+report_locked(struct relay_state_redis *st)
+{
+	char reason[TP_HEALTH_REASON_MAX];
+	enum tp_check_outcome o = TP_CHECK_FAIL;
+
+	if (st->bad)
+		snprintf(reason, sizeof(reason), "cannot use the store: %.130s",
+		    st->schema_why);
+	else if (!st->store_up)
+		/*
+		 * /healthz is public: the reason names neither the server nor
+		 * the adapter's detail (relay.state_store_down has both).
+		 */
+		snprintf(reason, sizeof(reason), "Redis/Valkey unreachable "
+		    "(RELAY_STATE_URL); the relay.state_store_down log line "
+		    "says why");
+	else if (!st->schema_ok || !st->channels_ok)
+		snprintf(reason, sizeof(reason), "%s not checked yet: %.110s",
+		    st->schema_ok ? "channel permissions" : "schema",
+		    st->schema_why);
+	else {
+		o = TP_CHECK_OK;
+		reason[0] = '\0';
+	}
+	if (tp_health_report(st->health, st->check, o, reason))
+		TP_LOG(TP_LOG_INFO, "relay.state_readiness",
+		    TP_LSTR("status", tp_check_outcome_name(o)),
+		    TP_LSTR("reason", reason));
+}
+
+/* The adapter's state hook: under its lock, on every transition. */
+static void
+on_store_state(void *arg, bool up, const char *why)
+{
+	struct relay_state_redis *st = arg;
+
+	pthread_mutex_lock(&st->rmu);
+	(void)why;	/* the adapter's relay.state_store_down line has it */
+	st->store_up = up;
+	report_locked(st);
+	pthread_mutex_unlock(&st->rmu);
+}
+
+/* A refusal found after start: unready until the operator fixes it. */
+static void
+set_bad(struct relay_state_redis *st, const char *event, const char *why,
+    const char *setting)
+{
+	pthread_mutex_lock(&st->rmu);
+	st->bad = true;
+	snprintf(st->schema_why, sizeof(st->schema_why), "%s", why);
+	pthread_mutex_unlock(&st->rmu);
+	TP_LOG(TP_LOG_ERROR, event, TP_LSTR("reason", why),
+	    TP_LSTR("setting", setting));
+}
+
+/*
+ * One round: sample TIME, run the start-up checks still due (the server
+ * may have been down at start), report.
+ */
 static void
 monitor_round(struct relay_state_redis *st)
 {
-	char why[200], reason[TP_HEALTH_REASON_MAX];
+	char why[200];
 	int64_t t0, t1, ms;
-	bool changed, ok;
+	enum relay_redis_rc rc;
+	bool ok, schema_due, channels_due;
 	int sc;
 
 	t0 = relay_mono_ms();
@@ -123,44 +207,40 @@ monitor_round(struct relay_state_redis *st)
 	t1 = relay_mono_ms();
 	if (ok)
 		relay_timebase_sample(st->tb, ms, t0, t1);
-	if (ok && !st->schema_ok && !st->schema_bad) {
-		sc = relay_state_schema_check(st->r, st->schema_id, st->schema_why,
-		    sizeof(st->schema_why));
-		if (sc == 0)
-			st->schema_ok = true;
-		else if (sc == -2 || sc == -3) {
-			st->schema_bad = true;
-			TP_LOG(TP_LOG_ERROR, "relay.state_schema_incompatible",
-			    TP_LSTR("reason", st->schema_why),
-			    TP_LSTR("setting", sc == -2 ? "RELAY_STATE_PREFIX" :
-			    "RELAY_STATE_PASSWORD"));
-		}
+	pthread_mutex_lock(&st->rmu);
+	schema_due = !st->schema_ok && !st->bad;
+	channels_due = !st->channels_ok && !st->bad;
+	pthread_mutex_unlock(&st->rmu);
+	if (ok && schema_due) {
+		sc = relay_state_schema_check(st->r, st->schema_id, why,
+		    sizeof(why));
+		if (sc == -2 || sc == -3 || sc == -4)
+			set_bad(st, "relay.state_schema_incompatible", why,
+			    sc == -2 ? "RELAY_STATE_PREFIX" : sc == -3 ?
+			    "RELAY_STATE_PASSWORD" : "RELAY_STATE_URL");
+		pthread_mutex_lock(&st->rmu);
+		st->schema_ok = sc == 0;
+		if (sc == -1)
+			snprintf(st->schema_why, sizeof(st->schema_why), "%s",
+			    why);
+		pthread_mutex_unlock(&st->rmu);
+		schema_due = sc != 0;
 	}
-	if (st->schema_bad) {
-		snprintf(reason, sizeof(reason), "cannot use the store: %.130s",
-		    st->schema_why);
-		changed = tp_health_report(st->health, st->check, TP_CHECK_FAIL,
-		    reason);
-	} else if (!ok || !relay_redis_up(st->r, why, sizeof(why))) {
-		/*
-		 * /healthz is public: the reason names neither the server nor
-		 * the adapter's detail (the relay.state_store_down line has
-		 * both).
-		 */
-		snprintf(reason, sizeof(reason), "Redis/Valkey unreachable "
-		    "(RELAY_STATE_URL); the relay.state_store_down log line "
-		    "says why");
-		changed = tp_health_report(st->health, st->check, TP_CHECK_FAIL,
-		    reason);
-	} else if (!st->schema_ok) {
-		snprintf(reason, sizeof(reason), "schema not checked yet: %.130s",
-		    st->schema_why);
-		changed = tp_health_report(st->health, st->check, TP_CHECK_FAIL,
-		    reason);
-	} else
-		changed = tp_health_report(st->health, st->check, TP_CHECK_OK,
-		    "");
-	(void)changed;	/* the adapter logs down/up transitions itself */
+	if (ok && !schema_due && channels_due) {
+		rc = relay_redis_check_channels(st->r, why, sizeof(why));
+		if (rc == RELAY_REDIS_E_NOPERM || rc == RELAY_REDIS_E_PROTOCOL)
+			set_bad(st, "relay.state_permission_missing", why,
+			    "RELAY_STATE_URL");
+		pthread_mutex_lock(&st->rmu);
+		st->channels_ok = rc == RELAY_REDIS_OK;
+		if (rc != RELAY_REDIS_OK && !st->bad)
+			snprintf(st->schema_why, sizeof(st->schema_why), "%s",
+			    why);
+		pthread_mutex_unlock(&st->rmu);
+	}
+	pthread_mutex_lock(&st->rmu);
+	report_locked(st);
+	pthread_mutex_unlock(&st->rmu);
 }
 
 static void *
@@ -191,8 +271,9 @@ relay_state_redis_start(const struct relay_settings *s,
 	struct relay_redis_config cfg;
 	struct relay_state_redis *st;
 	pthread_condattr_t ca;
+	enum relay_redis_rc rc = RELAY_REDIS_E_UNAVAILABLE;
 	bool pw_from_env;
-	char why[200];
+	char why[200] = "";
 	int sc;
 
 	*setting = "RELAY_STATE_URL";
@@ -212,6 +293,7 @@ relay_state_redis_start(const struct relay_settings *s,
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_mutex_init(&st->mu, NULL);
+	pthread_mutex_init(&st->rmu, NULL);
 	pthread_cond_init(&st->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	st->r = relay_redis_new(&cfg, metrics, why, sizeof(why));
@@ -231,21 +313,41 @@ relay_state_redis_start(const struct relay_settings *s,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	sc = relay_state_schema_check(st->r, st->schema_id, st->schema_why,
-	    sizeof(st->schema_why));
-	if (sc == -2 || sc == -3) {
-		*setting = sc == -2 ? "RELAY_STATE_PREFIX" : "RELAY_STATE_PASSWORD";
-		snprintf(err, errlen, "%s", st->schema_why);
-		goto fail;
-	}
-	st->schema_ok = sc == 0;
 	st->check = tp_health_add_check(health, "state", true, 1, 1, NULL,
 	    NULL);
 	if (st->check < 0) {
 		snprintf(err, errlen, "cannot register the readiness check");
 		goto fail;
 	}
-	/* The first sample and verdict before the relay can become ready. */
+	sc = relay_state_schema_check(st->r, st->schema_id, why, sizeof(why));
+	if (sc == -2 || sc == -3 || sc == -4) {
+		*setting = sc == -2 ? "RELAY_STATE_PREFIX" : sc == -3 ?
+		    "RELAY_STATE_PASSWORD" : "RELAY_STATE_URL";
+		snprintf(err, errlen, "%s", why);
+		goto fail;
+	}
+	if (sc == 0) {
+		/* A user without the wake-up channels: refused at start. */
+		rc = relay_redis_check_channels(st->r, why, sizeof(why));
+		if (rc == RELAY_REDIS_E_NOPERM || rc == RELAY_REDIS_E_PROTOCOL ||
+		    rc == RELAY_REDIS_E_AUTH) {
+			*setting = rc == RELAY_REDIS_E_AUTH && pw_from_env ?
+			    "RELAY_STATE_PASSWORD" : "RELAY_STATE_URL";
+			snprintf(err, errlen, "%s", why);
+			goto fail;
+		}
+	}
+	pthread_mutex_lock(&st->rmu);
+	st->schema_ok = sc == 0;
+	st->channels_ok = sc == 0 && rc == RELAY_REDIS_OK;
+	snprintf(st->schema_why, sizeof(st->schema_why), "%s", why);
+	pthread_mutex_unlock(&st->rmu);
+	/*
+	 * From here on /healthz follows every down/up transition at once
+	 * (the hook reports the current state now: the first verdict).
+	 */
+	relay_redis_on_state(st->r, on_store_state, st);
+	/* The first sample before the relay can become ready. */
 	monitor_round(st);
 	if (pthread_create(&st->thread, NULL, monitor_main, st) != 0) {
 		snprintf(err, errlen, "cannot start the state monitor thread");
@@ -285,9 +387,12 @@ relay_state_redis_stop(struct relay_state_redis *st)
 		pthread_mutex_unlock(&st->mu);
 		pthread_join(st->thread, NULL);
 	}
+	if (st->r != NULL)
+		relay_redis_on_state(st->r, NULL, NULL);
 	relay_timebase_free(st->tb);
 	relay_redis_free(st->r);
 	pthread_cond_destroy(&st->cv);
+	pthread_mutex_destroy(&st->rmu);
 	pthread_mutex_destroy(&st->mu);
 	free(st);
 }

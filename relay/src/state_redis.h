@@ -4,11 +4,15 @@
  *
  * relay_state_redis_start() builds the one adapter (redis.c) from the
  * settings, checks the schema version under the prefix, samples the
- * server's TIME into the shared time base (timebase.h), registers the
- * required readiness check "state" and starts the monitor thread, which
- * every RELAY_STATE_TIME_SAMPLE_MS re-samples TIME and reports the check:
- * ok, or fail with the reason (unreachable and why, or an incompatible
- * schema). A server that is down at start is not an error: the relay
+ * server's TIME into the shared time base (timebase.h), checks that the
+ * user may PUBLISH and PSUBSCRIBE on the deployment's wake-up channels,
+ * registers the required readiness check "state" and starts the monitor
+ * thread, which every RELAY_STATE_TIME_SAMPLE_MS re-samples TIME (and runs
+ * the checks a server down at start did not get). The check follows the
+ * adapter's down/up state at once (its state hook): ok, or fail with the
+ * reason (unreachable and why, an incompatible schema, a missing
+ * permission), and each change of it is logged (relay.state_readiness).
+ * A server that is down or busy at start is not an error: the relay
  * starts unready and becomes ready when the server answers.
  *
  * Schema compatibility rule (docs/store-redis.md): the key
@@ -36,7 +40,8 @@ struct relay_state_redis;
 
 /*
  * Starts as above. Returns NULL on a configuration error (malformed URL,
- * wrong password, wrong database, newer schema, out of memory) with a
+ * wrong password, wrong database, newer schema, an ACL user without the
+ * keys, scripts or channels it needs, out of memory) with a
  * reason in err (never the password) and the name of the environment
  * variable to fix in *setting.
  */
@@ -63,7 +68,8 @@ int relay_state_schema_script(struct relay_redis *r);
  * schema version. Returns 0 when compatible, -1 when the server cannot be
  * reached (err says why), -2 when the stored version is not one this
  * relay can read (err says which and what to do), -3 when the server
- * wants a password this relay was not given.
+ * wants a password this relay was not given, -4 when the ACL user may not
+ * run the scripts on the deployment's keys (err says what to grant).
  */
 int relay_state_schema_check(struct relay_redis *r, int id, char *err,
     size_t errlen);

@@ -170,6 +170,138 @@ class RedisError(Exception):
     pass
 
 
+class FaultProxy:
+    """A unix-socket proxy in front of a RedisServer that makes the server
+    misbehave the way real deployments do, without closing connections
+    unless told to. `url` is what RELAY_STATE_URL takes. set_mode():
+
+    "pass"        forward every command to the server (and its answers,
+                  Pub/Sub messages included, back);
+    "-<error>"    answer every command with that error line on the open
+                  connection: "-READONLY ..." (a failover left a replica
+                  behind a DNS name or virtual IP), "-MASTERDOWN ...",
+                  "-LOADING ...";
+    "reset"       close a connection at its next command: a dying server
+                  whose socket still accepts.
+
+    `accepted` counts connections; every thread is a daemon and close()
+    ends them all."""
+
+    def __init__(self, upstream):
+        import threading
+        self.upstream = upstream
+        self.dir = tempfile.mkdtemp(prefix="tp-proxy-")
+        self.sock = os.path.join(self.dir, "proxy.sock")
+        self.mode = "pass"
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self._conns = []
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.sock)
+        self._listener.listen(64)
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "unix://" + self.sock
+
+    def set_mode(self, mode):
+        self.mode = mode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        self._closed = True
+        for s in [self._listener] + self._conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _accept(self):
+        import threading
+        while not self._closed:
+            try:
+                c, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.accepted += 1
+                self._conns.append(c)
+            threading.Thread(target=self._serve, args=(c,),
+                             daemon=True).start()
+
+    def _pump(self, up, c):
+        try:
+            while True:
+                data = up.recv(65536)
+                if not data:
+                    break
+                c.sendall(data)
+        except OSError:
+            pass
+        for s in (up, c):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _serve(self, c):
+        import threading
+        f = c.makefile("rb")
+        up = None
+        try:
+            while True:
+                raw = _read_command(f)
+                if raw is None:
+                    break
+                mode = self.mode
+                if mode == "reset":
+                    break
+                if mode.startswith("-"):
+                    c.sendall(mode.encode() + b"\r\n")
+                    continue
+                if up is None:
+                    up = self.upstream._connect(timeout=None)
+                    with self._lock:
+                        self._conns.append(up)
+                    threading.Thread(target=self._pump, args=(up, c),
+                                     daemon=True).start()
+                up.sendall(raw)
+        except OSError:
+            pass
+        for s in (c, up):
+            if s is not None:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _read_command(f):
+    """One RESP command (an array of bulk strings) as raw bytes, or None
+    at the end of the stream."""
+    head = f.readline()
+    if not head:
+        return None
+    if not head.startswith(b"*"):
+        raise OSError("not a RESP array: %r" % head[:20])
+    parts = [head]
+    for _ in range(int(head[1:-2])):
+        line = f.readline()
+        n = int(line[1:-2])
+        parts += [line, f.read(n + 2)]
+    return b"".join(parts)
+
+
 def _encode(args):
     out = [b"*%d\r\n" % len(args)]
     for a in args:

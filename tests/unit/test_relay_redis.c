@@ -384,6 +384,198 @@ test_pubsub_wakeups_and_resubscribe(void **state)
 	relay_redis_free(r);
 }
 
+static void
+test_glob_escape(void **state)
+{
+	char out[64];
+
+	(void)state;
+	assert_int_equal(relay_redis_glob_escape("{a*b?[c]\\:}", out,
+	    sizeof(out)), 16);
+	assert_string_equal(out, "{a\\*b\\?\\[c\\]\\\\:}");
+	assert_int_equal(relay_redis_glob_escape("plain:", out, sizeof(out)),
+	    6);
+	assert_string_equal(out, "plain:");
+	/* Cut short: never half an escape, always terminated. */
+	assert_int_equal(relay_redis_glob_escape("ab*", out, 4), 4);
+	assert_string_equal(out, "ab");
+}
+
+struct states {
+	pthread_mutex_t mu;
+	bool seen[16];
+	char why[16][160];
+	int n;
+};
+
+static void
+on_state(void *arg, bool up, const char *why)
+{
+	struct states *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->n < 16) {
+		s->seen[s->n] = up;
+		snprintf(s->why[s->n], sizeof(s->why[0]), "%s", why);
+		s->n++;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+/*
+ * The state hook sees the current state at once, then each transition
+ * once, in order: down at the first failed call, up at the first call
+ * answered after the restart; the many calls that fail fast meanwhile
+ * change nothing.
+ */
+static void
+test_state_hook_follows_each_transition_once(void **state)
+{
+	struct relay_redis *r = adapter();
+	struct states st = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	int64_t ms, deadline;
+	int i;
+
+	(void)state;
+	relay_redis_on_state(r, on_state, &st);
+	test_redis_kill(&srv);
+	for (i = 0; i < 20; i++)
+		(void)relay_redis_time_ms(r, &ms);
+	assert_int_equal(test_redis_restart(&srv), 0);
+	deadline = relay_mono_ms() + 15000;
+	while (relay_redis_time_ms(r, &ms) != RELAY_REDIS_OK &&
+	    relay_mono_ms() < deadline) {
+		struct timespec nap = { 0, 20 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+	}
+	for (i = 0; i < 20; i++)
+		assert_int_equal(relay_redis_time_ms(r, &ms), RELAY_REDIS_OK);
+	relay_redis_on_state(r, NULL, NULL);
+	pthread_mutex_lock(&st.mu);
+	assert_int_equal(st.n, 3);
+	assert_true(st.seen[0]);
+	assert_false(st.seen[1]);
+	assert_true(st.why[1][0] != '\0');
+	assert_true(st.seen[2]);
+	pthread_mutex_unlock(&st.mu);
+	relay_redis_free(r);
+}
+
+struct runner {
+	struct relay_redis *r;
+	_Atomic bool stop;
+	_Atomic int ok;
+};
+
+static void *
+runner_main(void *arg)
+{
+	struct runner *t = arg;
+	int64_t ms;
+
+	while (!atomic_load(&t->stop))
+		if (relay_redis_time_ms(t->r, &ms) == RELAY_REDIS_OK)
+			atomic_fetch_add(&t->ok, 1);
+	return NULL;
+}
+
+/*
+ * Scripts registered while another thread runs scripts (the monitor
+ * thread starts before the stores register theirs): the table never
+ * moves (ThreadSanitizer checks the rest), every id works, and a full
+ * table says so.
+ */
+static void
+test_scripts_registered_while_others_run(void **state)
+{
+	struct runner t = { .r = adapter() };
+	struct relay_redis_reply rep;
+	char name[32], lua[96];
+	int ids[80], n = 0, id;
+	pthread_t th;
+
+	(void)state;
+	assert_int_equal(pthread_create(&th, NULL, runner_main, &t), 0);
+	/* Register only once the other thread is running scripts. */
+	assert_true(wait_for(&t.ok, 1));
+	for (;;) {
+		snprintf(name, sizeof(name), "s%d", n);
+		snprintf(lua, sizeof(lua), "#!lua\nreturn %d\n", n);
+		id = relay_redis_script(t.r, name, lua);
+		if (id < 0)
+			break;
+		ids[n++] = id;
+		assert_true(n < 80);
+	}
+	/* 64 in all, one of them the adapter's own TIME script */
+	assert_int_equal(n, 63);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(relay_redis_eval(t.r, ids[i], 0, NULL, NULL, 0,
+		    NULL, NULL, &rep), RELAY_REDIS_OK);
+		assert_int_equal(rep.integer, i);
+		relay_redis_reply_free(&rep);
+	}
+	atomic_store(&t.stop, true);
+	pthread_join(th, NULL);
+	relay_redis_free(t.r);
+}
+
+/*
+ * A prefix with glob characters: the subscriber's pattern matches its own
+ * channels literally, so another deployment's wake-ups ("{gx:}" would
+ * match an unescaped "{g*:}") are not heard, and an unbalanced '[' does
+ * not lose its own.
+ */
+static void
+test_pubsub_prefix_with_glob_characters(void **state)
+{
+	static const char *const prefixes[] = { "g*:", "h[1]?\\:" };
+	static const char *const foreign[] = { "{gx:}", "{h1x\\:}" };
+	struct relay_redis_config cfg;
+	struct relay_redis_reply rep;
+	struct relay_redis *r;
+	const char *args[1];
+	size_t alens[1];
+	char ch[256], err[256];
+	int pub;
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		struct sub_seen seen = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+		test_redis_config(&srv, &cfg);
+		snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", prefixes[i]);
+		r = relay_redis_new(&cfg, NULL, err, sizeof(err));
+		assert_non_null(r);
+		pub = relay_redis_script(r, "publish",
+		    "#!lua\nreturn redis.call('PUBLISH', ARGV[1], 'x')\n");
+		assert_int_equal(relay_redis_check_channels(r, err, sizeof(err)),
+		    RELAY_REDIS_OK);
+		assert_int_equal(relay_redis_subscribe(r, on_msg, on_sub, &seen),
+		    RELAY_REDIS_OK);
+		assert_true(wait_for(&seen.subscribed, 1));
+		args[0] = ch;
+		snprintf(ch, sizeof(ch), "%swake:theirs", foreign[i]);
+		alens[0] = strlen(ch);
+		assert_int_equal(relay_redis_eval(r, pub, 0, NULL, NULL, 1, args,
+		    alens, &rep), RELAY_REDIS_OK);
+		relay_redis_reply_free(&rep);
+		snprintf(ch, sizeof(ch), "%swake:ours", relay_redis_prefix(r));
+		alens[0] = strlen(ch);
+		assert_int_equal(relay_redis_eval(r, pub, 0, NULL, NULL, 1, args,
+		    alens, &rep), RELAY_REDIS_OK);
+		assert_int_equal(rep.integer, 1);	/* our subscriber heard it */
+		relay_redis_reply_free(&rep);
+		/* Messages arrive in publish order: "theirs" would be first. */
+		assert_true(wait_for(&seen.messages, 1));
+		relay_redis_free(r);
+		assert_int_equal(atomic_load(&seen.messages), 1);
+		pthread_mutex_lock(&seen.mu);
+		assert_string_equal(seen.last, "ours");
+		pthread_mutex_unlock(&seen.mu);
+	}
+}
+
 struct hammer {
 	struct relay_redis *r;
 	int id;
@@ -619,6 +811,9 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_url_parse),
+		cmocka_unit_test(test_glob_escape),
+		cmocka_unit_test(test_scripts_registered_while_others_run),
+		cmocka_unit_test(test_pubsub_prefix_with_glob_characters),
 		cmocka_unit_test(test_eval_binary_safe_and_noscript_reload),
 		cmocka_unit_test(test_script_error_is_reported),
 		cmocka_unit_test(test_time_is_the_servers),
@@ -628,6 +823,7 @@ main(void)
 		cmocka_unit_test(test_wrong_password_and_db_refused_at_start),
 		cmocka_unit_test(test_state_start_schema_readiness),
 		cmocka_unit_test(test_down_fails_fast_and_resumes),
+		cmocka_unit_test(test_state_hook_follows_each_transition_once),
 		cmocka_unit_test(test_pubsub_wakeups_and_resubscribe),
 	};
 

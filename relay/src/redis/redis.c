@@ -1,7 +1,9 @@
 /*
- * redis.c -- the one file that includes hiredis (Debian 12: 0.14, blocking
- * API, no TLS). Everything the two Redis stores and the time base need
- * from a Redis/Valkey server goes through here.
+ * redis.c -- the Redis adapter over hiredis (Debian 12: 0.14, blocking
+ * API, no TLS); with redis_pubsub.c (the subscriber thread and the
+ * channel check) the only code that includes hiredis. Everything the two
+ * Redis stores and the time base need from a Redis/Valkey server goes
+ * through here.
  *
  * Connections. Command connections live in a small pool: a caller borrows
  * one for exactly one command and gives it back at once, so a long poll
@@ -12,19 +14,32 @@
  *
  * Availability (the state behind /healthz checks.state):
  *
- *   up --(connection lost, timeout)--> down, next dial allowed at once
- *   down --(dial fails)--> down, next dial after a back-off (100 ms
- *                           doubling to 2 s); callers meanwhile fail at
- *                           once with RELAY_REDIS_E_UNAVAILABLE
- *   down --(dial or command succeeds)--> up
+ *   up --(a call fails: connection lost, timeout, or an answer that says
+ *         this server cannot serve: READONLY, MASTERDOWN, LOADING, "max
+ *         number of clients reached")--> down
+ *   down --(a dial fails, or the probe's call fails)--> down, next dial
+ *           after a back-off (100 ms doubling to 2 s); callers meanwhile
+ *           fail at once with RELAY_REDIS_E_UNAVAILABLE
+ *   down --(a call answered on a connection opened after the last
+ *           loss)--> up
  *
- * Only one thread dials while the server is down (the others fail fast),
- * so no request thread ever waits longer than the connect timeout, and a
- * command never longer than the command timeout. Each transition is logged
- * once (relay.state_store_down / relay.state_store_up), never per request.
- * When the server closes a connection, every idle connection older than
- * that loss is dropped too (it would fail the same way on its next use),
- * so a restart costs the commands in flight, not one per pooled socket.
+ * The epoch is bumped on every loss, and a connection remembers the epoch
+ * at which its dial started. Only an answer on a connection of the
+ * current epoch marks the store up: a dial alone proves nothing (a dying
+ * server's socket may still accept), and an answer that left the server
+ * before a loss another thread saw may be read after it. Every connection
+ * of an older epoch is retired when it comes back, and its failure changes
+ * nothing. While down, one thread at a time dials and runs its call as
+ * the probe (the others fail fast), so no request thread waits longer
+ * than the connect timeout, and a command never longer than the command
+ * timeout. Each transition is logged once (relay.state_store_down /
+ * relay.state_store_up), never per request, and handed to the state hook
+ * (relay_redis_on_state) under the same lock, so readiness follows in
+ * the same order at once.
+ *
+ * Every call is a script that may write (the server's TIME too): a
+ * replica left behind by a failover answers READONLY to each of them, so
+ * it can never look usable.
  *
  * Scripts. A script is loaded with SCRIPT LOAD the first time it runs and
  * then called with EVALSHA. NOSCRIPT (a restarted or flushed server) means
@@ -33,21 +48,14 @@
  * never re-sent: it may have run, and a write script run twice could
  * enqueue twice or lose popped jobs.
  *
- * Pub/Sub. One subscriber thread per adapter (started by
- * relay_redis_subscribe) on its own connection, subscribed to the pattern
- * "<prefix>wake:*". It reconnects with the same back-off, and calls
- * on_subscribed after every (re)subscribe so that waiters re-check.
+ * Pub/Sub: redis_pubsub.c. URL parsing: redis_url.c.
  */
-#include "redis/redis.h"
+#include "redis/redis_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <hiredis/hiredis.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,258 +63,33 @@
 #include <unistd.h>
 
 #include "core/clock.h"
-#include "core/percent.h"
 #include "tokenplace/log.h"
 #include "tokenplace/metrics.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
-#define MAX_ARGS 64		/* keys + args of one script call */
-#define SUB_POLL_MS 1000	/* subscriber wakes to check for stop */
-
-enum err_kind {
-	ERR_CONNECT = 0,
-	ERR_TIMEOUT,
-	ERR_CONNECTION_LOST,
-	ERR_OOM,
-	ERR_AUTH,
-	ERR_SCRIPT,
-	ERR_PROTOCOL,
-	ERR_BUSY,
-	ERR_POOL,
-	ERR_NKINDS
-};
-
 static const char *const err_kind_name[ERR_NKINDS] = {
 	"connect", "timeout", "connection_lost", "oom", "auth", "script",
-	"protocol", "busy", "pool_exhausted",
+	"protocol", "busy", "pool_exhausted", "failover", "noperm",
 };
 
-struct script {
-	char *name;
-	char *lua;
-	size_t len;
-	char sha[41];		/* "" until loaded; guarded by mu */
-	struct tp_histogram_child *latency;
-};
-
-struct pooled {
-	redisContext *c;
-	uint64_t epoch;		/* r->epoch when it was opened */
-};
-
-struct relay_redis {
-	struct relay_redis_config cfg;
-	char prefix[sizeof(((struct relay_redis_config *)0)->prefix) + 2];
-
-	pthread_mutex_t mu;
-	pthread_cond_t cv;		/* an idle connection or a free slot */
-	struct pooled *idle;
-	size_t nidle;
-	unsigned open;			/* idle + borrowed + dialing */
-	uint64_t epoch;			/* bumped when a connection is lost */
-	bool up;
-	bool dialing;			/* one dial at a time while down */
-	char why[160];
-	int64_t next_dial_ms;
-	int64_t backoff_ms;
-
-	struct script *scripts;
-	size_t nscripts;
-
-	/* subscriber */
-	pthread_t sub;
-	bool sub_started;
-	_Atomic bool stop;
-	int stop_pipe[2];
-	relay_redis_message_fn on_message;
-	relay_redis_subscribed_fn on_subscribed;
-	void *sub_arg;
-	_Atomic bool sub_connected;
-
-	/* metrics (NULL without a registry) */
-	struct tp_counter_child *errors[ERR_NKINDS];
-	struct tp_counter_child *reconnects;
-	struct tp_counter_child *wakeups;
-	struct tp_histogram *latency;
-	struct tp_histogram_child *time_latency;
-};
+/*
+ * The server's TIME, from a script that may write (no "no-writes" flag):
+ * a replica refuses it with READONLY like every other call, so the
+ * monitor's samples cannot mark a demoted server up. allow-oom: a full
+ * server still tells the time.
+ */
+static const char LUA_TIME[] =
+    "#!lua flags=allow-oom\n"
+    "return redis.call('TIME')\n";
 
 /* A reason into a caller's buffer; cut short when it does not fit. */
-static void __attribute__((format(printf, 3, 4)))
-set_why(char *why, size_t len, const char *fmt, ...)
+void
+relay_redis_why(char *why, size_t len, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
 	(void)vsnprintf(why, len, fmt, ap);
 	va_end(ap);
-}
-
-/* ---- URL --------------------------------------------------------------- */
-
-/* Copies [s, s+n) percent-decoded into out; -1 when it does not fit. */
-static int
-decode_into(const char *s, size_t n, char *out, size_t outlen)
-{
-	size_t i, o = 0;
-	int b;
-
-	for (i = 0; i < n; i++) {
-		if (o + 1 >= outlen)
-			return -1;
-		if (s[i] == '%') {
-			if ((b = relay_percent_byte(s + i)) <= 0)
-				return -1;
-			out[o++] = (char)b;
-			i += 2;
-		} else
-			out[o++] = s[i];
-	}
-	out[o] = '\0';
-	return 0;
-}
-
-static int
-parse_uint(const char *s, size_t n, long max, long *out)
-{
-	long v = 0;
-	size_t i;
-
-	if (n == 0 || n > 9)
-		return -1;
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	if (v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int
-url_fail(char *err, size_t errlen, const char *reason)
-{
-	snprintf(err, errlen, "%s", reason);
-	return -1;
-}
-
-int
-relay_redis_url_parse(const char *url, struct relay_redis_config *out,
-    char *err, size_t errlen)
-{
-	const char *p, *end, *at, *colon, *slash, *hostend, *q;
-	long v;
-	size_t i;
-
-	if (url == NULL)
-		return url_fail(err, errlen, "no URL");
-	for (i = 0; url[i] != '\0'; i++)
-		if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
-			return url_fail(err, errlen,
-			    "URL contains whitespace or a control character");
-	if (strncmp(url, "rediss://", 9) == 0)
-		return url_fail(err, errlen, "rediss:// (TLS) is not supported: "
-		    "Debian 12's hiredis 0.14 has no TLS; reach Redis/Valkey over "
-		    "a private network or a unix socket, or put a TLS tunnel "
-		    "(stunnel, a service mesh) in front of it");
-	if (strncmp(url, "unix://", 7) == 0) {
-		p = url + 7;
-		if (p[0] != '/')
-			return url_fail(err, errlen, "unix:// needs an absolute "
-			    "socket path, e.g. unix:///run/redis/redis.sock");
-		q = strchr(p, '?');
-		end = q ? q : p + strlen(p);
-		if ((size_t)(end - p) >= sizeof(out->unix_path))
-			return url_fail(err, errlen, "unix socket path too long "
-			    "(at most 107 bytes)");
-		if (decode_into(p, (size_t)(end - p), out->unix_path,
-		    sizeof(out->unix_path)) != 0)
-			return url_fail(err, errlen, "bad percent-escape in the "
-			    "socket path");
-		out->host[0] = '\0';
-		out->port = 0;
-		out->db = 0;
-		out->user[0] = '\0';
-		if (q != NULL) {
-			if (strncmp(q, "?db=", 4) != 0 ||
-			    parse_uint(q + 4, strlen(q + 4), 1000000, &v) != 0)
-				return url_fail(err, errlen, "the only unix:// "
-				    "query is ?db=N (a database number)");
-			out->db = (int)v;
-		}
-		return 0;
-	}
-	if (strncmp(url, "redis://", 8) != 0)
-		return url_fail(err, errlen, "not a redis://, unix:// or "
-		    "memory:// URL");
-	p = url + 8;
-	end = p + strlen(p);
-	if (memchr(p, '?', (size_t)(end - p)) != NULL ||
-	    memchr(p, '#', (size_t)(end - p)) != NULL)
-		return url_fail(err, errlen, "redis:// URLs take no query or "
-		    "fragment");
-	/* userinfo ends at the last '@' (a password may contain '@'). */
-	at = NULL;
-	for (q = p; q < end; q++)
-		if (*q == '@')
-			at = q;
-	out->user[0] = '\0';
-	if (at != NULL) {
-		colon = memchr(p, ':', (size_t)(at - p));
-		if (colon == NULL)
-			return url_fail(err, errlen, "userinfo without ':' (use "
-			    "redis://:password@host or redis://user:password@host)");
-		if (decode_into(p, (size_t)(colon - p), out->user,
-		    sizeof(out->user)) != 0 ||
-		    decode_into(colon + 1, (size_t)(at - colon - 1),
-		    out->password, sizeof(out->password)) != 0)
-			return url_fail(err, errlen, "user or password too long "
-			    "or badly percent-escaped");
-		p = at + 1;
-	}
-	slash = memchr(p, '/', (size_t)(end - p));
-	hostend = slash ? slash : end;
-	if (p < hostend && *p == '[') {
-		q = memchr(p, ']', (size_t)(hostend - p));
-		if (q == NULL || q == p + 1)
-			return url_fail(err, errlen, "unterminated [IPv6] host");
-		if ((size_t)(q - p - 1) >= sizeof(out->host))
-			return url_fail(err, errlen, "host too long");
-		memcpy(out->host, p + 1, (size_t)(q - p - 1));
-		out->host[q - p - 1] = '\0';
-		colon = q + 1 < hostend ? q + 1 : NULL;
-		if (colon != NULL && *colon != ':')
-			return url_fail(err, errlen, "junk after [IPv6] host");
-	} else {
-		colon = memchr(p, ':', (size_t)(hostend - p));
-		q = colon ? colon : hostend;
-		if (q == p)
-			return url_fail(err, errlen, "no host");
-		if ((size_t)(q - p) >= sizeof(out->host))
-			return url_fail(err, errlen, "host too long");
-		memcpy(out->host, p, (size_t)(q - p));
-		out->host[q - p] = '\0';
-	}
-	out->port = 6379;
-	if (colon != NULL) {
-		if (parse_uint(colon + 1, (size_t)(hostend - colon - 1), 65535,
-		    &v) != 0 || v == 0)
-			return url_fail(err, errlen, "port is not 1-65535");
-		out->port = (int)v;
-	}
-	out->db = 0;
-	if (slash != NULL && slash + 1 < end) {
-		if (parse_uint(slash + 1, (size_t)(end - slash - 1), 1000000,
-		    &v) != 0)
-			return url_fail(err, errlen, "the path is a database "
-			    "number, e.g. redis://host:6379/0");
-		out->db = (int)v;
-	}
-	out->unix_path[0] = '\0';
-	return 0;
 }
 
 /* ---- replies ----------------------------------------------------------- */
@@ -380,19 +163,26 @@ reply_copy(const redisReply *in, struct relay_redis_reply *out, int depth)
 
 /* ---- availability ------------------------------------------------------ */
 
-static void
-count_error(struct relay_redis *r, enum err_kind k)
+void
+relay_redis_count(struct relay_redis *r, enum err_kind k)
 {
 	tp_counter_child_add(r->errors[k], 1);
 }
 
-/* Under mu. */
+/*
+ * Under mu. Every loss bumps the epoch: the connections opened before it
+ * are retired, and only a call on a newer one can mark the store up.
+ * `backoff`: the next dial waits (a failed dial or probe, or a server
+ * that answered that it cannot serve); otherwise the next caller may dial
+ * at once (a restart is usually quick).
+ */
 static void
-mark_down(struct relay_redis *r, const char *why, bool dial_failed)
+mark_down(struct relay_redis *r, const char *why, bool backoff)
 {
 	int64_t now = relay_mono_ms();
 
-	if (dial_failed) {
+	r->epoch++;
+	if (backoff) {
 		r->next_dial_ms = now + r->backoff_ms;
 		r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ?
 		    BACKOFF_MAX_MS : r->backoff_ms * 2;
@@ -404,10 +194,12 @@ mark_down(struct relay_redis *r, const char *why, bool dial_failed)
 		TP_LOG(TP_LOG_ERROR, "relay.state_store_down",
 		    TP_LSTR("reason", r->why),
 		    TP_LSTR("setting", "RELAY_STATE_URL"));
+		if (r->on_state != NULL)
+			r->on_state(r->state_arg, false, r->why);
 	}
 }
 
-/* Under mu. */
+/* Under mu: a call on a connection of the current epoch was answered. */
 static void
 mark_up(struct relay_redis *r)
 {
@@ -416,7 +208,21 @@ mark_up(struct relay_redis *r)
 		r->up = true;
 		r->why[0] = '\0';
 		TP_LOG0(TP_LOG_INFO, "relay.state_store_up");
+		if (r->on_state != NULL)
+			r->on_state(r->state_arg, true, "");
 	}
+}
+
+void
+relay_redis_on_state(struct relay_redis *r, relay_redis_state_fn fn,
+    void *arg)
+{
+	pthread_mutex_lock(&r->mu);
+	r->on_state = fn;
+	r->state_arg = arg;
+	if (fn != NULL)
+		fn(arg, r->up, r->up ? "" : r->why);
+	pthread_mutex_unlock(&r->mu);
 }
 
 bool
@@ -428,7 +234,7 @@ relay_redis_up(const struct relay_redis *r, char *why, size_t whylen)
 	pthread_mutex_lock(&m->mu);
 	up = m->up;
 	if (why != NULL && whylen > 0)
-		set_why(why, whylen, "%s", up ? "" : m->why);
+		relay_redis_why(why, whylen, "%s", up ? "" : m->why);
 	pthread_mutex_unlock(&m->mu);
 	return up;
 }
@@ -455,11 +261,28 @@ simple(redisContext *c, int argc, const char **argv, const size_t *lens,
 }
 
 /*
+ * An error answer that says this server cannot serve now, whatever the
+ * command: a replica left behind by a failover (READONLY), a replica cut
+ * off from its master (MASTERDOWN), a server loading its data (LOADING),
+ * or one that accepted the connection only to refuse it ("max number of
+ * clients reached"). Not a configuration error, and not a script bug: the
+ * connection is dropped and the store is down until a probe is answered.
+ */
+bool
+relay_redis_cannot_serve(const char *s)
+{
+	return strncmp(s, "READONLY", 8) == 0 ||
+	    strncmp(s, "MASTERDOWN", 10) == 0 ||
+	    strncmp(s, "LOADING", 7) == 0 ||
+	    strstr(s, "max number of clients reached") != NULL;
+}
+
+/*
  * Opens, authenticates and selects. Returns NULL with *rc and a reason
  * (never the password) in why.
  */
-static redisContext *
-dial(const struct relay_redis_config *cfg, enum relay_redis_rc *rc, char *why,
+redisContext *
+relay_redis_dial(const struct relay_redis_config *cfg, enum relay_redis_rc *rc, char *why,
     size_t whylen)
 {
 	redisContext *c;
@@ -477,23 +300,23 @@ dial(const struct relay_redis_config *cfg, enum relay_redis_rc *rc, char *why,
 		    tv_ms(cfg->connect_timeout_ms));
 	if (c == NULL) {
 		*rc = RELAY_REDIS_E_NOMEM;
-		set_why(why, whylen, "out of memory");
+		relay_redis_why(why, whylen, "out of memory");
 		return NULL;
 	}
 	if (c->err != 0) {
 		*rc = RELAY_REDIS_E_UNAVAILABLE;
 		if (cfg->unix_path[0] != '\0')
-			set_why(why, whylen, "cannot connect to %.100s: %s",
+			relay_redis_why(why, whylen, "cannot connect to %.100s: %s",
 			    cfg->unix_path, c->errstr);
 		else
-			set_why(why, whylen, "cannot connect to %.100s:%d: %s",
+			relay_redis_why(why, whylen, "cannot connect to %.100s:%d: %s",
 			    cfg->host, cfg->port, c->errstr);
 		goto fail;
 	}
 	if (redisSetTimeout(c, tv_ms(cfg->command_timeout_ms)) != REDIS_OK ||
 	    (cfg->unix_path[0] == '\0' && redisEnableKeepAlive(c) != REDIS_OK)) {
 		*rc = RELAY_REDIS_E_UNAVAILABLE;
-		set_why(why, whylen, "socket options: %s", c->errstr);
+		relay_redis_why(why, whylen, "socket options: %s", c->errstr);
 		goto fail;
 	}
 	if (cfg->password[0] != '\0') {
@@ -508,10 +331,18 @@ dial(const struct relay_redis_config *cfg, enum relay_redis_rc *rc, char *why,
 		lens[argc++] = strlen(cfg->password);
 		if (simple(c, argc, argv, lens, &rep) != 0)
 			goto io;
+		if (rep->type == REDIS_REPLY_ERROR && (relay_redis_cannot_serve(rep->str) ||
+		    strncmp(rep->str, "BUSY", 4) == 0)) {
+			/* A busy server, not a wrong password: retry later. */
+			*rc = RELAY_REDIS_E_UNAVAILABLE;
+			relay_redis_why(why, whylen, "the server cannot serve yet: "
+			    "%.100s", rep->str);
+			goto fail;
+		}
 		if (rep->type == REDIS_REPLY_ERROR) {
 			*rc = RELAY_REDIS_E_AUTH;
 			/* The server's message names no password. */
-			set_why(why, whylen, "AUTH refused: %.100s", rep->str);
+			relay_redis_why(why, whylen, "AUTH refused: %.100s", rep->str);
 			goto fail;
 		}
 		freeReplyObject(rep);
@@ -525,10 +356,17 @@ dial(const struct relay_redis_config *cfg, enum relay_redis_rc *rc, char *why,
 		lens[1] = strlen(db);
 		if (simple(c, 2, argv, lens, &rep) != 0)
 			goto io;
+		if (rep->type == REDIS_REPLY_ERROR && (relay_redis_cannot_serve(rep->str) ||
+		    strncmp(rep->str, "BUSY", 4) == 0)) {
+			*rc = RELAY_REDIS_E_UNAVAILABLE;
+			relay_redis_why(why, whylen, "the server cannot serve yet: "
+			    "%.100s", rep->str);
+			goto fail;
+		}
 		if (rep->type == REDIS_REPLY_ERROR) {
 			*rc = strncmp(rep->str, "NOAUTH", 6) == 0 ?
 			    RELAY_REDIS_E_AUTH : RELAY_REDIS_E_CONFIG;
-			set_why(why, whylen, "SELECT %d refused: %.100s",
+			relay_redis_why(why, whylen, "SELECT %d refused: %.100s",
 			    cfg->db, rep->str);
 			goto fail;
 		}
@@ -538,7 +376,7 @@ dial(const struct relay_redis_config *cfg, enum relay_redis_rc *rc, char *why,
 	return c;
 io:
 	*rc = RELAY_REDIS_E_UNAVAILABLE;
-	set_why(why, whylen, "connection lost during set-up: %s", c->errstr);
+	relay_redis_why(why, whylen, "connection lost during set-up: %s", c->errstr);
 fail:
 	if (rep != NULL)
 		freeReplyObject(rep);
@@ -548,8 +386,10 @@ fail:
 
 /*
  * Borrows a connection for one command. Fails at once while the server is
- * known down and the back-off has not passed, or while another thread is
- * already dialing it; waits at most the command timeout for a free slot.
+ * known down and the back-off has not passed, or while another thread's
+ * probe is out; waits at most the command timeout for a free slot. A
+ * connection dialed while down is the probe: the store stays down until
+ * its call is answered (give_back), and no other thread dials meanwhile.
  */
 static enum relay_redis_rc
 borrow(struct relay_redis *r, struct pooled *out, char *why, size_t whylen)
@@ -559,6 +399,7 @@ borrow(struct relay_redis *r, struct pooled *out, char *why, size_t whylen)
 	enum relay_redis_rc rc;
 	redisContext *c;
 	uint64_t epoch;
+	bool probe;
 
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
@@ -568,59 +409,63 @@ borrow(struct relay_redis *r, struct pooled *out, char *why, size_t whylen)
 				pthread_mutex_unlock(&r->mu);
 				return RELAY_REDIS_OK;
 			}
-			/* Opened before a connection loss: assume it shares it. */
+			/* Opened before a loss: assume it shares it. */
 			redisFree(out->c);
 			r->open--;
 		}
+		if (!r->up && (r->dialing ||
+		    relay_mono_ms() < r->next_dial_ms)) {
+			relay_redis_why(why, whylen, "%s", r->why);
+			pthread_mutex_unlock(&r->mu);
+			relay_redis_count(r, ERR_CONNECT);
+			return RELAY_REDIS_E_UNAVAILABLE;
+		}
 		if (r->open < r->cfg.pool_size) {
-			if (!r->up && (r->dialing ||
-			    relay_mono_ms() < r->next_dial_ms)) {
-				set_why(why, whylen, "%s", r->why);
-				pthread_mutex_unlock(&r->mu);
-				count_error(r, ERR_CONNECT);
-				return RELAY_REDIS_E_UNAVAILABLE;
-			}
 			r->open++;
-			r->dialing = true;
+			probe = !r->up;
+			if (probe)
+				r->dialing = true;
 			epoch = r->epoch;
 			pthread_mutex_unlock(&r->mu);
-			c = dial(&r->cfg, &rc, why, whylen);
+			c = relay_redis_dial(&r->cfg, &rc, why, whylen);
 			pthread_mutex_lock(&r->mu);
-			r->dialing = false;
 			if (c == NULL) {
 				r->open--;
+				if (probe)
+					r->dialing = false;
 				if (rc == RELAY_REDIS_E_UNAVAILABLE ||
 				    rc == RELAY_REDIS_E_AUTH ||
 				    rc == RELAY_REDIS_E_CONFIG)
 					mark_down(r, why, true);
 				pthread_cond_signal(&r->cv);
 				pthread_mutex_unlock(&r->mu);
-				count_error(r, rc == RELAY_REDIS_E_AUTH ?
+				relay_redis_count(r, rc == RELAY_REDIS_E_AUTH ?
 				    ERR_AUTH : ERR_CONNECT);
 				tp_counter_child_add(r->reconnects, 1);
 				return rc;
 			}
-			if (!r->up)
+			/* A probe: still down, its call decides (give_back/retire). */
+			if (probe)
 				tp_counter_child_add(r->reconnects, 1);
-			mark_up(r);
 			pthread_mutex_unlock(&r->mu);
 			out->c = c;
 			out->epoch = epoch;
+			out->probe = probe;
 			return RELAY_REDIS_OK;
 		}
 		if (!r->up) {
-			set_why(why, whylen, "%s", r->why);
+			relay_redis_why(why, whylen, "%s", r->why);
 			pthread_mutex_unlock(&r->mu);
-			count_error(r, ERR_CONNECT);
+			relay_redis_count(r, ERR_CONNECT);
 			return RELAY_REDIS_E_UNAVAILABLE;
 		}
 		ts = relay_mono_timespec(deadline);
 		if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT &&
 		    r->nidle == 0 && r->open >= r->cfg.pool_size) {
 			pthread_mutex_unlock(&r->mu);
-			set_why(why, whylen, "all %u connections busy for "
+			relay_redis_why(why, whylen, "all %u connections busy for "
 			    "the command timeout", r->cfg.pool_size);
-			count_error(r, ERR_POOL);
+			relay_redis_count(r, ERR_POOL);
 			return RELAY_REDIS_E_UNAVAILABLE;
 		}
 	}
@@ -650,80 +495,109 @@ restore_timeout(struct relay_redis *r, struct pooled *p, bool shrunk)
 		(void)redisSetTimeout(p->c, tv_ms(r->cfg.command_timeout_ms));
 }
 
-/* Gives a healthy connection back. */
+/*
+ * Gives a connection back after its call was answered. An answer on a
+ * connection of the current epoch marks the store up; one opened before
+ * the last loss proves nothing about now (its answer may have left the
+ * server before that loss) and is retired.
+ */
 static void
 give_back(struct relay_redis *r, struct pooled *p)
 {
 	pthread_mutex_lock(&r->mu);
+	if (p->probe)
+		r->dialing = false;
 	if (p->epoch != r->epoch) {
-		/*
-		 * Opened before the last known loss: its answer may have left
-		 * the server before that loss, so it proves nothing about now
-		 * (marking up here made a down/up/down flap on a restart).
-		 */
 		redisFree(p->c);
 		r->open--;
 	} else {
+		p->probe = false;
 		r->idle[r->nidle++] = *p;
 		mark_up(r);
 	}
+	p->c = NULL;
 	pthread_cond_signal(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 }
 
 /*
- * Drops a connection whose command failed on the socket. A timeout costs
- * that connection only; a closed connection also retires every idle one
- * opened before it (the server probably restarted).
+ * Retires a connection whose call failed: lost, timed out (errno from
+ * hiredis), or answered that the server cannot serve (kind
+ * ERR_FAILOVER/ERR_CONNECT with why already set). On a connection of the
+ * current epoch that is a loss: the store is down and every connection
+ * opened before is retired. A failed probe, or a server that answered,
+ * backs off before the next dial.
  */
+static void
+retire(struct relay_redis *r, struct pooled *p, enum err_kind kind,
+    const char *why)
+{
+	redisFree(p->c);
+	p->c = NULL;
+	relay_redis_count(r, kind);
+	pthread_mutex_lock(&r->mu);
+	r->open--;
+	if (p->probe)
+		r->dialing = false;
+	if (p->epoch == r->epoch)
+		mark_down(r, why, p->probe || kind == ERR_FAILOVER ||
+		    kind == ERR_CONNECT);
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* A call failed on the socket (hiredis returned no reply). */
 static void
 drop(struct relay_redis *r, struct pooled *p, char *why, size_t whylen)
 {
 	bool timeout = p->c->err == REDIS_ERR_IO &&
 	    (errno == EAGAIN || errno == EWOULDBLOCK);
 
-	set_why(why, whylen, "%s: %s", timeout ? "command timed out" :
+	relay_redis_why(why, whylen, "%s: %s", timeout ? "command timed out" :
 	    "connection lost", p->c->errstr);
-	count_error(r, timeout ? ERR_TIMEOUT : ERR_CONNECTION_LOST);
-	redisFree(p->c);
-	p->c = NULL;
-	pthread_mutex_lock(&r->mu);
-	r->open--;
-	/*
-	 * A connection opened before the last known loss says nothing new:
-	 * the server may be back already, so it must not mark it down again.
-	 */
-	if (p->epoch == r->epoch) {
-		if (!timeout)
-			r->epoch++;
-		mark_down(r, why, false);
-	}
-	pthread_cond_signal(&r->cv);
-	pthread_mutex_unlock(&r->mu);
+	retire(r, p, timeout ? ERR_TIMEOUT : ERR_CONNECTION_LOST, why);
 }
 
-/* Maps an error reply to a code; logs script bugs. */
+/*
+ * Maps an error answer to a code; logs script bugs. *lost: the answer
+ * says this server cannot serve (relay_redis_cannot_serve()): the caller retires the
+ * connection with retire(r, p, *kind, why).
+ */
 static enum relay_redis_rc
-classify_error(struct relay_redis *r, const char *op, const redisReply *rep)
+classify_error(struct relay_redis *r, const char *op, const redisReply *rep,
+    bool *lost, enum err_kind *kind, char *why, size_t whylen)
 {
 	const char *s = rep->str;
 
-	if (strncmp(s, "OOM", 3) == 0 || strstr(s, "OOM command") != NULL) {
-		count_error(r, ERR_OOM);
-		return RELAY_REDIS_E_OOM;
-	}
-	if (strncmp(s, "NOAUTH", 6) == 0 || strncmp(s, "WRONGPASS", 9) == 0 ||
-	    strncmp(s, "NOPERM", 6) == 0) {
-		count_error(r, ERR_AUTH);
-		return RELAY_REDIS_E_AUTH;
-	}
-	if (strncmp(s, "BUSY", 4) == 0 || strncmp(s, "LOADING", 7) == 0 ||
-	    strncmp(s, "READONLY", 8) == 0 || strncmp(s, "MASTERDOWN", 10) == 0 ||
-	    strncmp(s, "TRYAGAIN", 8) == 0 || strncmp(s, "CLUSTERDOWN", 11) == 0) {
-		count_error(r, ERR_BUSY);
+	*lost = false;
+	if (relay_redis_cannot_serve(s)) {
+		*lost = true;
+		*kind = strncmp(s, "ERR", 3) == 0 ? ERR_CONNECT : ERR_FAILOVER;
+		relay_redis_why(why, whylen, "the server cannot serve: %.100s", s);
 		return RELAY_REDIS_E_UNAVAILABLE;
 	}
-	count_error(r, ERR_SCRIPT);
+	if (strncmp(s, "OOM", 3) == 0 || strstr(s, "OOM command") != NULL) {
+		relay_redis_count(r, ERR_OOM);
+		return RELAY_REDIS_E_OOM;
+	}
+	if (strncmp(s, "NOPERM", 6) == 0) {
+		relay_redis_count(r, ERR_NOPERM);
+		TP_LOG(TP_LOG_ERROR, "relay.state_permission_denied",
+		    TP_LSTR("operation", op), TP_LSTRN("reason", s,
+		    rep->len < 300 ? (size_t)rep->len : 300),
+		    TP_LSTR("setting", "RELAY_STATE_URL"));
+		return RELAY_REDIS_E_NOPERM;
+	}
+	if (strncmp(s, "NOAUTH", 6) == 0 || strncmp(s, "WRONGPASS", 9) == 0) {
+		relay_redis_count(r, ERR_AUTH);
+		return RELAY_REDIS_E_AUTH;
+	}
+	if (strncmp(s, "BUSY", 4) == 0 || strncmp(s, "TRYAGAIN", 8) == 0 ||
+	    strncmp(s, "CLUSTERDOWN", 11) == 0) {
+		relay_redis_count(r, ERR_BUSY);
+		return RELAY_REDIS_E_UNAVAILABLE;
+	}
+	relay_redis_count(r, ERR_SCRIPT);
 	TP_LOG(TP_LOG_ERROR, "relay.state_script_error", TP_LSTR("operation", op),
 	    TP_LSTRN("reason", s, rep->len < 300 ? (size_t)rep->len : 300));
 	return RELAY_REDIS_E_SCRIPT;
@@ -763,8 +637,6 @@ register_metrics(struct relay_redis *r, struct tp_metrics_registry *reg)
 	}
 	r->reconnects = tp_counter_child(reconnects, NULL);
 	r->wakeups = tp_counter_child(wakeups, NULL);
-	r->time_latency = tp_histogram_child(r->latency,
-	    (const char *const[]){ "time" });
 	return 0;
 }
 
@@ -796,6 +668,7 @@ relay_redis_new(const struct relay_redis_config *cfg,
 	redisContext *c;
 	struct sigaction sa;
 	char why[200];
+	size_t n;
 
 	/*
 	 * hiredis writes with write(2): a server that closed the socket
@@ -816,6 +689,15 @@ relay_redis_new(const struct relay_redis_config *cfg,
 	if (r->cfg.command_timeout_ms < 1)
 		r->cfg.command_timeout_ms = 1;
 	snprintf(r->prefix, sizeof(r->prefix), "{%s}", cfg->prefix);
+	/* Glob characters in the prefix would widen the pattern (crossed
+	 * deployments) or break it (an unbalanced '['): escaped. */
+	n = relay_redis_glob_escape(r->prefix, r->pattern, sizeof(r->pattern));
+	if (n + 7 > sizeof(r->pattern)) {
+		snprintf(err, errlen, "RELAY_STATE_PREFIX too long");
+		free(r);
+		return NULL;
+	}
+	memcpy(r->pattern + n, "wake:*", 7);
 	r->stop_pipe[0] = r->stop_pipe[1] = -1;
 	r->backoff_ms = BACKOFF_MIN_MS;
 	r->up = true;		/* so that a first failure logs "down" once */
@@ -845,8 +727,14 @@ relay_redis_new(const struct relay_redis_config *cfg,
 		goto fail;
 	}
 
+	r->time_id = relay_redis_script(r, "time", LUA_TIME);
+	if (r->time_id < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+
 	/* One connection now: a bad password or db is a configuration error. */
-	c = dial(&r->cfg, &rc, why, sizeof(why));
+	c = relay_redis_dial(&r->cfg, &rc, why, sizeof(why));
 	if (c == NULL) {
 		if (rc != RELAY_REDIS_E_UNAVAILABLE) {
 			snprintf(err, errlen, "%s", why);
@@ -881,11 +769,10 @@ relay_redis_free(struct relay_redis *r)
 	for (i = 0; i < r->nidle; i++)
 		redisFree(r->idle[i].c);
 	free(r->idle);
-	for (i = 0; i < r->nscripts; i++) {
+	for (i = 0; i < atomic_load(&r->nscripts); i++) {
 		free(r->scripts[i].name);
 		free(r->scripts[i].lua);
 	}
-	free(r->scripts);
 	if (r->stop_pipe[0] >= 0)
 		close(r->stop_pipe[0]);
 	if (r->stop_pipe[1] >= 0)
@@ -904,25 +791,37 @@ relay_redis_prefix(const struct relay_redis *r)
 int
 relay_redis_script(struct relay_redis *r, const char *name, const char *lua)
 {
-	struct script *ns, *s;
+	struct script *s;
+	size_t n;
+	int id = -1;
 
-	ns = realloc(r->scripts, (r->nscripts + 1) * sizeof(*ns));
-	if (ns == NULL)
-		return -1;
-	r->scripts = ns;
-	s = &ns[r->nscripts];
+	/*
+	 * Other threads may be running scripts already (the monitor thread
+	 * starts before the stores register theirs): the table never moves,
+	 * and an entry is published (nscripts) only once it is complete.
+	 */
+	pthread_mutex_lock(&r->mu);
+	n = atomic_load(&r->nscripts);
+	if (n >= MAX_SCRIPTS)
+		goto out;
+	s = &r->scripts[n];
 	memset(s, 0, sizeof(*s));
 	s->name = strdup(name);
 	s->lua = strdup(lua);
 	if (s->name == NULL || s->lua == NULL) {
 		free(s->name);
 		free(s->lua);
-		return -1;
+		s->name = s->lua = NULL;
+		goto out;
 	}
 	s->len = strlen(lua);
 	s->latency = tp_histogram_child(r->latency,
 	    (const char *const[]){ name });
-	return (int)r->nscripts++;
+	atomic_store(&r->nscripts, n + 1);
+	id = (int)n;
+out:
+	pthread_mutex_unlock(&r->mu);
+	return id;
 }
 
 /* SCRIPT LOAD on c; stores the sha. */
@@ -935,13 +834,16 @@ load_script(struct relay_redis *r, struct pooled *p, struct script *s,
 	redisReply *rep;
 	enum relay_redis_rc rc;
 
+	enum err_kind kind;
+	bool lost = false;
+
 	rep = redisCommandArgv(p->c, 3, argv, lens);
 	if (rep == NULL) {
 		drop(r, p, why, whylen);
 		return RELAY_REDIS_E_UNAVAILABLE;
 	}
 	if (rep->type == REDIS_REPLY_ERROR)
-		rc = classify_error(r, s->name, rep);
+		rc = classify_error(r, s->name, rep, &lost, &kind, why, whylen);
 	else if (rep->type != REDIS_REPLY_STRING || rep->len != 40)
 		rc = RELAY_REDIS_E_PROTOCOL;
 	else {
@@ -952,6 +854,8 @@ load_script(struct relay_redis *r, struct pooled *p, struct script *s,
 		rc = RELAY_REDIS_OK;
 	}
 	freeReplyObject(rep);
+	if (lost)
+		retire(r, p, kind, why);
 	return rc;
 }
 
@@ -968,13 +872,15 @@ relay_redis_eval(struct relay_redis *r, int id, size_t nkeys,
 	redisReply *rep = NULL;
 	enum relay_redis_rc rc;
 	char sha[41], nk[24], why[200];
+	enum err_kind kind;
 	int64_t t0;
 	size_t i;
 	int attempt;
-	bool shrunk;
+	bool shrunk, lost = false;
 
 	memset(out, 0, sizeof(*out));
-	if (id < 0 || (size_t)id >= r->nscripts || nkeys + nargs > MAX_ARGS)
+	if (id < 0 || (size_t)id >= atomic_load(&r->nscripts) ||
+	    nkeys + nargs > MAX_ARGS)
 		return RELAY_REDIS_E_PROTOCOL;
 	s = &r->scripts[id];
 	t0 = relay_mono_ms();
@@ -1028,15 +934,21 @@ relay_redis_eval(struct relay_redis *r, int id, size_t nkeys,
 		break;
 	}
 	if (rep->type == REDIS_REPLY_ERROR)
-		rc = classify_error(r, s->name, rep);
+		rc = classify_error(r, s->name, rep, &lost, &kind, why,
+		    sizeof(why));
 	else if ((rc = reply_copy(rep, out, 0)) != RELAY_REDIS_OK) {
 		reply_clear(out);
 		if (rc == RELAY_REDIS_E_PROTOCOL)
-			count_error(r, ERR_PROTOCOL);
+			relay_redis_count(r, ERR_PROTOCOL);
 	}
 	freeReplyObject(rep);
 	tp_histogram_child_observe(s->latency,
 	    (double)(relay_mono_ms() - t0) / 1000.0);
+	if (lost) {
+		/* This server cannot serve (a failover, loading, full). */
+		retire(r, &p, kind, why);
+		return rc;
+	}
 	restore_timeout(r, &p, shrunk);
 	give_back(r, &p);
 	return rc;
@@ -1051,169 +963,22 @@ out:
 enum relay_redis_rc
 relay_redis_time_ms(struct relay_redis *r, int64_t *ms)
 {
-	const char *argv[1] = { "TIME" };
-	size_t lens[1] = { 4 };
-	struct pooled p;
-	redisReply *rep;
+	struct relay_redis_reply rep;
 	enum relay_redis_rc rc;
-	char why[200];
-	int64_t t0;
-	bool shrunk;
 
-	t0 = relay_mono_ms();
-	rc = borrow(r, &p, why, sizeof(why));
+	rc = relay_redis_eval(r, r->time_id, 0, NULL, NULL, 0, NULL, NULL,
+	    &rep);
 	if (rc != RELAY_REDIS_OK)
 		return rc;
-	shrunk = shrink_timeout(r, &p, t0);
-	rep = redisCommandArgv(p.c, 1, argv, lens);
-	if (rep == NULL) {
-		drop(r, &p, why, sizeof(why));
-		return RELAY_REDIS_E_UNAVAILABLE;
-	}
-	tp_histogram_child_observe(r->time_latency,
-	    (double)(relay_mono_ms() - t0) / 1000.0);
-	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-	    rep->element[0]->type == REDIS_REPLY_STRING &&
-	    rep->element[1]->type == REDIS_REPLY_STRING) {
-		*ms = strtoll(rep->element[0]->str, NULL, 10) * 1000 +
-		    strtoll(rep->element[1]->str, NULL, 10) / 1000;
-		rc = RELAY_REDIS_OK;
-	} else if (rep->type == REDIS_REPLY_ERROR)
-		rc = classify_error(r, "time", rep);
-	else {
-		count_error(r, ERR_PROTOCOL);
+	if (rep.type == RELAY_REDIS_ARRAY && rep.n == 2 &&
+	    rep.elem[0].type == RELAY_REDIS_STR &&
+	    rep.elem[1].type == RELAY_REDIS_STR) {
+		*ms = strtoll(rep.elem[0].str, NULL, 10) * 1000 +
+		    strtoll(rep.elem[1].str, NULL, 10) / 1000;
+	} else {
+		relay_redis_count(r, ERR_PROTOCOL);
 		rc = RELAY_REDIS_E_PROTOCOL;
 	}
-	freeReplyObject(rep);
-	restore_timeout(r, &p, shrunk);
-	give_back(r, &p);
+	reply_clear(&rep);
 	return rc;
-}
-
-void
-relay_redis_wakeups_add(struct relay_redis *r, uint64_t n)
-{
-	tp_counter_child_add(r->wakeups, (double)n);
-}
-
-/* ---- Pub/Sub ----------------------------------------------------------- */
-
-/* Waits up to ms for the subscriber's socket; false when stopping. */
-static bool
-sub_wait(struct relay_redis *r, int fd, int ms, bool *readable)
-{
-	struct pollfd pfd[2];
-
-	pfd[0].fd = r->stop_pipe[0];
-	pfd[0].events = POLLIN;
-	pfd[1].fd = fd;
-	pfd[1].events = POLLIN;
-	*readable = false;
-	if (poll(pfd, fd >= 0 ? 2 : 1, ms) < 0 && errno != EINTR)
-		return !atomic_load(&r->stop);
-	if (atomic_load(&r->stop) || (pfd[0].revents & POLLIN))
-		return false;
-	*readable = fd >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR));
-	return true;
-}
-
-static void
-sub_message(struct relay_redis *r, const redisReply *m)
-{
-	size_t plen = strlen(r->prefix) + 5;	/* "<prefix>wake:" */
-	const redisReply *ch;
-
-	if (m->type != REDIS_REPLY_ARRAY || m->elements != 4 ||
-	    m->element[0]->type != REDIS_REPLY_STRING ||
-	    strcmp(m->element[0]->str, "pmessage") != 0)
-		return;
-	ch = m->element[2];
-	if (ch->type != REDIS_REPLY_STRING || (size_t)ch->len < plen)
-		return;
-	r->on_message(r->sub_arg, ch->str + plen, (size_t)ch->len - plen);
-}
-
-/* One subscribed session: returns when the connection fails or on stop. */
-static void
-sub_session(struct relay_redis *r, redisContext *c)
-{
-	char pattern[sizeof(r->prefix) + 8];
-	const char *argv[2] = { "PSUBSCRIBE", pattern };
-	size_t lens[2];
-	void *rep;
-	bool readable, subscribed = false;
-	int done = 0;
-
-	snprintf(pattern, sizeof(pattern), "%swake:*", r->prefix);
-	lens[0] = 10;
-	lens[1] = strlen(pattern);
-	if (redisAppendCommandArgv(c, 2, argv, lens) != REDIS_OK)
-		return;
-	while (!done)
-		if (redisBufferWrite(c, &done) != REDIS_OK)
-			return;
-	for (;;) {
-		if (redisGetReplyFromReader(c, &rep) != REDIS_OK)
-			return;
-		if (rep != NULL) {
-			if (!subscribed) {
-				subscribed = true;
-				atomic_store(&r->sub_connected, true);
-				if (r->on_subscribed != NULL)
-					r->on_subscribed(r->sub_arg);
-			} else
-				sub_message(r, rep);
-			freeReplyObject(rep);
-			continue;
-		}
-		if (!sub_wait(r, c->fd, SUB_POLL_MS, &readable))
-			return;
-		if (readable && redisBufferRead(c) != REDIS_OK)
-			return;
-	}
-}
-
-static void *
-sub_main(void *arg)
-{
-	struct relay_redis *r = arg;
-	int64_t backoff = BACKOFF_MIN_MS;
-	enum relay_redis_rc rc;
-	redisContext *c;
-	bool readable;
-	char why[200];
-
-	while (!atomic_load(&r->stop)) {
-		c = dial(&r->cfg, &rc, why, sizeof(why));
-		if (c == NULL) {
-			if (!sub_wait(r, -1, (int)backoff, &readable))
-				break;
-			backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
-			    backoff * 2;
-			continue;
-		}
-		backoff = BACKOFF_MIN_MS;
-		sub_session(r, c);
-		atomic_store(&r->sub_connected, false);
-		redisFree(c);
-		if (!atomic_load(&r->stop))
-			tp_counter_child_add(r->reconnects, 1);
-	}
-	return NULL;
-}
-
-enum relay_redis_rc
-relay_redis_subscribe(struct relay_redis *r,
-    relay_redis_message_fn on_message, relay_redis_subscribed_fn on_subscribed,
-    void *arg)
-{
-	if (r->sub_started)
-		return RELAY_REDIS_E_PROTOCOL;
-	r->on_message = on_message;
-	r->on_subscribed = on_subscribed;
-	r->sub_arg = arg;
-	if (pthread_create(&r->sub, NULL, sub_main, r) != 0)
-		return RELAY_REDIS_E_NOMEM;
-	r->sub_started = true;
-	return RELAY_REDIS_OK;
 }

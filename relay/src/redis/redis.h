@@ -1,6 +1,6 @@
 /*
- * relay_redis: the one adapter over hiredis. Only redis.c includes
- * <hiredis/hiredis.h>; the Redis stores (store_redis.c, v1_store_redis.c)
+ * relay_redis: the one adapter over hiredis. Only redis.c and
+ * redis_pubsub.c (through redis_internal.h) include <hiredis/hiredis.h>; the Redis stores (store_redis.c, v1_store_redis.c)
  * and the shared time base see plain C types only.
  *
  * It owns: URL parsing, a small pool of command connections (a caller
@@ -15,20 +15,24 @@
  *
  * Availability (relay_redis_up(); /healthz checks.state):
  *
- *   up   --a command's connection is lost or times out-->  down, and the
- *         next borrower may dial at once
- *   down --a dial fails-->  down, next dial after a back-off (100 ms,
+ *   up   --a call fails: its connection is lost or times out, or the
+ *         server answers that it cannot serve (READONLY, MASTERDOWN,
+ *         LOADING, "max number of clients reached")-->  down
+ *   down --a dial fails, or the call of the connection dialed while down
+ *         (the probe) fails-->  down, next dial after a back-off (100 ms,
  *         doubling to 2 s); meanwhile every call fails at once with
  *         RELAY_REDIS_E_UNAVAILABLE
- *   down --a dial or a command succeeds-->  up
+ *   down --a call is answered on a connection opened after the last
+ *         loss-->  up (a dial alone proves nothing)
  *
- * While down only one thread dials (bounded by the connect timeout); a
- * command never waits longer than the command timeout, pool wait
- * included. A failure on a connection opened before the last known loss
- * changes nothing. relay.state_store_down / relay.state_store_up are
- * logged once per transition. The mutex inside serialises transitions;
- * every function may be called from any thread once the scripts are
- * registered.
+ * While down only one thread dials and runs the probe (bounded by the
+ * connect and command timeouts); a command never waits longer than the
+ * command timeout, pool wait included. A failure on a connection opened
+ * before the last loss changes nothing, nor does its answer.
+ * relay.state_store_down / relay.state_store_up are logged once per
+ * transition, and the state hook (relay_redis_on_state) sees each one in
+ * order. The mutex inside serialises transitions; every function may be
+ * called from any thread (scripts may be registered while others run).
  *
  * Error convention: functions return enum relay_redis_rc; RELAY_REDIS_OK
  * is 0. Everything handed out belongs to the caller and is released with
@@ -52,6 +56,7 @@ enum relay_redis_rc {
 	RELAY_REDIS_E_SCRIPT,		/* the script raised an error: a bug, logged */
 	RELAY_REDIS_E_PROTOCOL,		/* unexpected reply shape */
 	RELAY_REDIS_E_CONFIG,		/* the server refused SELECT (wrong db) */
+	RELAY_REDIS_E_NOPERM,		/* an ACL refusal (NOPERM), logged */
 };
 
 /* Parsed RELAY_STATE_URL (plus RELAY_STATE_PASSWORD when the URL has none). */
@@ -76,6 +81,14 @@ struct relay_redis_config {
  */
 int relay_redis_url_parse(const char *url, struct relay_redis_config *out,
     char *err, size_t errlen);
+
+/*
+ * Writes s into out with Redis glob characters (* ? [ ] \) escaped by a
+ * backslash, so that a PSUBSCRIBE pattern or an ACL channel rule matches
+ * s literally. Returns the length of the escaped string; out holds all of
+ * it (NUL-terminated) only when that is below outlen, else as much as fit.
+ */
+size_t relay_redis_glob_escape(const char *s, char *out, size_t outlen);
 
 /* A reply tree in plain C. str is NUL-terminated and binary safe (len). */
 enum relay_redis_type {
@@ -118,8 +131,9 @@ const char *relay_redis_prefix(const struct relay_redis *r);
 
 /*
  * Registers a Lua script under a name used in metrics (command latency by
- * operation). Call before the adapter is shared between threads. Returns
- * a script id >= 0, or -1 when out of memory.
+ * operation). Safe while other threads run scripts (the table never
+ * moves). Returns a script id >= 0, or -1 when out of memory or when the
+ * table (64 scripts) is full.
  */
 int relay_redis_script(struct relay_redis *r, const char *name,
     const char *lua);
@@ -134,7 +148,10 @@ enum relay_redis_rc relay_redis_eval(struct relay_redis *r, int id,
     size_t nargs, const char *const *args, const size_t *arglens,
     struct relay_redis_reply *out);
 
-/* The server's TIME in milliseconds since the epoch. */
+/*
+ * The server's TIME in milliseconds since the epoch, from a script that
+ * may write (so a read-only replica refuses it like any other call).
+ */
 enum relay_redis_rc relay_redis_time_ms(struct relay_redis *r, int64_t *ms);
 
 /*
@@ -143,12 +160,39 @@ enum relay_redis_rc relay_redis_time_ms(struct relay_redis *r, int64_t *ms);
  */
 void relay_redis_wakeups_add(struct relay_redis *r, uint64_t n);
 
-/* Whether the last command or reconnect attempt reached the server. */
+/* The availability state above; why gets the reason while down. */
 bool relay_redis_up(const struct relay_redis *r, char *why, size_t whylen);
 
 /*
+ * The state hook: fn(arg, up, why) runs at once with the current state and
+ * then on every down/up transition, on the thread that caused it, under
+ * the adapter's lock (so calls arrive in the order of the transitions, and
+ * nothing reads a state older than the last call). fn must not block and
+ * must not call the adapter. One hook per adapter; NULL removes it.
+ */
+typedef void (*relay_redis_state_fn)(void *arg, bool up, const char *why);
+void relay_redis_on_state(struct relay_redis *r, relay_redis_state_fn fn,
+    void *arg);
+
+/*
+ * Checks, on a connection of its own, that the configured user may
+ * PUBLISH to the deployment's wake-up channels and PSUBSCRIBE to their
+ * pattern, and that the answer to PSUBSCRIBE is a subscription (Redis 7
+ * ACL users start with resetchannels). Returns RELAY_REDIS_OK;
+ * RELAY_REDIS_E_NOPERM with the missing permission and the ACL SETUSER
+ * rule that grants it in why; RELAY_REDIS_E_UNAVAILABLE or
+ * RELAY_REDIS_E_AUTH when the server cannot be used yet; or
+ * RELAY_REDIS_E_PROTOCOL for any other answer.
+ */
+enum relay_redis_rc relay_redis_check_channels(struct relay_redis *r,
+    char *why, size_t whylen);
+
+/*
  * Pub/Sub: one subscriber thread per adapter, on its own connection,
- * subscribed to the pattern "<prefix>wake:*". on_message gets the part of
+ * subscribed to the pattern "<prefix>wake:*" (the prefix's glob
+ * characters escaped). An answer to PSUBSCRIBE that is not a subscription
+ * (NOPERM) is logged (relay.state_subscribe_refused), counted, and tried
+ * again after a back-off. on_message gets the part of
  * the channel name after "<prefix>wake:"; on_subscribed runs after every
  * (re)subscribe, so that local waiters re-check the store (a message
  * missed while disconnected costs one check, never a lost job). Both run

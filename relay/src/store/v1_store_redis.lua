@@ -699,7 +699,10 @@ local function op_enqueue()
 	expire_at_least(P .. 'live', ttl)
 	expire_at_least(P .. 'queued', ttl)
 	rescore(id)
-	call('PUBLISH', KEYS[1] .. 'wake:' .. id, '1')
+	-- pcall: the writes are done; a refused PUBLISH (ACL) must not turn
+	-- the queued request into an error (a poll waiting on another
+	-- replica then finds it at its next look)
+	redis.pcall('PUBLISH', KEYS[1] .. 'wake:' .. id, '1')
 	return reply(OK, 0, deadline)
 end
 
@@ -884,7 +887,7 @@ local function op_unregister()
 	if n == nil or n.key ~= key then return reply(OK, 0) end
 	if not digest_ok(digest, n.digest) then return reply(E_FORBIDDEN, 0) end
 	node_remove(id, n, false)
-	call('PUBLISH', KEYS[1] .. 'wake:' .. id, '1')
+	redis.pcall('PUBLISH', KEYS[1] .. 'wake:' .. id, '1')	-- as in enqueue
 	return reply(OK, 1)
 end
 
