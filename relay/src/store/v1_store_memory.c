@@ -114,10 +114,10 @@ caps_copy(const struct tp_v1_caps *c)
 
 /* ---- requests ------------------------------------------------------------------- */
 
-void
-relay_v1mem_req_free(struct mem *m, struct req *r)
+/* Takes r out of every list and out of its state's count. */
+static void
+req_unlink(struct mem *m, struct req *r)
 {
-	relay_hashtab_del(&m->reqs, &r->h);
 	dl_unlink(&r->link);
 	dl_unlink(&r->live);
 	dl_unlink(&r->rlink);
@@ -137,6 +137,13 @@ relay_v1mem_req_free(struct mem *m, struct req *r)
 		m->nterminal--;
 		break;
 	}
+}
+
+void
+relay_v1mem_req_free(struct mem *m, struct req *r)
+{
+	relay_hashtab_del(&m->reqs, &r->h);
+	req_unlink(m, r);
 	free(r->work);
 	free(r->body);
 	free(r);
@@ -151,25 +158,7 @@ terminalize(struct mem *m, const struct relay_v1_limits *lim, int64_t now,
     struct req *r, const char *status, const char *reason,
     enum relay_v1_outcome outcome, struct relay_v1_effects *fx)
 {
-	dl_unlink(&r->link);
-	dl_unlink(&r->live);
-	dl_unlink(&r->rlink);
-	switch (r->state) {
-	case RS_QUEUED:
-		r->node->nqueued--;
-		m->nlive--;
-		break;
-	case RS_IN_FLIGHT:
-		r->node->nclaimed--;
-		m->nlive--;
-		break;
-	case RS_READY:
-		m->nready--;
-		break;
-	case RS_TERMINAL:
-		m->nterminal--;
-		break;
-	}
+	req_unlink(m, r);
 	free(r->work);
 	r->work = NULL;
 	free(r->body);
