@@ -16,10 +16,11 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 
 struct cJSON;
 struct relay_app;
-struct relay_conn;		/* opaque: the adapter's connection */
+struct relay_conn;		/* the adapter's connection (http/dispatch.h) */
 struct relay_route;
 
 /* How a route spells the errors the adapter produces for it (400/413/415). */
@@ -195,6 +196,13 @@ void relay_response_error_shaped(struct relay_response *resp,
 void relay_response_body_refusal(struct relay_response *resp,
     enum relay_error_shape shape, int status, const char *code,
     const char *message);
+
+/*
+ * Formats t as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", 29
+ * characters) into buf, which needs 30 bytes; always in English, whatever
+ * the locale. A time gmtime_r() cannot break down gives the epoch.
+ */
+void relay_http_date(time_t t, char *buf, size_t len);
 
 /*
  * Streaming: sends the status line and headers (resp->status,

@@ -2,16 +2,16 @@
  * http_server.c -- the civetweb adapter.
  *
  * This is the only file that includes civetweb.h. Every request enters
- * through begin_request(), is routed, bounded and parsed here, handed to a
- * handler as a struct relay_request, and its response is sent, logged and
- * counted here: handlers never see civetweb and never log access lines.
+ * through begin_request(), which hands its connection to dispatch
+ * (dispatch.h: routed, bounded, parsed, handed to a handler as a struct
+ * relay_request, logged and counted there) and sends the response here:
+ * handlers never see civetweb and never log access lines.
  */
 #include "http/http_server.h"
 
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -29,16 +29,14 @@
 #include "core/clock.h"
 #include "http/conn_gate.h"
 #include "http/conn_linger.h"
+#include "http/dispatch.h"
 #include "http/framing.h"
 #include "http/http.h"
 #include "http/reqline.h"
 #include "http/request_id.h"
 #include "http/route.h"
 #include "http/sock_hooks.h"
-#include "tokenplace/json.h"
 #include "tokenplace/log.h"
-
-#define BODY_CHUNK 16384
 
 struct relay_http_server {
 	struct mg_context *ctx;
@@ -50,59 +48,36 @@ struct relay_http_server {
 	_Atomic int64_t last_refusal_log_ms;
 };
 
+/* ---- the connection, for dispatch (dispatch.h) ---------------------------- */
 
-struct relay_conn {
-	struct mg_connection *mc;
-	const struct mg_request_info *ri;
-	bool head;		/* HEAD request: headers only */
-	bool body_consumed;	/* the request body was read to its end */
-	bool framing_bad;	/* refused by the RFC 9112 framing rules: the
-				   body is never read, the connection closes */
+static const char *
+io_header(void *io, const char *name)
+{
+	return mg_get_header(io, name);
+}
+
+static void
+io_header_at(void *io, size_t i, const char **name, const char **value)
+{
+	const struct mg_request_info *ri = mg_get_request_info(io);
+
+	*name = ri->http_headers[i].name;
+	*value = ri->http_headers[i].value;
+}
+
+static int
+io_read(void *io, void *buf, size_t len)
+{
+	return mg_read(io, buf, len);
+}
+
+static const struct relay_conn_io mg_io = {
+	.header = io_header,
+	.header_at = io_header_at,
+	.read = io_read,
 };
 
-/* ---- request accessors (http.h) ----------------------------------------- */
-
-const char *
-relay_request_header(const struct relay_request *req, const char *name)
-{
-	return mg_get_header(req->conn->mc, name);
-}
-
-size_t
-relay_request_header_count(const struct relay_request *req)
-{
-	int n = req->conn->ri->num_headers;
-
-	return n > 0 ? (size_t)n : 0;
-}
-
-void
-relay_request_header_at(const struct relay_request *req, size_t i,
-    const char **name, const char **value)
-{
-	*name = req->conn->ri->http_headers[i].name;
-	*value = req->conn->ri->http_headers[i].value;
-}
-
-int64_t
-relay_request_content_length(const struct relay_request *req)
-{
-	return (int64_t)req->conn->ri->content_length;
-}
-
-ssize_t
-relay_request_read(struct relay_request *req, void *buf, size_t len)
-{
-	int n = mg_read(req->conn->mc, buf, len);
-
-	if (n == 0)
-		req->conn->body_consumed = true;
-	return n < 0 ? -1 : (ssize_t)n;
-}
-
 /* ---- sending ---------------------------------------------------------- */
-
-static const char *http_date(void);
 
 static const char json_type[] = "application/json";
 
@@ -110,8 +85,8 @@ static const char json_type[] = "application/json";
 static bool
 has_body(const struct relay_conn *c)
 {
-	return c->ri->content_length > 0 ||
-	    mg_get_header(c->mc, "Transfer-Encoding") != NULL;
+	return c->content_length > 0 ||
+	    mg_get_header(c->io, "Transfer-Encoding") != NULL;
 }
 
 static void
@@ -123,14 +98,14 @@ begin_headers(struct relay_conn *c, const struct relay_request *req,
 	 * next request on this connection, however large it was announced.
 	 */
 	if (resp->close || (!c->body_consumed && has_body(c)))
-		mg_disable_connection_keep_alive(c->mc);
-	mg_response_header_start(c->mc, resp->status);
-	mg_response_header_add(c->mc, "Content-Type",
+		mg_disable_connection_keep_alive(c->io);
+	mg_response_header_start(c->io, resp->status);
+	mg_response_header_add(c->io, "Content-Type",
 	    resp->content_type ? resp->content_type : json_type, -1);
 	if (req->request_id != NULL)
-		mg_response_header_add(c->mc, "X-Request-Id", req->request_id, -1);
+		mg_response_header_add(c->io, "X-Request-Id", req->request_id, -1);
 	if (resp->headers_len > 0)
-		mg_response_header_add_lines(c->mc, resp->headers);
+		mg_response_header_add_lines(c->io, resp->headers);
 }
 
 /*
@@ -141,8 +116,8 @@ begin_headers(struct relay_conn *c, const struct relay_request *req,
 static bool
 keep_alive(struct relay_conn *c, const struct relay_response *resp)
 {
-	const char *conn_hdr = mg_get_header(c->mc, "Connection");
-	const char *ver = c->ri->http_version;
+	const char *conn_hdr = mg_get_header(c->io, "Connection");
+	const char *ver = mg_get_request_info(c->io)->http_version;
 
 	if (resp->close || (!c->body_consumed && has_body(c)))
 		return false;
@@ -165,11 +140,12 @@ send_response(struct relay_conn *c, const struct relay_request *req,
 	bool keep = keep_alive(c, resp);
 	size_t body_len = c->head ? 0 : resp->body_len;
 	const char *body = resp->body ? resp->body : resp->body_shared;
+	struct mg_connection *mc = c->io;
 	char *buf;
 	int n;
 
 	if (!keep)
-		mg_disable_connection_keep_alive(c->mc);
+		mg_disable_connection_keep_alive(mc);
 	n = snprintf(head, sizeof(head),
 	    "HTTP/1.1 %d %s\r\n"
 	    "Content-Type: %s\r\n"
@@ -178,17 +154,17 @@ send_response(struct relay_conn *c, const struct relay_request *req,
 	    "Connection: %s\r\n"
 	    "Date: %s\r\n"
 	    "%s\r\n",
-	    resp->status, mg_get_response_code_text(c->mc, resp->status),
+	    resp->status, mg_get_response_code_text(mc, resp->status),
 	    resp->content_type ? resp->content_type : json_type,
 	    resp->body_len, req->request_id ? req->request_id : "-",
-	    keep ? "keep-alive" : "close", http_date(), resp->headers);
+	    keep ? "keep-alive" : "close", relay_dispatch_date(), resp->headers);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return;
 	buf = malloc((size_t)n + body_len);
 	if (buf == NULL) {
-		(void)mg_write(c->mc, head, (size_t)n);
+		(void)mg_write(mc, head, (size_t)n);
 		if (body_len > 0 && body != NULL)
-			(void)mg_write(c->mc, body, body_len);
+			(void)mg_write(mc, body, body_len);
 		return;
 	}
 	memcpy(buf, head, (size_t)n);
@@ -196,7 +172,7 @@ send_response(struct relay_conn *c, const struct relay_request *req,
 		body_len = 0;
 	if (body_len > 0)
 		memcpy(buf + n, body, body_len);
-	(void)mg_write(c->mc, buf, (size_t)n + body_len);
+	(void)mg_write(mc, buf, (size_t)n + body_len);
 	free(buf);
 }
 
@@ -206,9 +182,9 @@ relay_stream_begin(struct relay_request *req, struct relay_response *resp)
 	struct relay_conn *c = req->conn;
 
 	begin_headers(c, req, resp);
-	mg_response_header_add(c->mc, "Transfer-Encoding", "chunked", -1);
+	mg_response_header_add(c->io, "Transfer-Encoding", "chunked", -1);
 	resp->streamed = true;
-	return mg_response_header_send(c->mc) == 0 ? 0 : -1;
+	return mg_response_header_send(c->io) == 0 ? 0 : -1;
 }
 
 int
@@ -218,7 +194,7 @@ relay_stream_write(struct relay_request *req, struct relay_response *resp,
 	if (len == 0)
 		return 0;
 	if (len > 0xffffffffu ||
-	    mg_send_chunk(req->conn->mc, data, (unsigned)len) < 0)
+	    mg_send_chunk(req->conn->io, data, (unsigned)len) < 0)
 		return -1;
 	resp->bytes_sent += len;
 	return 0;
@@ -228,409 +204,16 @@ int
 relay_stream_end(struct relay_request *req, struct relay_response *resp)
 {
 	(void)resp;
-	return mg_send_chunk(req->conn->mc, "", 0) < 0 ? -1 : 0;
-}
-
-/* ---- request id and Date header ---------------------------------------- */
-
-static void
-generate_request_id(char out[RELAY_REQUEST_ID_GENERATED + 1])
-{
-	relay_request_id_generate(out);
-}
-
-/* The Date header, formatted once per second per thread. */
-static const char *
-http_date(void)
-{
-	static _Thread_local char buf[40];
-	static _Thread_local time_t cached = -1;
-	time_t now = time(NULL);
-	struct tm tm;
-
-	if (now != cached && gmtime_r(&now, &tm) != NULL) {
-		strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-		cached = now;
-	}
-	return buf;
-}
-
-/* ---- body ------------------------------------------------------------- */
-
-/* application/json or any type ending in +json; parameters ignored. */
-static bool
-content_type_is_json(const char *ct)
-{
-	size_t n;
-
-	if (ct == NULL)
-		return false;
-	while (*ct == ' ' || *ct == '\t')
-		ct++;
-	n = strcspn(ct, "; \t");
-	if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
-		return true;
-	return n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0 &&
-	    memchr(ct, '/', n) != NULL;
-}
-
-enum body_result {
-	BODY_OK,
-	BODY_TOO_LARGE,
-	BODY_IO_ERROR,
-	BODY_NO_MEMORY,
-};
-
-/*
- * Reads the whole body, refusing it as soon as it is known to exceed max:
- * from Content-Length before reading anything, or while reading a chunked
- * body. On BODY_OK *out is a NUL-terminated heap buffer.
- */
-static enum body_result
-read_body(struct relay_conn *c, size_t max, char **out, size_t *outlen)
-{
-	long long declared = c->ri->content_length;
-	size_t cap, len = 0;
-	char *buf;
-
-	*out = NULL;
-	*outlen = 0;
-	if (declared > 0 && (unsigned long long)declared > max)
-		return BODY_TOO_LARGE;
-	cap = declared > 0 ? (size_t)declared + 1 : 1024;
-	buf = malloc(cap);
-	if (buf == NULL)
-		return BODY_NO_MEMORY;
-	for (;;) {
-		int n;
-
-		if (len + 1 >= cap) {
-			size_t ncap = cap * 2 > max + 2 ? max + 2 : cap * 2;
-			char *nbuf;
-
-			if (ncap <= cap) {
-				free(buf);
-				return BODY_TOO_LARGE;
-			}
-			nbuf = realloc(buf, ncap);
-			if (nbuf == NULL) {
-				free(buf);
-				return BODY_NO_MEMORY;
-			}
-			buf = nbuf;
-			cap = ncap;
-		}
-		n = mg_read(c->mc, buf + len, cap - len - 1);
-		if (n < 0) {
-			free(buf);
-			return BODY_IO_ERROR;
-		}
-		if (n == 0) {
-			c->body_consumed = true;
-			break;
-		}
-		len += (size_t)n;
-		if (len > max) {
-			free(buf);
-			return BODY_TOO_LARGE;
-		}
-	}
-	buf[len] = '\0';
-	*out = buf;
-	*outlen = len;
-	return BODY_OK;
+	return mg_send_chunk(req->conn->io, "", 0) < 0 ? -1 : 0;
 }
 
 /*
- * Reads and drops the rest of a refused body when it is small (at most
- * RELAY_MAX_DISCARD_BYTES), so the client finishes sending and then
- * reads our answer; closing on unread data would make the kernel reset
- * the connection and the client could lose the response. Larger or
- * chunked bodies are not read: the connection is closed instead.
- */
-static void
-discard_small_body(struct relay_conn *c, const struct relay_app *app)
-{
-	long long declared = c->ri->content_length;
-	char sink[BODY_CHUNK];
-
-	if (c->body_consumed || c->framing_bad || declared <= 0 ||
-	    declared > (long long)app->settings->max_discard_bytes)
-		return;
-	for (;;) {
-		int n = mg_read(c->mc, sink, sizeof(sink));
-
-		if (n < 0)
-			return;
-		if (n == 0)
-			break;
-	}
-	c->body_consumed = true;
-}
-
-/* ---- accounting --------------------------------------------------------- */
-
-static const char *
-method_label(const char *m)
-{
-	static const char *const known[] = { "GET", "HEAD", "POST", "PUT",
-	    "DELETE", "PATCH", "OPTIONS" };
-
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-		if (strcmp(m, known[i]) == 0)
-			return known[i];
-	}
-	return "other";
-}
-
-static void
-account(struct relay_app *app, const struct relay_request *req,
-    const struct relay_response *resp, const struct mg_request_info *ri)
-{
-	const char *endpoint = req->route ? req->route->endpoint : "unknown";
-	const char *method = method_label(req->method);
-	double elapsed = relay_mono_s() - req->started;
-	char status[8];
-	const char *labels[3];
-
-	snprintf(status, sizeof(status), "%d", resp->status);
-	labels[0] = method;
-	labels[1] = endpoint;
-	labels[2] = status;
-	tp_counter_inc(app->m.requests, labels);
-	tp_histogram_observe(app->m.duration, labels, elapsed);
-
-	if (req->route != NULL && (req->route->flags & RELAY_ROUTE_NO_LOG))
-		return;
-	if (!tp_log_enabled(TP_LOG_INFO))
-		return;
-	{
-		const char *ua = mg_get_header(req->conn->mc, "User-Agent");
-		double ms = (double)(long long)(elapsed * 100000.0 + 0.5) / 100.0;
-		struct tp_log_field f[] = {
-			TP_LSTR("http_method", req->method),
-			TP_LSTR("http_path", req->path),
-			TP_LINT("http_status", resp->status),
-			TP_LDBL("duration_ms", ms),
-			TP_LSTR("request_id", req->request_id),
-			TP_LSTR("user_agent", ua),
-			TP_LSTR("remote_addr", ri->remote_addr),
-			TP_LSTR("error", resp->error_kind),
-		};
-
-		tp_log(TP_LOG_INFO, "http.request", f,
-		    resp->error_kind ? 8 : 7);
-	}
-}
-
-/* ---- dispatch ---------------------------------------------------------- */
-
-static void
-cors_headers(struct relay_response *resp)
-{
-	(void)relay_response_add_header(resp, "Access-Control-Allow-Origin", "*");
-	(void)relay_response_add_header(resp, "Access-Control-Expose-Headers",
-	    "Retry-After");
-}
-
-/*
- * RFC 9112 framing (framing.h), before anything else reads or answers:
- * a request whose body boundary a front proxy could place elsewhere is
- * refused with 400, or 431 when civetweb may have stopped parsing its
- * headers (it stops at MG_MAX_HEADERS without an error, so a count that
- * reaches it is refused), and its connection closed without reading the
- * body.
+ * Dispatch refuses a head with RELAY_FRAMING_MAX_HEADERS headers or more
+ * as too many (dispatch.c, framing_acceptable()): civetweb stops parsing
+ * at MG_MAX_HEADERS without an error, so its cut must stay above.
  */
 _Static_assert(RELAY_FRAMING_MAX_HEADERS < MG_MAX_HEADERS,
     "civetweb's silent cut must stay above the header count limit");
-
-static bool
-framing_acceptable(struct relay_app *app, struct relay_conn *c,
-    struct relay_response *resp, enum relay_error_shape shape)
-{
-	struct relay_framing f;
-	enum relay_framing_verdict v;
-	int status;
-
-	memset(&f, 0, sizeof(f));
-	f.max_headers = (unsigned)app->settings->max_header_count;
-	for (int i = 0; i < c->ri->num_headers; i++)
-		relay_framing_add(&f, c->ri->http_headers[i].name,
-		    c->ri->http_headers[i].value);
-	v = relay_framing_verdict(&f);
-	if (v == RELAY_FRAMING_OK)
-		return true;
-	c->framing_bad = true;
-	status = relay_framing_status(v);
-	relay_response_error_shaped(resp, shape, status,
-	    status == 431 ? "too_many_headers" : "bad_framing",
-	    relay_framing_message(v));
-	resp->close = true;
-	resp->error_kind = relay_framing_kind(v);
-	if (status == 431)
-		relay_app_count_limit(app, "header_count");
-	relay_app_count_bad_request(app, resp->error_kind);
-	return false;
-}
-
-/*
- * A body tp_json_read() refused: the route's error shape, one counter per
- * kind, one log line. Nothing else happens: the handler never runs.
- */
-static void
-refuse_json(struct relay_app *app, const struct relay_request *req,
-    struct relay_response *resp, const struct tp_json_error *err)
-{
-	static const char *const access_kinds[TP_JSON_KIND_COUNT] = {
-		[TP_JSON_SYNTAX] = "invalid_json",
-		[TP_JSON_DEPTH] = "json_depth",
-		[TP_JSON_TRAILING] = "json_trailing",
-		[TP_JSON_NUL] = "json_nul",
-		[TP_JSON_DUPLICATE] = "json_duplicate",
-		[TP_JSON_TYPE] = "json_type",
-		[TP_JSON_NOMEM] = "out_of_memory",
-	};
-	const char *kind = tp_json_kind_name(err->kind);
-
-	relay_app_count_json_refusal(app, kind);
-	if (err->kind == TP_JSON_DEPTH)
-		relay_app_count_limit(app, "json_depth");
-	relay_response_body_refusal(resp, req->route->error_shape, err->status,
-	    err->code, err->message);
-	resp->error_kind = (unsigned)err->kind < TP_JSON_KIND_COUNT &&
-	    access_kinds[err->kind] != NULL ? access_kinds[err->kind] :
-	    "invalid_json";
-	TP_LOG(TP_LOG_INFO, "http.json_refused",
-	    TP_LSTR("request_id", req->request_id),
-	    TP_LSTR("endpoint", req->route->endpoint),
-	    TP_LSTR("kind", kind), TP_LUINT("offset", err->offset),
-	    TP_LSTR("field", err->field), TP_LSTR("detail", err->message));
-}
-
-/*
- * Everything between routing and the handler: lifecycle gates, OPTIONS,
- * body limits, content type and JSON parsing. Returns true when the
- * handler should run; otherwise resp holds the refusal.
- */
-static bool
-admit(const struct relay_http_server *srv, struct relay_conn *c,
-    struct relay_request *req, struct relay_response *resp, char **body,
-    size_t *body_len)
-{
-	struct relay_app *app = srv->app;
-	const struct relay_route *route = NULL;
-	enum relay_route_result rr;
-	enum tp_lifecycle life;
-	char allow[96] = "";
-
-	rr = relay_route_match(srv->routes, req->method, req->path, &route,
-	    allow, sizeof(allow));
-	req->route = route;
-	if (route != NULL && (route->flags & RELAY_ROUTE_CORS))
-		cors_headers(resp);
-	if (!framing_acceptable(app, c, resp,
-	    route != NULL ? route->error_shape : RELAY_ERR_OBJECT))
-		return false;
-
-	if (strcmp(req->method, "OPTIONS") == 0 && route != NULL) {
-		relay_route_allow_header(route, allow, sizeof(allow));
-		resp->status = 204;
-		(void)relay_response_add_header(resp, "Allow", allow);
-		if (route->flags & RELAY_ROUTE_CORS) {
-			(void)relay_response_add_header(resp,
-			    "Access-Control-Allow-Methods", allow);
-			(void)relay_response_add_header(resp,
-			    "Access-Control-Allow-Headers", "Content-Type, Accept");
-			(void)relay_response_add_header(resp,
-			    "Access-Control-Max-Age", "600");
-		}
-		return false;
-	}
-	if (rr == RELAY_ROUTE_NOT_FOUND) {
-		relay_response_error(resp, 404, 404, "Not Found");
-		resp->error_kind = "not_found";
-		return false;
-	}
-	if (rr == RELAY_ROUTE_BAD_METHOD) {
-		relay_response_error_shaped(resp, route->error_shape, 405,
-		    "method_not_allowed", "Method Not Allowed");
-		(void)relay_response_add_header(resp, "Allow", allow);
-		resp->error_kind = "method_not_allowed";
-		return false;
-	}
-	if (!app->config_ok && !(route->flags & RELAY_ROUTE_ALWAYS)) {
-		relay_response_error_shaped(resp, route->error_shape, 503,
-		    "configuration_invalid",
-		    "Relay configuration is invalid; see the relay's logs");
-		resp->error_kind = "config_invalid";
-		return false;
-	}
-	life = tp_health_lifecycle(app->health);
-	if (life >= TP_LIFECYCLE_DRAINING && !(route->flags & RELAY_ROUTE_DRAIN_OK)) {
-		relay_response_error_shaped(resp, route->error_shape, 503,
-		    "shutting_down", "Relay is shutting down");
-		(void)relay_response_add_header(resp, "Retry-After", "1");
-		resp->close = true;
-		resp->error_kind = "draining";
-		return false;
-	}
-	if (route->gate != NULL) {
-		route->gate(app, req, resp);
-		if (resp->status != 0)
-			return false;
-	}
-	if (!(route->flags & RELAY_ROUTE_JSON_BODY))
-		return true;
-
-	if (!content_type_is_json(mg_get_header(c->mc, "Content-Type"))) {
-		relay_response_error_shaped(resp, route->error_shape, 415,
-		    "unsupported_media_type",
-		    "Content-Type must be application/json");
-		resp->error_kind = "unsupported_media_type";
-		return false;
-	}
-	{
-		size_t max = route->max_body ? route->max_body :
-		    (size_t)app->settings->max_body_bytes;
-
-		switch (read_body(c, max, body, body_len)) {
-		case BODY_OK:
-			break;
-		case BODY_TOO_LARGE:
-			relay_app_count_limit(app, "body_bytes");
-			relay_response_error_shaped(resp, route->error_shape,
-			    413, "payload_too_large",
-			    "Request body exceeds the relay's size limit");
-			resp->close = true;
-			resp->error_kind = "body_too_large";
-			return false;
-		case BODY_IO_ERROR:
-			relay_response_error_shaped(resp, route->error_shape,
-			    400, "bad_request", "Could not read the request body");
-			resp->error_kind = "body_read_failed";
-			return false;
-		case BODY_NO_MEMORY:
-			relay_response_error_shaped(resp, route->error_shape,
-			    503, "out_of_memory", "Relay is out of memory");
-			resp->error_kind = "out_of_memory";
-			return false;
-		}
-	}
-	req->body = *body;
-	req->body_len = *body_len;
-	{
-		struct tp_json_error jerr;
-
-		req->json = tp_json_read(*body, *body_len,
-		    (unsigned)app->settings->json_max_depth, route->key_fields,
-		    &jerr);
-		if (req->json == NULL) {
-			refuse_json(app, req, resp, &jerr);
-			return false;
-		}
-	}
-	return true;
-}
 
 /* ---- connection gate (conn_gate.h) -------------------------------------- */
 
@@ -733,13 +316,17 @@ begin_request(struct mg_connection *mc)
 	const struct mg_request_info *ri = mg_get_request_info(mc);
 	struct relay_http_server *srv = ri->user_data;
 	struct relay_app *app = srv->app;
-	struct relay_conn c = { .mc = mc, .ri = ri, .head = false };
+	struct relay_conn c = {
+		.io = mc,
+		.ops = &mg_io,
+		.header_count = ri->num_headers > 0 ? (size_t)ri->num_headers : 0,
+		.content_length = ri->content_length,
+		.head = false,
+	};
 	struct relay_request req;
 	struct relay_response resp;
 	char rid[RELAY_REQUEST_ID_MAX + 1];
-	const char *inbound;
 	char *body = NULL;
-	size_t body_len = 0;
 	int status;
 
 	/*
@@ -770,29 +357,18 @@ begin_request(struct mg_connection *mc)
 	req.remote_addr = ri->remote_addr;
 	req.remote_port = ri->remote_port;
 	req.local_port = ri->server_port;
-	inbound = mg_get_header(mc, "X-Request-Id");
-	if (relay_request_id_acceptable(inbound)) {
-		memcpy(rid, inbound, strlen(inbound) + 1);
-	} else {
-		generate_request_id(rid);
-	}
+	relay_dispatch_request_id(mg_get_header(mc, "X-Request-Id"), rid);
 	req.request_id = rid;
 	c.head = strcmp(req.method, "HEAD") == 0;
 
-	if (admit(srv, &c, &req, &resp, &body, &body_len))
-		req.route->handler(app, &req, &resp);
-
-	if (resp.status == 0) {
-		relay_response_error(&resp, 500, 500, "Internal server error");
-		resp.error_kind = "no_response";
-	}
+	relay_dispatch_run(app, srv->routes, &req, &resp, &body);
 	if (!resp.streamed) {
-		discard_small_body(&c, app);
+		relay_dispatch_discard(app, &c);
 		send_response(&c, &req, &resp);
 	}
 	else if (resp.close)
 		mg_disable_connection_keep_alive(mc);
-	account(app, &req, &resp, ri);
+	relay_dispatch_account(app, &req, &resp);
 
 	status = resp.status;
 	cJSON_Delete(req.json);
@@ -831,7 +407,7 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 	char allow[96];
 	char head[512];
 	char addr[sizeof(ri->remote_addr)] = "-";
-	char rid[17];
+	char rid[RELAY_REQUEST_ID_GENERATED + 1];
 	int n;
 
 	/* A connection the gate already cut gets nothing more. */
@@ -871,7 +447,7 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 	if (ri != NULL && ri->remote_addr[0] != '\0' &&
 	    memchr(ri->remote_addr, '\0', sizeof(addr)) != NULL)
 		memcpy(addr, ri->remote_addr, sizeof(addr));
-	generate_request_id(rid);
+	relay_request_id_generate(rid);
 	relay_response_init(&resp);
 	relay_response_error_shaped(&resp, shape, status,
 	    status == 400 ? "bad_request" : kind,
@@ -906,7 +482,7 @@ http_error(struct mg_connection *mc, int status, const char *errmsg)
 	    "Connection: close\r\n"
 	    "Date: %s\r\n\r\n",
 	    status, mg_get_response_code_text(mc, status), json_type,
-	    resp.body_len, rid, http_date());
+	    resp.body_len, rid, relay_dispatch_date());
 	if (n > 0 && (size_t)n < sizeof(head)) {
 		(void)mg_write(mc, head, (size_t)n);
 		/* an answer to HEAD has no body, whatever its length says */
@@ -1063,7 +639,7 @@ relay_http_start(struct relay_app *app, const struct relay_route_table *routes,
 	/*
 	 * No log_access callback: with one registered civetweb formats an
 	 * access line (localtime(), getnameinfo()) for every request only to
-	 * hand it over; we write our own lines in account().
+	 * hand it over; we write our own lines in relay_dispatch_account().
 	 */
 
 	srv->ctx = mg_start(&cb, srv, options);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/percent.h"
+#include "http/http.h"
 #include "tokenplace/sha256.h"
 
 /* A loaded file and the memory behind its const view. */
@@ -111,24 +112,6 @@ content_type_for(const char *name)
 			if (strcasecmp(dot + 1, mime_types[i].ext) == 0)
 				return mime_types[i].type;
 	return "application/octet-stream";
-}
-
-static void
-format_http_date(time_t t, char *buf, size_t len)
-{
-	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu",
-	    "Fri", "Sat" };
-	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May",
-	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	struct tm tm;
-
-	if (gmtime_r(&t, &tm) == NULL) {
-		snprintf(buf, len, "Thu, 01 Jan 1970 00:00:00 GMT");
-		return;
-	}
-	snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 static int
@@ -258,7 +241,7 @@ add_file(struct relay_web *w, const char *rel, const char *real,
 	f->content_type = content_type_for(rel);
 	f->versioned = strcmp(rel, "chat.js") == 0 ||
 	    strcmp(rel, "chat_typing.js") == 0;
-	format_http_date(f->mtime, f->last_modified, sizeof(f->last_modified));
+	relay_http_date(f->mtime, f->last_modified, sizeof(f->last_modified));
 	set_etag(f);
 	w->nfiles++;
 	w->bytes += got;
