@@ -14,7 +14,6 @@
 #include "tokenplace/health.h"
 #include "tokenplace/metrics.h"
 
-struct cJSON;
 struct relay_broker;
 struct relay_v1;
 struct relay_upstream;
@@ -65,19 +64,6 @@ struct relay_app {
 	 * RELAY_STATE_OUTAGE_READY keeps only such a relay ready in an outage.
 	 */
 	atomic_bool was_ready;
-
-	/*
-	 * Adds state counts to a /healthz body (knownServers, ...) and
-	 * readiness details; set by whoever owns the relay state. May be NULL.
-	 */
-	void (*stats)(struct relay_app *app, struct cJSON *root,
-	    struct cJSON *details);
-
-	/*
-	 * Called by the main thread right after the lifecycle moves to
-	 * draining, so waiting long polls answer at once. May be NULL.
-	 */
-	void (*on_drain)(struct relay_app *app);
 };
 
 /*

@@ -411,8 +411,7 @@ main(int argc, char **argv)
 		TP_LOG0(TP_LOG_CRITICAL, "relay.state_init_failed");
 		goto out;
 	}
-	app.stats = relay_broker_app_stats;
-	/* API v1 state; chains its /healthz counts after the legacy ones. */
+	/* API v1 state (/healthz shows its counts after the legacy ones). */
 	relay_v1_config_from_settings(&settings, &v1cfg);
 	if (shared != NULL) {
 		/* Both brokers on the shared time base (before any thread reads it). */
@@ -427,7 +426,7 @@ main(int argc, char **argv)
 		TP_LOG0(TP_LOG_CRITICAL, "relay.api_v1_state_init_failed");
 		goto out;
 	}
-	relay_v1_attach(v1, &app);
+	app.v1 = v1;
 	if (start_model_list(&app, v1) != 0) {
 		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
 		goto out;
@@ -484,8 +483,8 @@ main(int argc, char **argv)
 	    TP_LINT("in_flight", atomic_load(&app.in_flight)),
 	    TP_LINT("graceful_timeout_s", settings.graceful_timeout_s));
 	tp_health_transition(app.health, TP_LIFECYCLE_DRAINING);
-	if (app.on_drain != NULL)
-		app.on_drain(&app);	/* waiting long polls answer now */
+	if (app.v1 != NULL)
+		relay_v1_drain(app.v1);	/* waiting long polls answer now */
 	left = drain(&app, &sigs);
 	tp_health_transition(app.health, TP_LIFECYCLE_STOPPED);
 	if (left > 0) {
