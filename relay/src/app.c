@@ -1,11 +1,16 @@
 /*
- * app.c -- the relay-wide metric families.
+ * app.c -- the relay-wide metric families, and freeing the app.
  */
 #include "app.h"
 
 #include <stdatomic.h>
 
+#include "http/http_server.h"
+#include "state_redis.h"
 #include "tokenplace/json.h"
+#include "upstream/upstream.h"
+#include "v1/model_list.h"
+#include "web/web.h"
 
 /* The Python relay's exporter buckets, so existing dashboards still fit. */
 static const double duration_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.075,
@@ -176,4 +181,24 @@ relay_app_count_json_refusal(struct relay_app *app, const char *kind)
 	const char *labels[] = { kind };
 
 	tp_counter_inc(app->m.json_refusals, labels);
+}
+
+void
+relay_app_free(struct relay_app *app)
+{
+	if (app == NULL)
+		return;
+	relay_http_stop(app->http);
+	app->http = NULL;
+	relay_upstream_free(app->upstream);
+	app->upstream = NULL;
+	relay_model_list_free(app->models);	/* after the server: no reader left */
+	app->models = NULL;
+	relay_state_close(app);
+	tp_metrics_registry_free(app->metrics);
+	app->metrics = NULL;
+	relay_web_free(app->web);	/* after the registry: its gauges read it */
+	app->web = NULL;
+	tp_health_free(app->health);
+	app->health = NULL;
 }

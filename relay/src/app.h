@@ -14,13 +14,13 @@
 #include "tokenplace/health.h"
 #include "tokenplace/metrics.h"
 
-struct cJSON;
 struct relay_broker;
 struct relay_v1;
 struct relay_upstream;
 struct relay_http_server;
 struct relay_web;
 struct relay_model_list;
+struct relay_state;
 
 struct relay_app_metrics {
 	struct tp_counter *requests;		/* tokenplace_relay_requests_total */
@@ -51,6 +51,8 @@ struct relay_app {
 	struct relay_http_server *http;
 	struct relay_web *web;		/* the browser page (RELAY_WEB_DIR), or NULL */
 	struct relay_model_list *models;	/* the model list (model_list.h), or NULL */
+	/* the stores, the shared adapter, the wake-up link (state_redis.h) */
+	struct relay_state *state;
 
 	_Atomic long in_flight;		/* requests being handled now */
 	_Atomic long open_connections;	/* accepted client connections now open */
@@ -65,19 +67,6 @@ struct relay_app {
 	 * RELAY_STATE_OUTAGE_READY keeps only such a relay ready in an outage.
 	 */
 	atomic_bool was_ready;
-
-	/*
-	 * Adds state counts to a /healthz body (knownServers, ...) and
-	 * readiness details; set by whoever owns the relay state. May be NULL.
-	 */
-	void (*stats)(struct relay_app *app, struct cJSON *root,
-	    struct cJSON *details);
-
-	/*
-	 * Called by the main thread right after the lifecycle moves to
-	 * draining, so waiting long polls answer at once. May be NULL.
-	 */
-	void (*on_drain)(struct relay_app *app);
 };
 
 /*
@@ -87,6 +76,16 @@ struct relay_app {
  */
 int relay_app_init_metrics(struct relay_app *app, const char *version,
     const char *revision);
+
+/*
+ * Frees everything the app owns, readers before what they read: the HTTP
+ * server (no handler left), the forwarding, the model list, the relay
+ * state (relay_state_close()), the metric registry, the page (its gauges
+ * read it, so after the registry) and the health registry. Each pointer is
+ * set to NULL as it goes: NULL-safe and idempotent (a second call does
+ * nothing). The settings are the caller's.
+ */
+void relay_app_free(struct relay_app *app);
 
 /* Counts one request refused by the named limit (a fixed label set). */
 void relay_app_count_limit(struct relay_app *app, const char *limit);

@@ -13,7 +13,9 @@
 
 #include "app.h"
 #include "handlers_ops.h"
+#include "legacy/broker.h"
 #include "upstream/upstream.h"
+#include "v1/v1_broker.h"
 
 void
 relay_handle_livez(struct relay_app *app, struct relay_request *req,
@@ -104,6 +106,49 @@ add_upstream_health(cJSON *root, struct relay_app *app)
 }
 
 /*
+ * The legacy state's counts: the Python relay's "knownServers" (live
+ * servers) and our queue counts, and details.knownServers = "empty" when
+ * no server is live. Nothing when the store cannot be read.
+ */
+static void
+add_legacy_stats(cJSON *root, struct relay_app *app, cJSON *details)
+{
+	struct relay_store_stats st = { 0 };
+
+	if (app->broker == NULL ||
+	    relay_broker_stats(app->broker, &st) != RELAY_OK)
+		return;
+	cJSON_AddNumberToObject(root, "knownServers", (double)st.servers);
+	cJSON_AddNumberToObject(root, "queuedRequests", (double)st.queued);
+	cJSON_AddNumberToObject(root, "pendingResponses", (double)st.responses);
+	cJSON_AddNumberToObject(root, "streamSessions", (double)st.sessions);
+	if (st.servers == 0)
+		cJSON_AddStringToObject(details, "knownServers", "empty");
+}
+
+/* "apiV1": counts only, never a node's key or capabilities (PROTOCOL.md 4.8). */
+static void
+add_v1_stats(cJSON *root, struct relay_app *app)
+{
+	struct relay_v1_health h;
+	cJSON *o;
+
+	if (app->v1 == NULL || relay_v1_health_stats(app->v1, &h) != V1_OK)
+		return;
+	o = cJSON_AddObjectToObject(root, "apiV1");
+	if (o == NULL)
+		return;
+	cJSON_AddNumberToObject(o, "registeredNodes", (double)h.counts.nodes);
+	cJSON_AddNumberToObject(o, "queuedRequests", (double)h.counts.queued);
+	cJSON_AddNumberToObject(o, "inFlightRequests",
+	    (double)h.counts.in_flight);
+	cJSON_AddNumberToObject(o, "responsesWaiting",
+	    (double)h.counts.responses);
+	cJSON_AddNumberToObject(o, "longPolls", (double)h.long_polls);
+	cJSON_AddNumberToObject(o, "maxLongPolls", (double)h.max_long_polls);
+}
+
+/*
  * True when the one required check failing is the shared state store's
  * ("state"): the relay still forwards /api/v1 and answers store routes with
  * its own JSON 503 and Retry-After, which serve clients better than the
@@ -187,8 +232,8 @@ relay_handle_healthz(struct relay_app *app, struct relay_request *req,
 	    app->settings->require_upstream_health);
 	add_upstream_health(root, app);
 	add_checks(root, app, details);
-	if (app->stats != NULL)
-		app->stats(app, root, details);
+	add_legacy_stats(root, app, details);
+	add_v1_stats(root, app);
 	if (cJSON_GetArraySize(details) > 0)
 		cJSON_AddItemToObject(root, "details", details);
 	else

@@ -20,14 +20,10 @@
 #include "app.h"
 #include "core/clock.h"
 #include "http/http_server.h"
-#include "legacy/broker.h"
-#include "redis/redis.h"
-#include "redis/timebase.h"
 #include "routes.h"
 #include "settings.h"
 #include "state_redis.h"
 #include "state_upgrade.h"
-#include "store/store.h"
 #include "tokenplace/log.h"
 #include "upstream/upstream.h"
 #include "v1/handlers.h"
@@ -35,7 +31,10 @@
 #include "v1/v1_broker.h"
 #include "web/web.h"
 
-/* sysexits.h's EX_CONFIG: the exit status of a configuration error. */
+/*
+ * sysexits.h's EX_CONFIG: the exit status of a configuration the relay
+ * cannot run with (a state setting, the page, the state store's answers).
+ */
 #define RELAY_EXIT_CONFIG 78
 
 static void
@@ -86,9 +85,6 @@ set_upstream_url(struct relay_app *app)
 	(void)tp_config_redact_url(app->upstream_url, app->upstream_url_shown,
 	    sizeof(app->upstream_url_shown));
 }
-
-/* sysexits.h EX_CONFIG: a configuration the relay cannot run with. */
-#define EXIT_CONFIG 78
 
 static void
 log_startup(const struct relay_app *app, int port)
@@ -249,29 +245,23 @@ drain(struct relay_app *app, const sigset_t *sigs)
 	return left;
 }
 
-int
-main(int argc, char **argv)
-{
-	struct relay_settings settings;
-	struct tp_config_report report;
-	struct tp_config_override overrides[4] = { { NULL, NULL } };
-	size_t noverrides = 0;
-	struct relay_app app;
-	struct relay_store *store = NULL;
-	struct relay_state_redis *shared = NULL;
-	struct relay_v1_store *v1store = NULL;
-	struct relay_v1_link v1link;
-	bool v1linked = false;
-	struct relay_v1_config v1cfg;
-	struct relay_v1 *v1 = NULL;
-	const char *setting;
-	enum tp_log_level level = TP_LOG_INFO;
-	bool check_only = false, state_upgrade = false;
-	sigset_t sigs;
-	char err[256];
-	int rc, sig, exit_code = 1;
-	long left;
+/* The command line: --host/--port become setting overrides. */
+struct relay_args {
+	struct tp_config_override overrides[4];
+	size_t noverrides;
+	bool check_only;
+	bool state_upgrade;
+};
 
+/*
+ * Reads argv into *a. Returns -1 when the relay is to go on, or the exit
+ * status when the command is done (--help, --version, --list-settings: 0;
+ * an unknown argument: 2, with the usage on stderr).
+ */
+static int
+parse_args(int argc, char **argv, struct relay_args *a)
+{
+	memset(a, 0, sizeof(*a));
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			usage(stdout);
@@ -284,15 +274,15 @@ main(int argc, char **argv)
 			return tp_config_list(relay_setting_table,
 			    relay_setting_count, stdout) == 0 ? 0 : 1;
 		} else if (strcmp(argv[i], "--check-config") == 0) {
-			check_only = true;
+			a->check_only = true;
 		} else if (strcmp(argv[i], "--state-upgrade") == 0) {
-			state_upgrade = true;
+			a->state_upgrade = true;
 		} else if ((strcmp(argv[i], "--host") == 0 ||
 		    strcmp(argv[i], "--port") == 0) && i + 1 < argc &&
-		    noverrides < sizeof(overrides) / sizeof(overrides[0])) {
-			overrides[noverrides].name = argv[i] + 2;
-			overrides[noverrides].value = argv[i + 1];
-			noverrides++;
+		    a->noverrides < sizeof(a->overrides) / sizeof(a->overrides[0])) {
+			a->overrides[a->noverrides].name = argv[i] + 2;
+			a->overrides[a->noverrides].value = argv[i + 1];
+			a->noverrides++;
 			i++;
 		} else {
 			fprintf(stderr, "tokenplace-relay: unknown argument '%s'\n",
@@ -301,19 +291,38 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
+	return -1;
+}
 
-	rc = relay_settings_load(&settings, overrides, noverrides, &report);
+int
+main(int argc, char **argv)
+{
+	struct relay_settings settings;
+	struct tp_config_report report;
+	struct relay_args args;
+	struct relay_app app;
+	enum tp_log_level level = TP_LOG_INFO;
+	sigset_t sigs;
+	char err[256];
+	int rc, sig, exit_code = 1;
+	long left;
+
+	rc = parse_args(argc, argv, &args);
+	if (rc >= 0)
+		return rc;
+	rc = relay_settings_load(&settings, args.overrides, args.noverrides,
+	    &report);
 	if (rc == -2) {
 		fprintf(stderr, "tokenplace-relay: out of memory loading settings\n");
 		return 1;
 	}
-	if (check_only) {
+	if (args.check_only) {
 		tp_config_print(relay_setting_table, relay_setting_count,
 		    &settings, &report, stdout);
 		relay_settings_free(&settings);
 		return rc == 0 ? 0 : 2;
 	}
-	if (state_upgrade) {
+	if (args.state_upgrade) {
 		char msg[512];
 		int up = 2;
 
@@ -362,7 +371,7 @@ main(int argc, char **argv)
 			    TP_LSTR("setting", report.errors[i].source),
 			    TP_LSTR("reason", report.errors[i].reason));
 			relay_settings_free(&settings);
-			return EXIT_CONFIG;
+			return RELAY_EXIT_CONFIG;
 		}
 	}
 	if (settings.workers > 1)
@@ -383,69 +392,22 @@ main(int argc, char **argv)
 		goto out;
 	}
 	/*
-	 * Relay state for both generations: the embedded stores (memory://),
-	 * or one Redis/Valkey adapter shared by the legacy and the API v1
-	 * store, with the server's TIME as the clock of both brokers.
+	 * Relay state for both generations (state_redis.h): the embedded
+	 * stores, or one Redis/Valkey adapter shared by both stores.
 	 */
-	if (relay_settings_state_shared(&settings)) {
-		shared = relay_state_redis_start(&settings, app.health,
-		    app.metrics, err, sizeof(err), &setting);
-		if (shared == NULL) {
-			TP_LOG(TP_LOG_CRITICAL, "relay.state_config_invalid",
-			    TP_LSTR("setting", setting), TP_LSTR("reason", err));
-			exit_code = EXIT_CONFIG;
-			goto out;
-		}
-		store = relay_store_redis_new(relay_state_redis_adapter(shared));
-		v1store = relay_v1_store_redis_new(
-		    relay_state_redis_adapter(shared));
-		if (v1store == NULL) {
-			/* never fall back to per-replica API v1 state unseen */
-			TP_LOG0(TP_LOG_CRITICAL, "relay.api_v1_state_init_failed");
-			goto out;
-		}
-	} else
-		store = relay_store_memory_new();
-	app.broker = store ? relay_broker_new(&settings, store, app.metrics) : NULL;
-	if (app.broker == NULL) {
-		TP_LOG0(TP_LOG_CRITICAL, "relay.state_init_failed");
+	switch (relay_state_open(&app)) {
+	case RELAY_STATE_OPENED:
+		break;
+	case RELAY_STATE_CONFIG:
+		exit_code = RELAY_EXIT_CONFIG;
+		goto out;
+	case RELAY_STATE_FAILED:
+	default:
 		goto out;
 	}
-	app.stats = relay_broker_app_stats;
-	/* API v1 state; chains its /healthz counts after the legacy ones. */
-	relay_v1_config_from_settings(&settings, &v1cfg);
-	if (shared != NULL) {
-		/* Both brokers on the shared time base (before any thread reads it). */
-		v1cfg.clock = relay_timebase_clock;
-		v1cfg.clock_arg = relay_state_redis_timebase(shared);
-		relay_broker_set_clock(app.broker, relay_timebase_clock,
-		    relay_state_redis_timebase(shared));
-	}
-	v1 = relay_v1_new(&v1cfg, v1store, app.metrics);
-	v1store = NULL;		/* the broker's now, also when it failed */
-	if (v1 == NULL) {
-		TP_LOG0(TP_LOG_CRITICAL, "relay.api_v1_state_init_failed");
-		goto out;
-	}
-	relay_v1_attach(v1, &app);
-	if (start_model_list(&app, v1) != 0) {
+	if (start_model_list(&app, app.v1) != 0) {
 		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
 		goto out;
-	}
-	if (shared != NULL) {
-		/*
-		 * Long polls across replicas: the adapter's subscriber thread
-		 * wakes this process's polls of a node when another relay
-		 * enqueues for it (docs/internals/long-polls.md).
-		 */
-		relay_v1_link_init(&v1link, v1, relay_state_redis_adapter(shared));
-		v1linked = true;
-		if (relay_redis_subscribe(relay_state_redis_adapter(shared),
-		    relay_v1_link_on_message, relay_v1_link_on_subscribed,
-		    &v1link) != RELAY_REDIS_OK) {
-			TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
-			goto out;
-		}
 	}
 	/* Also registers the "upstream" readiness check and its metrics. */
 	app.upstream = relay_upstream_new(&app, err, sizeof(err));
@@ -484,8 +446,8 @@ main(int argc, char **argv)
 	    TP_LINT("in_flight", atomic_load(&app.in_flight)),
 	    TP_LINT("graceful_timeout_s", settings.graceful_timeout_s));
 	tp_health_transition(app.health, TP_LIFECYCLE_DRAINING);
-	if (app.on_drain != NULL)
-		app.on_drain(&app);	/* waiting long polls answer now */
+	if (app.v1 != NULL)
+		relay_v1_drain(app.v1);	/* waiting long polls answer now */
 	left = drain(&app, &sigs);
 	tp_health_transition(app.health, TP_LIFECYCLE_STOPPED);
 	if (left > 0) {
@@ -499,28 +461,14 @@ main(int argc, char **argv)
 		    TP_LINT("abandoned_requests", left));
 		_exit(0);
 	}
-	relay_http_stop(app.http);
+	relay_http_stop(app.http);	/* before the log line, as always */
 	app.http = NULL;
 	TP_LOG(TP_LOG_INFO, "relay.shutdown", TP_LINT("signal", sig),
 	    TP_LINT("abandoned_requests", left));
 	exit_code = 0;
 out:
-	relay_http_stop(app.http);
-	relay_upstream_free(app.upstream);
-	relay_broker_free(app.broker);
-	if (v1linked)
-		relay_v1_link_clear(&v1link);	/* no wake-up reaches a freed broker */
-	relay_model_list_free(app.models);	/* after the server: no reader left */
-	relay_v1_free(v1);
-	relay_v1_store_free(v1store);
-	relay_store_free(store);
-	relay_state_redis_stop(shared);		/* joins the subscriber thread */
-	if (v1linked)
-		relay_v1_link_destroy(&v1link);
+	relay_app_free(&app);
 	relay_upstream_global_cleanup();
-	tp_metrics_registry_free(app.metrics);
-	relay_web_free(app.web);	/* after the registry: its gauges read it */
-	tp_health_free(app.health);
 	relay_settings_free(&settings);
 	return exit_code;
 }

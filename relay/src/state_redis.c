@@ -10,10 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app.h"
 #include "core/clock.h"
+#include "legacy/broker.h"
 #include "redis/redis.h"
 #include "redis/timebase.h"
 #include "settings.h"
+#include "store/store.h"
+#include "store/v1_store.h"
 #include "tokenplace/health.h"
 #include "tokenplace/log.h"
 #include "v1/v1_broker.h"
@@ -445,4 +449,106 @@ relay_v1_link_on_subscribed(void *arg)
 	if (l->b != NULL)
 		relay_redis_wakeups_add(l->r, relay_v1_wake_all(l->b));
 	pthread_mutex_unlock(&l->mu);
+}
+
+/* ---- open and close (state_redis.h) ----------------------------------- */
+
+struct relay_state {
+	struct relay_state_redis *shared;	/* NULL: memory:// */
+	struct relay_store *store;		/* the legacy broker's, once made */
+	struct relay_v1_store *v1store;		/* until the API v1 broker owns it */
+	struct relay_v1_link link;
+	bool linked;
+};
+
+enum relay_state_open_rc
+relay_state_open(struct relay_app *app)
+{
+	const struct relay_settings *s = app->settings;
+	struct relay_v1_config v1cfg;
+	struct relay_state *st;
+	const char *setting = NULL;
+	char err[256];
+
+	st = calloc(1, sizeof(*st));
+	if (st == NULL) {
+		TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
+		return RELAY_STATE_FAILED;
+	}
+	app->state = st;
+	if (relay_settings_state_shared(s)) {
+		st->shared = relay_state_redis_start(s, app->health,
+		    app->metrics, err, sizeof(err), &setting);
+		if (st->shared == NULL) {
+			TP_LOG(TP_LOG_CRITICAL, "relay.state_config_invalid",
+			    TP_LSTR("setting", setting), TP_LSTR("reason", err));
+			return RELAY_STATE_CONFIG;
+		}
+		st->store = relay_store_redis_new(st->shared->r);
+		st->v1store = relay_v1_store_redis_new(st->shared->r);
+		if (st->v1store == NULL) {
+			/* never fall back to per-replica API v1 state unseen */
+			TP_LOG0(TP_LOG_CRITICAL, "relay.api_v1_state_init_failed");
+			return RELAY_STATE_FAILED;
+		}
+	} else
+		st->store = relay_store_memory_new();
+	app->broker = st->store ? relay_broker_new(s, st->store, app->metrics) :
+	    NULL;
+	if (app->broker == NULL) {
+		TP_LOG0(TP_LOG_CRITICAL, "relay.state_init_failed");
+		return RELAY_STATE_FAILED;
+	}
+	relay_v1_config_from_settings(s, &v1cfg);
+	if (st->shared != NULL) {
+		/* Both brokers on the shared time base (before any thread reads it). */
+		v1cfg.clock = relay_timebase_clock;
+		v1cfg.clock_arg = st->shared->tb;
+		relay_broker_set_clock(app->broker, relay_timebase_clock,
+		    st->shared->tb);
+	}
+	app->v1 = relay_v1_new(&v1cfg, st->v1store, app->metrics);
+	st->v1store = NULL;	/* the broker's now, also when it failed */
+	if (app->v1 == NULL) {
+		TP_LOG0(TP_LOG_CRITICAL, "relay.api_v1_state_init_failed");
+		return RELAY_STATE_FAILED;
+	}
+	if (st->shared != NULL) {
+		/*
+		 * Long polls across replicas: the adapter's subscriber thread
+		 * wakes this process's polls of a node when another relay
+		 * enqueues for it (docs/internals/long-polls.md).
+		 */
+		relay_v1_link_init(&st->link, app->v1, st->shared->r);
+		st->linked = true;
+		if (relay_redis_subscribe(st->shared->r,
+		    relay_v1_link_on_message, relay_v1_link_on_subscribed,
+		    &st->link) != RELAY_REDIS_OK) {
+			TP_LOG0(TP_LOG_CRITICAL, "relay.out_of_memory");
+			return RELAY_STATE_FAILED;
+		}
+	}
+	return RELAY_STATE_OPENED;
+}
+
+void
+relay_state_close(struct relay_app *app)
+{
+	struct relay_state *st = app->state;
+
+	relay_broker_free(app->broker);
+	app->broker = NULL;
+	if (st != NULL && st->linked)
+		relay_v1_link_clear(&st->link);	/* no wake-up reaches a freed broker */
+	relay_v1_free(app->v1);
+	app->v1 = NULL;
+	if (st == NULL)
+		return;
+	relay_v1_store_free(st->v1store);
+	relay_store_free(st->store);
+	relay_state_redis_stop(st->shared);	/* joins the subscriber thread */
+	if (st->linked)
+		relay_v1_link_destroy(&st->link);
+	free(st);
+	app->state = NULL;
 }

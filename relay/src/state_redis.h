@@ -107,4 +107,38 @@ void relay_v1_link_on_message(void *arg, const char *suffix, size_t len);
 /* relay_redis_subscribed_fn */
 void relay_v1_link_on_subscribed(void *arg);
 
+/* ---- the relay state of a running relay, both generations ------------- */
+
+struct relay_app;
+struct relay_state;
+
+enum relay_state_open_rc {
+	RELAY_STATE_OPENED = 0,
+	RELAY_STATE_FAILED = -1,	/* out of memory, a store or broker failed */
+	RELAY_STATE_CONFIG = -2,	/* a state setting the relay cannot run with */
+};
+
+/*
+ * Opens the relay state from app->settings: the embedded stores
+ * (memory://), or one Redis/Valkey adapter (relay_state_redis_start())
+ * shared by the legacy and the API v1 store, with the server's TIME as the
+ * clock of both brokers and the API v1 wake-up link subscribed to the
+ * adapter. Sets app->state, app->broker and app->v1; needs app->health and
+ * app->metrics. Each failure is logged (relay.state_config_invalid,
+ * relay.state_init_failed, relay.api_v1_state_init_failed,
+ * relay.out_of_memory); what was built stays in app for
+ * relay_state_close(). Returns one of the codes above.
+ */
+enum relay_state_open_rc relay_state_open(struct relay_app *app);
+
+/*
+ * Tears down what relay_state_open() built, in the one safe order: the
+ * legacy broker, the link cleared (no wake-up reaches a freed broker), the
+ * API v1 broker, the stores, the adapter (joins the subscriber thread),
+ * then the link. Call after the HTTP server and the model list (readers of
+ * the brokers) are gone. Sets app->state, app->broker and app->v1 to NULL:
+ * a second call does nothing.
+ */
+void relay_state_close(struct relay_app *app);
+
 #endif /* RELAY_STATE_REDIS_H */

@@ -9,13 +9,11 @@
  */
 #include "legacy/broker.h"
 
-#include <cjson/cJSON.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "app.h"
 #include "core/auth.h"
 #include "core/clock.h"
 #include "core/hashtab.h"
@@ -503,23 +501,6 @@ relay_broker_list_servers(struct relay_broker *b, size_t max, bool keys,
 	    keys, out, &fx);
 	account(b, &fx);
 	return st;
-}
-
-void
-relay_broker_app_stats(struct relay_app *app, struct cJSON *root,
-    struct cJSON *details)
-{
-	struct relay_store_stats st = { 0 };
-
-	if (app->broker == NULL ||
-	    relay_broker_stats(app->broker, &st) != RELAY_OK)
-		return;
-	cJSON_AddNumberToObject(root, "knownServers", (double)st.servers);
-	cJSON_AddNumberToObject(root, "queuedRequests", (double)st.queued);
-	cJSON_AddNumberToObject(root, "pendingResponses", (double)st.responses);
-	cJSON_AddNumberToObject(root, "streamSessions", (double)st.sessions);
-	if (st.servers == 0)
-		cJSON_AddStringToObject(details, "knownServers", "empty");
 }
 
 const char *

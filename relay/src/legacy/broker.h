@@ -25,9 +25,7 @@
 #include "tokenplace/proto.h"
 
 struct relay_settings;
-struct relay_app;
 struct tp_metrics_registry;
-struct cJSON;
 
 struct relay_broker;
 
@@ -118,14 +116,6 @@ enum relay_status relay_broker_stats(struct relay_broker *b,
  */
 enum relay_status relay_broker_list_servers(struct relay_broker *b,
     size_t max, bool keys, struct relay_server_list *out);
-
-/*
- * For relay_app.stats: adds the Python relay's "knownServers" (live
- * servers) and our queue counts to a /healthz body, and
- * details.knownServers = "empty" when no server is live.
- */
-void relay_broker_app_stats(struct relay_app *app, struct cJSON *root,
-    struct cJSON *details);
 
 /*
  * The setting name of the limit behind a refusal (the label of

@@ -24,14 +24,12 @@
  */
 #include "v1/v1_broker.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "app.h"
 #include "core/auth.h"
 #include "core/clock.h"
 #include "core/hashtab.h"
@@ -96,7 +94,6 @@ struct relay_v1 {
 	struct tp_counter_child *polls_refused;
 	struct tp_counter_child *redelivered;
 
-	void (*prev_stats)(struct relay_app *, struct cJSON *, struct cJSON *);
 };
 
 /* ---- clocks -------------------------------------------------------------- */
@@ -1022,42 +1019,16 @@ relay_v1_rc_limit(enum relay_v1_rc rc)
 	}
 }
 
-/* ---- app hooks ------------------------------------------------------------------ */
-
-static void
-app_stats(struct relay_app *app, cJSON *root, cJSON *details)
+enum relay_v1_rc
+relay_v1_health_stats(struct relay_v1 *b, struct relay_v1_health *out)
 {
-	struct relay_v1 *b = app->v1;
-	struct relay_v1_stats st;
-	cJSON *o;
+	enum relay_v1_rc rc;
 
-	if (b->prev_stats != NULL)
-		b->prev_stats(app, root, details);
-	if (relay_v1_stats(b, &st) != V1_OK)
-		return;
-	/* Counts only: never a node's key or capabilities (PROTOCOL.md 4.8). */
-	o = cJSON_AddObjectToObject(root, "apiV1");
-	if (o == NULL)
-		return;
-	cJSON_AddNumberToObject(o, "registeredNodes", (double)st.nodes);
-	cJSON_AddNumberToObject(o, "queuedRequests", (double)st.queued);
-	cJSON_AddNumberToObject(o, "inFlightRequests", (double)st.in_flight);
-	cJSON_AddNumberToObject(o, "responsesWaiting", (double)st.responses);
-	cJSON_AddNumberToObject(o, "longPolls", (double)relay_v1_long_polls(b));
-	cJSON_AddNumberToObject(o, "maxLongPolls", (double)b->cfg.max_long_polls);
-}
-
-static void
-app_drain(struct relay_app *app)
-{
-	relay_v1_drain(app->v1);
-}
-
-void
-relay_v1_attach(struct relay_v1 *b, struct relay_app *app)
-{
-	app->v1 = b;
-	b->prev_stats = app->stats;
-	app->stats = app_stats;
-	app->on_drain = app_drain;
+	memset(out, 0, sizeof(*out));
+	rc = relay_v1_stats(b, &out->counts);
+	if (rc != V1_OK)
+		return rc;
+	out->long_polls = relay_v1_long_polls(b);
+	out->max_long_polls = b->cfg.max_long_polls;
+	return V1_OK;
 }

@@ -24,11 +24,9 @@
 
 #include "store/v1_store.h"
 
-struct relay_app;
 struct relay_redis;
 struct relay_settings;
 struct tp_metrics_registry;
-struct cJSON;
 
 /* 32 random bytes, base64url without padding (secrets.token_urlsafe(32)). */
 #define RELAY_V1_CREDENTIAL_LEN 43
@@ -77,12 +75,6 @@ void relay_v1_free(struct relay_v1 *b);
 
 /* Replaces the clock (tests). Call before the broker is shared. */
 void relay_v1_set_clock(struct relay_v1 *b, relay_v1_clock_fn fn, void *arg);
-
-/*
- * Hooks the broker into the app: app->v1, /healthz counts (chained after
- * any stats hook already set) and the drain hook main.c calls on SIGTERM.
- */
-void relay_v1_attach(struct relay_v1 *b, struct relay_app *app);
 
 /* True when the X-Relay-Server-Token value (NULL: absent) is accepted. */
 bool relay_v1_node_authorized(const struct relay_v1 *b, const char *header);
@@ -190,6 +182,23 @@ enum relay_v1_rc relay_v1_list_models(struct relay_v1 *b, size_t max,
 
 /* Long polls waiting right now. */
 long relay_v1_long_polls(struct relay_v1 *b);
+
+/*
+ * What /healthz shows of the API v1 state (counts only: never a node's
+ * key or capabilities, PROTOCOL.md 4.8). The ops handler formats it.
+ */
+struct relay_v1_health {
+	struct relay_v1_stats counts;	/* relay_v1_stats(), after expiries */
+	long long_polls;		/* relay_v1_long_polls() */
+	int64_t max_long_polls;		/* the effective cap (config) */
+};
+
+/*
+ * Fills *out. Returns V1_OK, or relay_v1_stats()'s error (the store
+ * cannot be read), *out then zeroed and not to be shown.
+ */
+enum relay_v1_rc relay_v1_health_stats(struct relay_v1 *b,
+    struct relay_v1_health *out);
 
 /* Runs one sweep now (tests; the sweeper thread does this periodically). */
 void relay_v1_sweep(struct relay_v1 *b);
