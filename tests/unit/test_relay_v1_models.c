@@ -274,11 +274,12 @@ raw(struct t *t, const char *op, int64_t now, const char *a1,
 	const char *args[16];
 	size_t lens[16];
 	char nums[14][24];
-	int64_t v[12] = { now, lim.lease_ms, lim.in_flight_ttl_ms,
+	/* The head ends with the backstop TTL grace: any value will do. */
+	int64_t v[13] = { now, lim.lease_ms, lim.in_flight_ttl_ms,
 	    lim.tombstone_ttl_ms, lim.node_tombstone_ttl_ms,
 	    lim.terminal_ttl_ms, lim.response_ttl_ms, lim.reservation_ttl_ms,
 	    (int64_t)lim.max_nodes, (int64_t)lim.max_requests,
-	    (int64_t)lim.max_terminal, (int64_t)lim.max_tombstones };
+	    (int64_t)lim.max_terminal, (int64_t)lim.max_tombstones, 60000 };
 	size_t n = strlen(relay_v1_store_redis_lua) + 128;
 	char *text = malloc(n), label[40];
 	const char *key = relay_redis_prefix(t->r);
@@ -292,16 +293,16 @@ raw(struct t *t, const char *op, int64_t now, const char *a1,
 	id = relay_redis_script(t->r, label, text);
 	free(text);
 	assert_true(id >= 0);
-	for (int i = 0; i < 12; i++) {
+	for (int i = 0; i < 13; i++) {
 		snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)v[i]);
 		args[i] = nums[i];
 		lens[i] = strlen(nums[i]);
 	}
-	args[12] = a1;
-	lens[12] = strlen(a1);
-	args[13] = a2;
-	lens[13] = a2len;
-	assert_int_equal(relay_redis_eval(t->r, id, 1, &key, &keylen, 14, args,
+	args[13] = a1;
+	lens[13] = strlen(a1);
+	args[14] = a2;
+	lens[14] = a2len;
+	assert_int_equal(relay_redis_eval(t->r, id, 1, &key, &keylen, 15, args,
 	    lens, rep), RELAY_REDIS_OK);
 	assert_int_equal(rep->type, RELAY_REDIS_ARRAY);
 	assert_int_equal(rep->elem[0].integer, 0);	/* V1_OK */

@@ -22,8 +22,6 @@
 #include "tokenplace/log.h"
 #include "tokenplace/metrics.h"
 
-#define SWEEP_INTERVAL_MS 1000
-
 struct relay_broker {
 	struct relay_store *store;
 	struct relay_store_limits lim;
@@ -114,7 +112,7 @@ tick(struct relay_broker *b)
 	int64_t due = atomic_load_explicit(&b->next_sweep, memory_order_relaxed);
 
 	if (now >= due && atomic_compare_exchange_strong(&b->next_sweep, &due,
-	    now + SWEEP_INTERVAL_MS)) {
+	    now + RELAY_STORE_SWEEP_INTERVAL_MS)) {
 		(void)b->store->ops->sweep(b->store, &b->lim, now, &fx);
 		account(b, &fx);
 	}

@@ -38,6 +38,13 @@
 
 #define RELAY_SESSION_ID_LEN 22	/* 16 random bytes, base64url, no padding */
 
+/*
+ * How often sweep() runs: the broker calls it at most once per interval
+ * per process, and the Redis store lets one call per interval through for
+ * the whole cluster (the others return at once).
+ */
+#define RELAY_STORE_SWEEP_INTERVAL_MS 1000
+
 /* Outcomes shared by the store and the broker. */
 enum relay_status {
 	RELAY_OK = 0,

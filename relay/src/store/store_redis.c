@@ -74,17 +74,19 @@
 #include "core/keyname.h"
 #include "core/random.h"
 #include "redis/redis.h"
+#include "redis/redis_args.h"
 #include "tokenplace/log.h"
 
 #define EXPIRE_BATCH 64		/* per kind, in enqueue/pick/stats */
 #define SWEEP_BATCH 2048	/* per kind, in the cluster-wide sweep */
 #define TTL_GRACE_MS 3600000LL	/* backstop TTL beyond the logical lifetime */
-#define SWEEP_INTERVAL_MS 1000	/* one sweep per interval, cluster-wide */
 #define NFX 6
 
 /*
  * Shared by every script. KEYS[1] is the prefix itself (a key in the
- * deployment's slot); ARGV[1] is now. Effects accumulate in fx:
+ * deployment's slot); ARGV[1] is now, ARGV[#ARGV - 1] TTL_GRACE_MS and
+ * ARGV[#ARGV] the expiry batch size (both added by run()). Effects
+ * accumulate in fx:
  * evicted servers, dropped jobs, expired responses, expired sessions,
  * replaced responses, replaced sessions.
  */
@@ -95,7 +97,7 @@
 "local now = tonumber(ARGV[1])\n" \
 "local fx = {0, 0, 0, 0, 0, 0}\n" \
 "local BATCH = tonumber(ARGV[#ARGV])\n" \
-"local GRACE = " "3600000" "\n" \
+"local GRACE = tonumber(ARGV[#ARGV - 1])\n" \
 "local function num(x) return string.format('%.0f', x) end\n" \
 "local function ret(rc, ...)\n" \
 "  return {rc, fx[1], fx[2], fx[3], fx[4], fx[5], fx[6], ...}\n" \
@@ -501,40 +503,6 @@ struct rstore {
 	atomic_bool l2;			/* the layout to try first */
 };
 
-/* Arguments of one call, as binary-safe strings. */
-#define MAX_ARGV 14
-struct argv {
-	const char *v[MAX_ARGV];
-	size_t len[MAX_ARGV];
-	char num[MAX_ARGV][24];
-	size_t n;
-};
-
-static void
-arg_bytes(struct argv *a, const char *p, size_t len)
-{
-	a->v[a->n] = p;
-	a->len[a->n] = len;
-	a->n++;
-}
-
-static void
-arg_int(struct argv *a, int64_t v)
-{
-	int n = snprintf(a->num[a->n], sizeof(a->num[a->n]), "%" PRId64, v);
-
-	arg_bytes(a, a->num[a->n], (size_t)n);
-}
-
-static void
-arg_uint(struct argv *a, uint64_t v)
-{
-	/* Lua numbers are doubles: anything above 2^53 means "no limit". */
-	if (v > ((uint64_t)1 << 53))
-		v = (uint64_t)1 << 53;
-	arg_int(a, (int64_t)v);
-}
-
 /*
  * A client or server key's two layout-2 arguments: its name (relay_keyname,
  * into name, which must outlive the call) and whether layout-1 leftovers
@@ -542,14 +510,14 @@ arg_uint(struct argv *a, uint64_t v)
  * "resp:exp" is that layout's response index.
  */
 static void
-arg_name(struct argv *a, char name[RELAY_KEYNAME_LEN + 1], const char *key,
+arg_name(struct relay_redis_args *a, char name[RELAY_KEYNAME_LEN + 1], const char *key,
     size_t len)
 {
 	bool l1_ok = !(len == 3 && memcmp(key, "exp", 3) == 0);
 
 	relay_keyname(key, len, name);
-	arg_bytes(a, name, RELAY_KEYNAME_LEN);
-	arg_bytes(a, l1_ok ? "1" : "0", 1);
+	relay_redis_args_bytes(a, name, RELAY_KEYNAME_LEN);
+	relay_redis_args_bytes(a, l1_ok ? "1" : "0", 1);
 }
 
 /* A session id this store can have made: 22 characters of base64url. */
@@ -615,7 +583,7 @@ map_sr(long long sr)
  * at least 1 + NFX + extra elements.
  */
 static enum relay_status
-run(struct rstore *st, int which, struct argv *a, size_t extra,
+run(struct rstore *st, int which, struct relay_redis_args *a, size_t extra,
     struct relay_redis_reply *rep, struct relay_store_effects *fx,
     enum relay_status *status)
 {
@@ -627,8 +595,14 @@ run(struct rstore *st, int which, struct argv *a, size_t extra,
 	bool l2 = atomic_load(&st->l2);
 	int tries;
 
-	/* Every script reads its expiry batch size from its last argument. */
-	arg_int(a, which == S_SWEEP ? SWEEP_BATCH : EXPIRE_BATCH);
+	/*
+	 * Every script reads the backstop TTL grace from its last argument
+	 * but one and its expiry batch size from its last.
+	 */
+	relay_redis_args_int(a, TTL_GRACE_MS);
+	relay_redis_args_int(a, which == S_SWEEP ? SWEEP_BATCH : EXPIRE_BATCH);
+	if (!relay_redis_args_ok(a))
+		return RELAY_E_UNAVAILABLE;	/* unreachable: no op has 32 */
 	/*
 	 * Each script checks the stored schema version before it does
 	 * anything and answers SR_NOT_L1/SR_NOT_L2 alone when it is the other
@@ -682,7 +656,7 @@ bad:
 
 /* Runs a script whose answer is its verdict alone. */
 static enum relay_status
-run_status(struct rstore *st, int which, struct argv *a,
+run_status(struct rstore *st, int which, struct relay_redis_args *a,
     struct relay_store_effects *fx)
 {
 	struct relay_redis_reply rep;
@@ -746,7 +720,7 @@ r_poll(struct relay_store *s, const struct relay_store_limits *lim,
 	enum relay_status rc, status;
 	unsigned char seed[16];
 	char hex[33], name[RELAY_KEYNAME_LEN + 1];
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 	size_t i, n;
 
 	memset(out, 0, sizeof(*out));
@@ -754,16 +728,16 @@ r_poll(struct relay_store *s, const struct relay_store_limits *lim,
 		return RELAY_E_NOMEM;
 	for (i = 0; i < sizeof(seed); i++)
 		snprintf(hex + 2 * i, 3, "%02x", seed[i]);
-	arg_int(&a, now);
-	arg_int(&a, lim->server_ttl_ms);
-	arg_int(&a, lim->server_busy_ttl_ms);
-	arg_uint(&a, lim->max_servers);
-	arg_uint(&a, max_jobs);
-	arg_uint(&a, max_bytes);
-	arg_int(&a, lim->session_ttl_ms);
-	arg_uint(&a, lim->max_stream_sessions);
-	arg_bytes(&a, hex, 32);
-	arg_bytes(&a, key, key_len);
+	relay_redis_args_int(&a, now);
+	relay_redis_args_int(&a, lim->server_ttl_ms);
+	relay_redis_args_int(&a, lim->server_busy_ttl_ms);
+	relay_redis_args_uint(&a, lim->max_servers);
+	relay_redis_args_uint(&a, max_jobs);
+	relay_redis_args_uint(&a, max_bytes);
+	relay_redis_args_int(&a, lim->session_ttl_ms);
+	relay_redis_args_uint(&a, lim->max_stream_sessions);
+	relay_redis_args_bytes(&a, hex, 32);
+	relay_redis_args_bytes(&a, key, key_len);
 	arg_name(&a, name, key, key_len);
 	rc = run(st, S_POLL, &a, 3, &rep, fx, &status);
 	if (rc != RELAY_OK)
@@ -818,18 +792,18 @@ r_enqueue(struct relay_store *s, const struct relay_store_limits *lim,
     int64_t now, const char *key, size_t key_len,
     const struct relay_job_in *in, struct relay_store_effects *fx)
 {
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 	char name[RELAY_KEYNAME_LEN + 1];
 
-	arg_int(&a, now);
-	arg_uint(&a, lim->queue_per_server);
-	arg_uint(&a, lim->queue_total);
-	arg_int(&a, keep_ms(lim));
-	arg_bytes(&a, key, key_len);
-	arg_bytes(&a, in->stream ? "1" : "0", 1);
-	arg_bytes(&a, in->stream && in->owner ? in->owner : "",
+	relay_redis_args_int(&a, now);
+	relay_redis_args_uint(&a, lim->queue_per_server);
+	relay_redis_args_uint(&a, lim->queue_total);
+	relay_redis_args_int(&a, keep_ms(lim));
+	relay_redis_args_bytes(&a, key, key_len);
+	relay_redis_args_bytes(&a, in->stream ? "1" : "0", 1);
+	relay_redis_args_bytes(&a, in->stream && in->owner ? in->owner : "",
 	    in->stream && in->owner ? in->owner_len : 0);
-	arg_bytes(&a, in->data, in->len);
+	relay_redis_args_bytes(&a, in->data, in->len);
 	arg_name(&a, name, key, key_len);
 	return run_status(R(s), S_ENQUEUE, &a, fx);
 }
@@ -840,15 +814,15 @@ r_pick_server(struct relay_store *s, const struct relay_store_limits *lim,
 {
 	struct relay_redis_reply rep;
 	enum relay_status rc, status;
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 	uint64_t r;
 
 	(void)lim;
 	memset(out, 0, sizeof(*out));
 	if (relay_random_bytes(&r, sizeof(r)) != 0)
 		return RELAY_E_NOMEM;
-	arg_int(&a, now);
-	arg_int(&a, (int64_t)(r >> 12));	/* 52 bits: exact in a double */
+	relay_redis_args_int(&a, now);
+	relay_redis_args_int(&a, (int64_t)(r >> 12));	/* 52 bits: exact in a double */
 	rc = run(R(s), S_PICK, &a, 0, &rep, fx, &status);
 	if (rc != RELAY_OK)
 		return rc;
@@ -862,14 +836,14 @@ r_unregister(struct relay_store *s, const struct relay_store_limits *lim,
 {
 	struct relay_redis_reply rep;
 	enum relay_status rc, status;
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 
 	(void)lim;
 	char name[RELAY_KEYNAME_LEN + 1];
 
 	*removed = false;
-	arg_int(&a, now);
-	arg_bytes(&a, key, key_len);
+	relay_redis_args_int(&a, now);
+	relay_redis_args_bytes(&a, key, key_len);
 	arg_name(&a, name, key, key_len);
 	rc = run(R(s), S_UNREGISTER, &a, 1, &rep, fx, &status);
 	if (rc != RELAY_OK)
@@ -885,14 +859,14 @@ r_put_response(struct relay_store *s, const struct relay_store_limits *lim,
     int64_t now, const char *key, size_t key_len, const char *data,
     size_t len, struct relay_store_effects *fx)
 {
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 	char name[RELAY_KEYNAME_LEN + 1];
 
-	arg_int(&a, now);
-	arg_int(&a, lim->response_ttl_ms);
-	arg_uint(&a, lim->max_responses);
-	arg_bytes(&a, key, key_len);
-	arg_bytes(&a, data, len);
+	relay_redis_args_int(&a, now);
+	relay_redis_args_int(&a, lim->response_ttl_ms);
+	relay_redis_args_uint(&a, lim->max_responses);
+	relay_redis_args_bytes(&a, key, key_len);
+	relay_redis_args_bytes(&a, data, len);
 	arg_name(&a, name, key, key_len);
 	return run_status(R(s), S_PUT_RESPONSE, &a, fx);
 }
@@ -904,13 +878,13 @@ r_take_response(struct relay_store *s, const struct relay_store_limits *lim,
 {
 	struct relay_redis_reply rep;
 	enum relay_status rc, status;
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 	char name[RELAY_KEYNAME_LEN + 1];
 
 	memset(out, 0, sizeof(*out));
-	arg_int(&a, now);
-	arg_int(&a, lim->response_ttl_ms);
-	arg_bytes(&a, key, key_len);
+	relay_redis_args_int(&a, now);
+	relay_redis_args_int(&a, lim->response_ttl_ms);
+	relay_redis_args_bytes(&a, key, key_len);
 	arg_name(&a, name, key, key_len);
 	rc = run(R(s), S_TAKE_RESPONSE, &a, 0, &rep, fx, &status);
 	if (rc != RELAY_OK)
@@ -923,17 +897,17 @@ r_stream_append(struct relay_store *s, const struct relay_store_limits *lim,
     int64_t now, const char *id, size_t id_len, const char *data, size_t len,
     bool final, struct relay_store_effects *fx)
 {
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 
 	/* Only an id this store made can name a session's keys. */
 	if (!session_id_ok(id, id_len))
 		return RELAY_E_UNKNOWN_SESSION;
-	arg_int(&a, now);
-	arg_int(&a, lim->session_ttl_ms);
-	arg_uint(&a, lim->max_stream_chunks);
-	arg_bytes(&a, id, id_len);
-	arg_bytes(&a, data, len);
-	arg_bytes(&a, final ? "1" : "0", 1);
+	relay_redis_args_int(&a, now);
+	relay_redis_args_int(&a, lim->session_ttl_ms);
+	relay_redis_args_uint(&a, lim->max_stream_chunks);
+	relay_redis_args_bytes(&a, id, id_len);
+	relay_redis_args_bytes(&a, data, len);
+	relay_redis_args_bytes(&a, final ? "1" : "0", 1);
 	return run_status(R(s), S_STREAM_APPEND, &a, fx);
 }
 
@@ -944,13 +918,13 @@ r_stream_drain(struct relay_store *s, const struct relay_store_limits *lim,
 {
 	struct relay_redis_reply rep;
 	enum relay_status rc, status;
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 	size_t i, n;
 
 	memset(out, 0, sizeof(*out));
-	arg_int(&a, now);
-	arg_int(&a, lim->session_ttl_ms);
-	arg_bytes(&a, client, client_len);
+	relay_redis_args_int(&a, now);
+	relay_redis_args_int(&a, lim->session_ttl_ms);
+	relay_redis_args_bytes(&a, client, client_len);
 	rc = run(R(s), S_STREAM_DRAIN, &a, 0, &rep, fx, &status);
 	if (rc != RELAY_OK)
 		return rc;
@@ -995,12 +969,12 @@ static enum relay_status
 r_sweep(struct relay_store *s, const struct relay_store_limits *lim,
     int64_t now, struct relay_store_effects *fx)
 {
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 
-	arg_int(&a, now);
-	arg_int(&a, lim->response_ttl_ms);
-	arg_int(&a, lim->session_ttl_ms);
-	arg_int(&a, SWEEP_INTERVAL_MS);
+	relay_redis_args_int(&a, now);
+	relay_redis_args_int(&a, lim->response_ttl_ms);
+	relay_redis_args_int(&a, lim->session_ttl_ms);
+	relay_redis_args_int(&a, RELAY_STORE_SWEEP_INTERVAL_MS);
 	return run_status(R(s), S_SWEEP, &a, fx);
 }
 
@@ -1017,12 +991,12 @@ r_stats(struct relay_store *s, const struct relay_store_limits *lim,
 {
 	struct relay_redis_reply rep;
 	enum relay_status rc, status;
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 
 	memset(out, 0, sizeof(*out));
-	arg_int(&a, now);
-	arg_int(&a, lim->response_ttl_ms);
-	arg_int(&a, lim->session_ttl_ms);
+	relay_redis_args_int(&a, now);
+	relay_redis_args_int(&a, lim->response_ttl_ms);
+	relay_redis_args_int(&a, lim->session_ttl_ms);
 	rc = run(R(s), S_STATS, &a, 5, &rep, fx, &status);
 	if (rc != RELAY_OK)
 		return rc;
@@ -1042,13 +1016,13 @@ r_list_servers(struct relay_store *s, const struct relay_store_limits *lim,
 {
 	struct relay_redis_reply rep;
 	enum relay_status rc, status;
-	struct argv a = { .n = 0 };
+	struct relay_redis_args a = { .n = 0 };
 	size_t i, n;
 
 	(void)lim;
 	memset(out, 0, sizeof(*out));
-	arg_int(&a, now);
-	arg_uint(&a, max);
+	relay_redis_args_int(&a, now);
+	relay_redis_args_uint(&a, max);
 	rc = run(R(s), S_LIST_SERVERS, &a, 2, &rep, fx, &status);
 	if (rc != RELAY_OK)
 		return rc;

@@ -16,6 +16,8 @@
 --             '1' when the key may still be looked up in the layout-1
 --             leftovers (it is not "exp", the one value whose layout-1
 --             name is a structure: "resp:exp");
+--   ARGV[#ARGV - 1] the backstop TTL grace (TTL_GRACE_MS in
+--             store_redis.c);
 --   ARGV[#ARGV] the expiry batch size.
 --   Reply     { rc, fx[1..6], results... }; rc 98 alone: the stored
 --             schema is not 2 (nothing was done; the C side runs the
@@ -49,7 +51,7 @@ local L = P .. 'l2:'
 local call = redis.call
 local now = tonumber(ARGV[1])
 local BATCH = tonumber(ARGV[#ARGV])
-local GRACE = 3600000
+local GRACE = tonumber(ARGV[#ARGV - 1])
 local fx = { 0, 0, 0, 0, 0, 0 }
 
 local function num(x) return string.format('%.0f', x) end

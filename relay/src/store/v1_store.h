@@ -424,6 +424,13 @@ struct relay_v1_store *relay_v1_store_redis_new(struct relay_redis *r);
 #define RELAY_V1_NODE_ID_LEN RELAY_KEYNAME_LEN
 
 /*
+ * How often sweep() runs: the broker calls it at most once per interval
+ * per process, and the Redis store lets one call per interval through for
+ * the whole cluster (the others return at once).
+ */
+#define RELAY_V1_SWEEP_INTERVAL_MS 250
+
+/*
  * A node's compact id: relay_keyname() of its public key (the first 32 hex
  * digits of its SHA-256). The Redis store keys a node by it and names its
  * wake-up channel after it; the broker files long polls under it, so a

@@ -43,6 +43,7 @@
 #include <string.h>
 
 #include "redis/redis.h"
+#include "redis/redis_args.h"
 #include "tokenplace/log.h"
 
 /* The Lua library, embedded by CMake (cmake/EmbedText.cmake). */
@@ -96,19 +97,9 @@ struct rstore {
 	int sid[OP_COUNT];
 };
 
-#define MAX_ARGS 32
-#define NUM_LEN 24
 #define RID_LEN RELAY_KEYNAME_LEN
+#define TTL_GRACE_MS 60000	/* backstop TTL beyond the logical lifetime */
 #define SWEEP_ROUNDS 64		/* full batches per sweep() before yielding */
-#define SWEEP_INTERVAL_MS 250	/* one sweep per interval, cluster-wide */
-
-/* The arguments of one script call: the common head, then the op's own. */
-struct call {
-	const char *argv[MAX_ARGS];
-	size_t argl[MAX_ARGS];
-	size_t n;
-	char nums[MAX_ARGS][NUM_LEN];
-};
 
 static struct rstore *
 R(struct relay_v1_store *s)
@@ -117,65 +108,33 @@ R(struct relay_v1_store *s)
 }
 
 static void
-arg(struct call *c, const void *p, size_t len)
+call_begin(struct relay_redis_args *c, const struct relay_v1_limits *lim,
+    int64_t now)
 {
-	if (c->n >= MAX_ARGS)
-		return;		/* unreachable: every op passes < MAX_ARGS */
-	c->argv[c->n] = p != NULL ? p : "";
-	c->argl[c->n] = p != NULL ? len : 0;
-	c->n++;
+	relay_redis_args_reset(c);
+	relay_redis_args_int(c, now);
+	relay_redis_args_int(c, lim->lease_ms);
+	relay_redis_args_int(c, lim->in_flight_ttl_ms);
+	relay_redis_args_int(c, lim->tombstone_ttl_ms);
+	relay_redis_args_int(c, lim->node_tombstone_ttl_ms);
+	relay_redis_args_int(c, lim->terminal_ttl_ms);
+	relay_redis_args_int(c, lim->response_ttl_ms);
+	relay_redis_args_int(c, lim->reservation_ttl_ms);
+	relay_redis_args_uint(c, lim->max_nodes);
+	relay_redis_args_uint(c, lim->max_requests);
+	relay_redis_args_uint(c, lim->max_terminal);
+	relay_redis_args_uint(c, lim->max_tombstones);
+	relay_redis_args_int(c, TTL_GRACE_MS);
 }
 
 static void
-arg_str(struct call *c, const char *s)
+arg_caps(struct relay_redis_args *c, const struct tp_v1_caps *caps)
 {
-	arg(c, s, strlen(s));
-}
-
-static void
-arg_i64(struct call *c, int64_t v)
-{
-	int n;
-
-	if (c->n >= MAX_ARGS)
-		return;
-	n = snprintf(c->nums[c->n], NUM_LEN, "%" PRId64, v);
-	arg(c, c->nums[c->n], (size_t)n);
-}
-
-static void
-arg_u64(struct call *c, uint64_t v)
-{
-	/* Lua numbers are doubles: limits past 2^53 mean "no limit" anyway. */
-	arg_i64(c, v > (uint64_t)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)v);
-}
-
-static void
-call_begin(struct call *c, const struct relay_v1_limits *lim, int64_t now)
-{
-	c->n = 0;
-	arg_i64(c, now);
-	arg_i64(c, lim->lease_ms);
-	arg_i64(c, lim->in_flight_ttl_ms);
-	arg_i64(c, lim->tombstone_ttl_ms);
-	arg_i64(c, lim->node_tombstone_ttl_ms);
-	arg_i64(c, lim->terminal_ttl_ms);
-	arg_i64(c, lim->response_ttl_ms);
-	arg_i64(c, lim->reservation_ttl_ms);
-	arg_u64(c, lim->max_nodes);
-	arg_u64(c, lim->max_requests);
-	arg_u64(c, lim->max_terminal);
-	arg_u64(c, lim->max_tombstones);
-}
-
-static void
-arg_caps(struct call *c, const struct tp_v1_caps *caps)
-{
-	arg_i64(c, (int64_t)caps->tier);
-	arg_i64(c, caps->max_context_tokens);
-	arg_i64(c, caps->max_concurrency);
-	arg_i64(c, (int64_t)caps->nmodels);
-	arg(c, caps->models, caps->models_len);
+	relay_redis_args_int(c, (int64_t)caps->tier);
+	relay_redis_args_int(c, caps->max_context_tokens);
+	relay_redis_args_int(c, caps->max_concurrency);
+	relay_redis_args_int(c, (int64_t)caps->nmodels);
+	relay_redis_args_bytes(c, caps->models, caps->models_len);
 }
 
 /* relay_keyname2(client, request_id): the request's key. */
@@ -200,31 +159,11 @@ map_rc(enum relay_redis_rc rc)
 	}
 }
 
-static long long
-el_int(const struct relay_redis_reply *rep, size_t i)
-{
-	if (i >= rep->n)
-		return 0;
-	if (rep->elem[i].type == RELAY_REDIS_INT)
-		return rep->elem[i].integer;
-	if (rep->elem[i].type == RELAY_REDIS_STR)
-		return strtoll(rep->elem[i].str, NULL, 10);
-	return 0;
-}
-
-static const struct relay_redis_reply *
-el_str(const struct relay_redis_reply *rep, size_t i)
-{
-	if (i >= rep->n || rep->elem[i].type != RELAY_REDIS_STR)
-		return NULL;
-	return &rep->elem[i];
-}
-
 /* A copy of string element i as a blob (an absent element: empty blob). */
 static int
 el_blob(const struct relay_redis_reply *rep, size_t i, struct relay_blob *b)
 {
-	const struct relay_redis_reply *e = el_str(rep, i);
+	const struct relay_redis_reply *e = relay_redis_reply_str(rep, i);
 	size_t len = e != NULL ? e->len : 0;
 	char *p = malloc(len + 1);
 
@@ -238,20 +177,12 @@ el_blob(const struct relay_redis_reply *rep, size_t i, struct relay_blob *b)
 	return 0;
 }
 
-static bool
-el_is(const struct relay_redis_reply *rep, size_t i, const char *s)
-{
-	const struct relay_redis_reply *e = el_str(rep, i);
-
-	return e != NULL && e->len == strlen(s) && memcmp(e->str, s, e->len) == 0;
-}
-
 /*
  * Runs op with c's arguments: on success *rep holds { rc, fx, ... } with
  * the effects already added to fx, and the script's rc is returned.
  */
 static enum relay_v1_rc
-run(struct rstore *st, enum op op, struct call *c,
+run(struct rstore *st, enum op op, struct relay_redis_args *c,
     struct relay_redis_reply *rep, struct relay_v1_effects *fx)
 {
 	const char *keys[1] = { st->prefix };
@@ -261,8 +192,10 @@ run(struct rstore *st, enum op op, struct call *c,
 	long long rc;
 
 	memset(rep, 0, sizeof(*rep));
-	rrc = relay_redis_eval(st->r, st->sid[op], 1, keys, keyl, c->n, c->argv,
-	    c->argl, rep);
+	if (!relay_redis_args_ok(c))
+		return V1_E_UNAVAILABLE;	/* unreachable: no op has 32 */
+	rrc = relay_redis_eval(st->r, st->sid[op], 1, keys, keyl, c->n, c->v,
+	    c->len, rep);
 	if (rrc != RELAY_REDIS_OK)
 		return map_rc(rrc);
 	if (rep->type != RELAY_REDIS_ARRAY || rep->n < 2 ||
@@ -276,17 +209,17 @@ run(struct rstore *st, enum op op, struct call *c,
 	}
 	f = &rep->elem[1];
 	if (fx != NULL) {
-		fx->outcomes[V1_OUTCOME_COMPLETED] += (uint64_t)el_int(f, 0);
-		fx->outcomes[V1_OUTCOME_CANCELLED] += (uint64_t)el_int(f, 1);
-		fx->outcomes[V1_OUTCOME_EXPIRED] += (uint64_t)el_int(f, 2);
-		fx->evicted_nodes += (uint64_t)el_int(f, 3);
-		fx->unregistered_nodes += (uint64_t)el_int(f, 4);
-		fx->expired_responses += (uint64_t)el_int(f, 5);
-		fx->dropped_terminal += (uint64_t)el_int(f, 6);
-		fx->dropped_tombstones += (uint64_t)el_int(f, 7);
-		fx->lease_renewals += (uint64_t)el_int(f, 8);
-		fx->acknowledged += (uint64_t)el_int(f, 9);
-		fx->redelivered += (uint64_t)el_int(f, 10);
+		fx->outcomes[V1_OUTCOME_COMPLETED] += (uint64_t)relay_redis_reply_int(f, 0);
+		fx->outcomes[V1_OUTCOME_CANCELLED] += (uint64_t)relay_redis_reply_int(f, 1);
+		fx->outcomes[V1_OUTCOME_EXPIRED] += (uint64_t)relay_redis_reply_int(f, 2);
+		fx->evicted_nodes += (uint64_t)relay_redis_reply_int(f, 3);
+		fx->unregistered_nodes += (uint64_t)relay_redis_reply_int(f, 4);
+		fx->expired_responses += (uint64_t)relay_redis_reply_int(f, 5);
+		fx->dropped_terminal += (uint64_t)relay_redis_reply_int(f, 6);
+		fx->dropped_tombstones += (uint64_t)relay_redis_reply_int(f, 7);
+		fx->lease_renewals += (uint64_t)relay_redis_reply_int(f, 8);
+		fx->acknowledged += (uint64_t)relay_redis_reply_int(f, 9);
+		fx->redelivered += (uint64_t)relay_redis_reply_int(f, 10);
 	}
 	rc = rep->elem[0].integer;
 	if (rc < V1_OK || rc > V1_E_EXPIRED) {
@@ -306,7 +239,7 @@ static_status(const struct relay_redis_reply *rep, size_t i)
 	size_t k;
 
 	for (k = 0; k < sizeof(known) / sizeof(known[0]); k++)
-		if (el_is(rep, i, known[k]))
+		if (relay_redis_reply_is(rep, i, known[k]))
 			return known[k];
 	return "gone";
 }
@@ -317,11 +250,11 @@ static_reason(const struct relay_redis_reply *rep, size_t i,
 {
 	static const char *const extra[] = { "delivered",
 	    "response_ttl_exceeded" };
-	const struct relay_redis_reply *e = el_str(rep, i);
+	const struct relay_redis_reply *e = relay_redis_reply_str(rep, i);
 	size_t k;
 
 	for (k = 0; k < sizeof(extra) / sizeof(extra[0]); k++)
-		if (el_is(rep, i, extra[k]))
+		if (relay_redis_reply_is(rep, i, extra[k]))
 			return extra[k];
 	return tp_v1_reason_sanitise(e != NULL ? e->str : NULL,
 	    strcmp(status, "expired") == 0 ? TP_V1_EXPIRED : TP_V1_CANCELLED);
@@ -337,20 +270,20 @@ rs_register(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	char id[RELAY_V1_NODE_ID_LEN + 1];
 	enum relay_v1_rc rc;
 
 	*created = false;
 	relay_v1_node_id(key, key_len, id);
 	call_begin(&c, lim, now);
-	arg_str(&c, id);
-	arg(&c, key, key_len);
-	arg(&c, new_digest, TP_SHA256_LEN);
+	relay_redis_args_str(&c, id);
+	relay_redis_args_bytes(&c, key, key_len);
+	relay_redis_args_bytes(&c, new_digest, TP_SHA256_LEN);
 	arg_caps(&c, caps);
 	rc = run(st, OP_REGISTER, &c, &rep, fx);
 	if (rep.type == RELAY_REDIS_ARRAY)
-		*created = rc == V1_OK && el_int(&rep, 2) == 1;
+		*created = rc == V1_OK && relay_redis_reply_int(&rep, 2) == 1;
 	relay_redis_reply_free(&rep);
 	return rc;
 }
@@ -363,7 +296,7 @@ rs_poll(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	char id[RELAY_V1_NODE_ID_LEN + 1];
 	enum relay_v1_rc rc;
 	static const struct tp_v1_caps none;
@@ -372,19 +305,19 @@ rs_poll(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	memset(work, 0, sizeof(*work));
 	relay_v1_node_id(key, key_len, id);
 	call_begin(&c, lim, now);
-	arg_str(&c, id);
-	arg(&c, key, key_len);
-	arg_str(&c, caps != NULL ? "1" : "0");
+	relay_redis_args_str(&c, id);
+	relay_redis_args_bytes(&c, key, key_len);
+	relay_redis_args_str(&c, caps != NULL ? "1" : "0");
 	arg_caps(&c, caps != NULL ? caps : &none);
-	arg_i64(&c, polling_until);
+	relay_redis_args_int(&c, polling_until);
 	rc = run(st, OP_POLL, &c, &rep, fx);
-	if (rc == V1_OK && el_int(&rep, 2) == 1) {
+	if (rc == V1_OK && relay_redis_reply_int(&rep, 2) == 1) {
 		if (el_blob(&rep, 3, &work->envelope) != 0) {
 			/* the claim stands; its lease lapses and the deadline ends it */
 			rc = V1_E_NOMEM;
 		} else {
-			work->deadline_ms = el_int(&rep, 4);
-			work->generation = (uint64_t)el_int(&rep, 5);
+			work->deadline_ms = relay_redis_reply_int(&rep, 4);
+			work->generation = (uint64_t)relay_redis_reply_int(&rep, 5);
 			*has_work = true;
 		}
 	}
@@ -399,23 +332,24 @@ rs_select(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	enum relay_v1_rc rc;
 	long long used, conc;
 	int t;
 
 	memset(out, 0, sizeof(*out));
 	call_begin(&c, lim, now);
-	arg_str(&c, model);
-	arg_i64(&c, (int64_t)tier);
-	arg_i64(&c, tp_v1_tier_tokens(tier));
-	arg_str(&c, reserve ? "1" : "0");
+	relay_redis_args_str(&c, model);
+	relay_redis_args_int(&c, (int64_t)tier);
+	relay_redis_args_int(&c, tp_v1_tier_tokens(tier));
+	relay_redis_args_str(&c, reserve ? "1" : "0");
 	rc = run(st, OP_SELECT, &c, &rep, fx);
 	if (rep.type != RELAY_REDIS_ARRAY)
 		return rc;
-	out->eligible_nodes = (size_t)el_int(&rep, 11);
+	out->eligible_nodes = (size_t)relay_redis_reply_int(&rep, 11);
 	for (t = 0; t < TP_V1_TIER_COUNT; t++)
-		out->eligible_per_tier[t] = (size_t)el_int(&rep, 12 + (size_t)t);
+		out->eligible_per_tier[t] =
+		    (size_t)relay_redis_reply_int(&rep, 12 + (size_t)t);
 	if (rc != V1_OK)
 		goto out;
 	if (el_blob(&rep, 2, &out->key) != 0 ||
@@ -424,13 +358,13 @@ rs_select(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		rc = V1_E_NOMEM;
 		goto out;
 	}
-	out->nmodels = (size_t)el_int(&rep, 4);
-	out->tier = (enum tp_v1_tier)el_int(&rep, 5);
-	out->context_tokens = el_int(&rep, 6);
-	out->queue_depth = (uint64_t)el_int(&rep, 7);
-	out->in_flight = (uint64_t)el_int(&rep, 8);
-	used = el_int(&rep, 9);
-	conc = el_int(&rep, 10);
+	out->nmodels = (size_t)relay_redis_reply_int(&rep, 4);
+	out->tier = (enum tp_v1_tier)relay_redis_reply_int(&rep, 5);
+	out->context_tokens = relay_redis_reply_int(&rep, 6);
+	out->queue_depth = (uint64_t)relay_redis_reply_int(&rep, 7);
+	out->in_flight = (uint64_t)relay_redis_reply_int(&rep, 8);
+	used = relay_redis_reply_int(&rep, 9);
+	conc = relay_redis_reply_int(&rep, 10);
 	out->load_score = conc > 0 ? (double)used / (double)conc : 0;
 	out->spillover = out->tier > tier;
 out:
@@ -445,7 +379,7 @@ rs_enqueue(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	char id[RELAY_V1_NODE_ID_LEN + 1], rid[RID_LEN + 1];
 	enum relay_v1_rc rc;
 
@@ -455,18 +389,18 @@ rs_enqueue(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	request_rid(in->client, in->client_len, in->request_id,
 	    in->request_id_len, rid);
 	call_begin(&c, lim, now);
-	arg_str(&c, id);
-	arg(&c, in->node, in->node_len);
-	arg_str(&c, rid);
-	arg(&c, in->client, in->client_len);
-	arg(&c, in->request_id, in->request_id_len);
-	arg(&c, in->work, in->work_len);
-	arg(&c, in->cancel_digest, in->cancel_digest ? TP_SHA256_LEN : 0);
-	arg_i64(&c, in->deadline_ms);
+	relay_redis_args_str(&c, id);
+	relay_redis_args_bytes(&c, in->node, in->node_len);
+	relay_redis_args_str(&c, rid);
+	relay_redis_args_bytes(&c, in->client, in->client_len);
+	relay_redis_args_bytes(&c, in->request_id, in->request_id_len);
+	relay_redis_args_bytes(&c, in->work, in->work_len);
+	relay_redis_args_bytes(&c, in->cancel_digest, in->cancel_digest ? TP_SHA256_LEN : 0);
+	relay_redis_args_int(&c, in->deadline_ms);
 	rc = run(st, OP_ENQUEUE, &c, &rep, fx);
 	if (rc == V1_OK) {
-		*duplicate = el_int(&rep, 2) == 1;
-		*deadline_ms = el_int(&rep, 3);
+		*duplicate = relay_redis_reply_int(&rep, 2) == 1;
+		*deadline_ms = relay_redis_reply_int(&rep, 3);
 	}
 	relay_redis_reply_free(&rep);
 	return rc;
@@ -481,7 +415,7 @@ rs_control(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	char id[RELAY_V1_NODE_ID_LEN + 1];
 	enum relay_v1_rc rc;
 	long long v;
@@ -490,17 +424,17 @@ rs_control(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	*deadline_ms = 0;
 	relay_v1_node_id(key, key_len, id);
 	call_begin(&c, lim, now);
-	arg_str(&c, id);
-	arg(&c, key, key_len);
-	arg(&c, digest, digest ? TP_SHA256_LEN : 0);
-	arg(&c, rq, rq_len);
-	arg_str(&c, ack ? "1" : "0");
+	relay_redis_args_str(&c, id);
+	relay_redis_args_bytes(&c, key, key_len);
+	relay_redis_args_bytes(&c, digest, digest ? TP_SHA256_LEN : 0);
+	relay_redis_args_bytes(&c, rq, rq_len);
+	relay_redis_args_str(&c, ack ? "1" : "0");
 	rc = run(st, OP_CONTROL, &c, &rep, fx);
 	if (rc == V1_OK) {
-		v = el_int(&rep, 2);
+		v = relay_redis_reply_int(&rep, 2);
 		*state = v >= 0 && v < V1_CTL_COUNT ?
 		    (enum relay_v1_control_state)v : V1_CTL_COMPLETED;
-		*deadline_ms = el_int(&rep, 3);
+		*deadline_ms = relay_redis_reply_int(&rep, 3);
 	}
 	relay_redis_reply_free(&rep);
 	return rc;
@@ -515,22 +449,22 @@ rs_cancel(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	char rid[RID_LEN + 1];
 	enum relay_v1_rc rc;
 
 	*removed = 0;
 	request_rid(client, client_len, rq, rq_len, rid);
 	call_begin(&c, lim, now);
-	arg_str(&c, rid);
-	arg(&c, token_digest, token_digest ? TP_SHA256_LEN : 0);
-	arg_str(&c, tp_v1_status_name(status));
-	arg_str(&c, reason);
+	relay_redis_args_str(&c, rid);
+	relay_redis_args_bytes(&c, token_digest, token_digest ? TP_SHA256_LEN : 0);
+	relay_redis_args_str(&c, tp_v1_status_name(status));
+	relay_redis_args_str(&c, reason);
 	/* the Lua effects index (1-based): 2 cancelled, 3 expired */
-	arg_str(&c, status == TP_V1_EXPIRED ? "3" : "2");
+	relay_redis_args_str(&c, status == TP_V1_EXPIRED ? "3" : "2");
 	rc = run(st, OP_CANCEL, &c, &rep, fx);
 	if (rc == V1_OK)
-		*removed = (int)el_int(&rep, 2);
+		*removed = (int)relay_redis_reply_int(&rep, 2);
 	relay_redis_reply_free(&rep);
 	return rc;
 }
@@ -542,7 +476,7 @@ rs_accept_response(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	char id[RELAY_V1_NODE_ID_LEN + 1] = "", rid[RID_LEN + 1];
 	enum relay_v1_rc rc;
 
@@ -555,15 +489,15 @@ rs_accept_response(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	request_rid(in->client, in->client_len, in->request_id,
 	    in->request_id_len, rid);
 	call_begin(&c, lim, now);
-	arg_str(&c, rid);
-	arg(&c, in->response, in->response_len);
-	arg_str(&c, in->node != NULL ? "1" : "0");
-	arg_str(&c, id);
-	arg(&c, in->node, in->node != NULL ? in->node_len : 0);
-	arg(&c, in->cred_digest, in->cred_digest ? TP_SHA256_LEN : 0);
+	relay_redis_args_str(&c, rid);
+	relay_redis_args_bytes(&c, in->response, in->response_len);
+	relay_redis_args_str(&c, in->node != NULL ? "1" : "0");
+	relay_redis_args_str(&c, id);
+	relay_redis_args_bytes(&c, in->node, in->node != NULL ? in->node_len : 0);
+	relay_redis_args_bytes(&c, in->cred_digest, in->cred_digest ? TP_SHA256_LEN : 0);
 	rc = run(st, OP_ACCEPT_RESPONSE, &c, &rep, fx);
 	if (rc == V1_OK)
-		*duplicate = el_int(&rep, 2) == 1;
+		*duplicate = relay_redis_reply_int(&rep, 2) == 1;
 	else if (rc == V1_E_GONE)
 		*gone = static_status(&rep, 3);
 	relay_redis_reply_free(&rep);
@@ -578,18 +512,18 @@ rs_progress(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	char id[RELAY_V1_NODE_ID_LEN + 1], rid[RID_LEN + 1];
 	enum relay_v1_rc rc;
 
 	relay_v1_node_id(key, key_len, id);
 	request_rid(client, client_len, rq, rq_len, rid);
 	call_begin(&c, lim, now);
-	arg_str(&c, id);
-	arg(&c, key, key_len);
-	arg(&c, digest, digest ? TP_SHA256_LEN : 0);
-	arg_str(&c, rid);
-	arg(&c, envelope, envelope_len);
+	relay_redis_args_str(&c, id);
+	relay_redis_args_bytes(&c, key, key_len);
+	relay_redis_args_bytes(&c, digest, digest ? TP_SHA256_LEN : 0);
+	relay_redis_args_str(&c, rid);
+	relay_redis_args_bytes(&c, envelope, envelope_len);
 	rc = run(st, OP_PROGRESS, &c, &rep, fx);
 	relay_redis_reply_free(&rep);
 	return rc;
@@ -602,7 +536,7 @@ rs_retrieve(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	char rid[RID_LEN + 1];
 	enum relay_v1_rc rc;
 
@@ -610,12 +544,12 @@ rs_retrieve(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	out->kind = V1_RET_UNKNOWN;
 	request_rid(client, client_len, rq, rq_len, rid);
 	call_begin(&c, lim, now);
-	arg_str(&c, rid);
-	arg_i64(&c, lim->redeliver_ms);
+	relay_redis_args_str(&c, rid);
+	relay_redis_args_int(&c, lim->redeliver_ms);
 	rc = run(st, OP_RETRIEVE, &c, &rep, fx);
 	if (rc != V1_OK)
 		goto out;
-	switch (el_int(&rep, 2)) {
+	switch (relay_redis_reply_int(&rep, 2)) {
 	case 1:
 		if (el_blob(&rep, 3, &out->body) != 0) {
 			/* delivered in the store but not here: the worst case is
@@ -627,8 +561,8 @@ rs_retrieve(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		break;
 	case 2:
 		out->kind = V1_RET_PENDING;
-		out->deadline_ms = el_int(&rep, 4);
-		if (el_is(&rep, 5, "1") && el_blob(&rep, 3, &out->body) != 0)
+		out->deadline_ms = relay_redis_reply_int(&rep, 4);
+		if (relay_redis_reply_is(&rep, 5, "1") && el_blob(&rep, 3, &out->body) != 0)
 			rc = V1_E_NOMEM;
 		break;
 	case 3:
@@ -651,19 +585,19 @@ rs_unregister(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	char id[RELAY_V1_NODE_ID_LEN + 1];
 	enum relay_v1_rc rc;
 
 	*removed = false;
 	relay_v1_node_id(key, key_len, id);
 	call_begin(&c, lim, now);
-	arg_str(&c, id);
-	arg(&c, key, key_len);
-	arg(&c, digest, digest ? TP_SHA256_LEN : 0);
+	relay_redis_args_str(&c, id);
+	relay_redis_args_bytes(&c, key, key_len);
+	relay_redis_args_bytes(&c, digest, digest ? TP_SHA256_LEN : 0);
 	rc = run(st, OP_UNREGISTER, &c, &rep, fx);
 	if (rc == V1_OK)
-		*removed = el_int(&rep, 2) == 1;
+		*removed = relay_redis_reply_int(&rep, 2) == 1;
 	relay_redis_reply_free(&rep);
 	return rc;
 }
@@ -674,16 +608,16 @@ rs_node_exists(struct relay_v1_store *s, const char *key, size_t key_len)
 	static const struct relay_v1_limits zero;
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	char id[RELAY_V1_NODE_ID_LEN + 1];
 	bool found;
 
 	relay_v1_node_id(key, key_len, id);
 	call_begin(&c, &zero, 0);
-	arg_str(&c, id);
-	arg(&c, key, key_len);
+	relay_redis_args_str(&c, id);
+	relay_redis_args_bytes(&c, key, key_len);
 	found = run(st, OP_NODE_EXISTS, &c, &rep, NULL) == V1_OK &&
-	    el_int(&rep, 2) == 1;
+	    relay_redis_reply_int(&rep, 2) == 1;
 	relay_redis_reply_free(&rep);
 	return found;
 }
@@ -694,7 +628,7 @@ rs_sweep(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	enum relay_v1_rc rc = V1_OK;
 	bool more = true;
 	int round;
@@ -702,10 +636,10 @@ rs_sweep(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	/* Each script call is bounded; a backlog takes several calls. */
 	for (round = 0; more && round < SWEEP_ROUNDS; round++) {
 		call_begin(&c, lim, now);
-		arg_i64(&c, SWEEP_INTERVAL_MS);
-		arg_str(&c, round > 0 ? "1" : "0");
+		relay_redis_args_int(&c, RELAY_V1_SWEEP_INTERVAL_MS);
+		relay_redis_args_str(&c, round > 0 ? "1" : "0");
 		rc = run(st, OP_SWEEP, &c, &rep, fx);
-		more = rc == V1_OK && el_int(&rep, 2) == 1;
+		more = rc == V1_OK && relay_redis_reply_int(&rep, 2) == 1;
 		relay_redis_reply_free(&rep);
 	}
 	return rc;
@@ -717,7 +651,7 @@ rs_stats(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	enum relay_v1_rc rc;
 
 	memset(out, 0, sizeof(*out));
@@ -728,15 +662,15 @@ rs_stats(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	call_begin(&c, lim, now);
 	rc = run(st, OP_STATS, &c, &rep, fx);
 	if (rc == V1_OK) {
-		out->nodes = (uint64_t)el_int(&rep, 3);
-		out->queued = (uint64_t)el_int(&rep, 4);
-		out->in_flight = (uint64_t)el_int(&rep, 5);
-		out->responses = (uint64_t)el_int(&rep, 6);
-		out->reservations = (uint64_t)el_int(&rep, 7);
-		out->terminal = (uint64_t)el_int(&rep, 8);
-		out->tombstones = (uint64_t)el_int(&rep, 9);
-		out->oldest_queued_ms = el_int(&rep, 10);
-		out->oldest_in_flight_ms = el_int(&rep, 11);
+		out->nodes = (uint64_t)relay_redis_reply_int(&rep, 3);
+		out->queued = (uint64_t)relay_redis_reply_int(&rep, 4);
+		out->in_flight = (uint64_t)relay_redis_reply_int(&rep, 5);
+		out->responses = (uint64_t)relay_redis_reply_int(&rep, 6);
+		out->reservations = (uint64_t)relay_redis_reply_int(&rep, 7);
+		out->terminal = (uint64_t)relay_redis_reply_int(&rep, 8);
+		out->tombstones = (uint64_t)relay_redis_reply_int(&rep, 9);
+		out->oldest_queued_ms = relay_redis_reply_int(&rep, 10);
+		out->oldest_in_flight_ms = relay_redis_reply_int(&rep, 11);
 	}
 	relay_redis_reply_free(&rep);
 	return rc;
@@ -751,19 +685,19 @@ rs_list_nodes(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	enum relay_v1_rc rc;
 	size_t i, n;
 
 	memset(out, 0, sizeof(*out));
 	call_begin(&c, lim, now);
-	arg_u64(&c, max);
-	arg_str(&c, keys ? "1" : "0");	/* without, the script sends no key */
+	relay_redis_args_uint(&c, max);
+	relay_redis_args_str(&c, keys ? "1" : "0");	/* without, the script sends no key */
 	rc = run(st, OP_LIST_NODES, &c, &rep, fx);
 	if (rc != V1_OK)
 		goto out;
-	out->total = (uint64_t)el_int(&rep, 2);
-	n = (size_t)el_int(&rep, 3);
+	out->total = (uint64_t)relay_redis_reply_int(&rep, 2);
+	n = (size_t)relay_redis_reply_int(&rep, 3);
 	if (n > max || rep.n != 4 + LIST_FIELDS * n) {
 		rc = V1_E_UNAVAILABLE;
 		goto out;
@@ -777,14 +711,14 @@ rs_list_nodes(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		struct relay_v1_node_info *ni = &out->nodes[out->n++];
 		struct relay_blob key = { 0 }, models = { 0 };
 
-		ni->age_ms = el_int(&rep, b + 1);
-		ni->queued = (uint64_t)el_int(&rep, b + 2);
-		ni->in_flight = (uint64_t)el_int(&rep, b + 3);
-		ni->reserved = (uint64_t)el_int(&rep, b + 4);
-		ni->max_concurrency = el_int(&rep, b + 5);
-		ni->tier = (enum tp_v1_tier)el_int(&rep, b + 6);
-		ni->max_context = el_int(&rep, b + 7);
-		ni->nmodels = (size_t)el_int(&rep, b + 8);
+		ni->age_ms = relay_redis_reply_int(&rep, b + 1);
+		ni->queued = (uint64_t)relay_redis_reply_int(&rep, b + 2);
+		ni->in_flight = (uint64_t)relay_redis_reply_int(&rep, b + 3);
+		ni->reserved = (uint64_t)relay_redis_reply_int(&rep, b + 4);
+		ni->max_concurrency = relay_redis_reply_int(&rep, b + 5);
+		ni->tier = (enum tp_v1_tier)relay_redis_reply_int(&rep, b + 6);
+		ni->max_context = relay_redis_reply_int(&rep, b + 7);
+		ni->nmodels = (size_t)relay_redis_reply_int(&rep, b + 8);
 		if (el_blob(&rep, b + 9, &models) != 0) {
 			rc = V1_E_NOMEM;
 			break;
@@ -814,7 +748,7 @@ rs_list_models(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 {
 	struct rstore *st = R(s);
 	struct relay_redis_reply rep;
-	struct call c;
+	struct relay_redis_args c;
 	enum relay_v1_rc rc;
 	size_t i, n, len = 0;
 
@@ -822,20 +756,20 @@ rs_list_models(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 	if (only != NULL && only_len == 0)
 		return V1_OK;		/* no model has an empty id */
 	call_begin(&c, lim, now);
-	arg_u64(&c, max);
-	arg(&c, only != NULL ? only : "", only != NULL ? only_len : 0);
+	relay_redis_args_uint(&c, max);
+	relay_redis_args_bytes(&c, only != NULL ? only : "", only != NULL ? only_len : 0);
 	rc = run(st, OP_LIST_MODELS, &c, &rep, fx);
 	if (rc != V1_OK)
 		goto out;
-	out->more = el_int(&rep, 2) != 0;
-	n = (size_t)el_int(&rep, 3);
+	out->more = relay_redis_reply_int(&rep, 2) != 0;
+	n = (size_t)relay_redis_reply_int(&rep, 3);
 	if ((only == NULL && n > max) || (only != NULL && n > 1) ||
 	    rep.n != 4 + n) {
 		rc = V1_E_UNAVAILABLE;
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		const struct relay_redis_reply *e = el_str(&rep, 4 + i);
+		const struct relay_redis_reply *e = relay_redis_reply_str(&rep, 4 + i);
 
 		if (e == NULL || e->len == 0 || memchr(e->str, '\0', e->len)) {
 			rc = V1_E_UNAVAILABLE;
@@ -848,7 +782,7 @@ rs_list_models(struct relay_v1_store *s, const struct relay_v1_limits *lim,
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		const struct relay_redis_reply *e = el_str(&rep, 4 + i);
+		const struct relay_redis_reply *e = relay_redis_reply_str(&rep, 4 + i);
 
 		if (e == NULL)
 			break;		/* checked above; keeps the compiler sure */

@@ -14,7 +14,8 @@
 --             cluster slot.
 --   ARGV[1]   now_ms (the scripts never read a clock: no TIME, no
 --             math.random), ARGV[2..12] the limits (struct relay_v1_limits
---             order), ARGV[13..] the operation's own arguments.
+--             order), ARGV[13] the backstop TTL grace (TTL_GRACE_MS in
+--             v1_store_redis.c), ARGV[14..] the operation's own arguments.
 --   Reply     { rc, { effects... }, results... }, rc as enum relay_v1_rc.
 --
 -- Keys (P = KEYS[1] .. "v1:"; <id> = 32 hex of SHA-256 of a node key,
@@ -60,8 +61,8 @@ local L = {
 	max_req = tonumber(ARGV[10]), max_term = tonumber(ARGV[11]),
 	max_tombs = tonumber(ARGV[12]),
 }
-local A = 13
-local GRACE = 60000
+local GRACE = tonumber(ARGV[13])
+local A = 14
 local BATCH = 128
 
 -- enum relay_v1_rc

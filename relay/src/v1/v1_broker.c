@@ -43,7 +43,6 @@
 #define const_container_of(p, type, member) \
 	((const type *)(const void *)((const char *)(p) - offsetof(type, member)))
 
-#define SWEEP_INTERVAL_MS 250
 #define STATS_CACHE_MS 200
 
 struct waiter {
@@ -358,7 +357,8 @@ sweeper_main(void *arg)
 
 	pthread_mutex_lock(&b->wmu);
 	while (!b->stop) {
-		ts = relay_mono_timespec(relay_mono_ms() + SWEEP_INTERVAL_MS);
+		ts = relay_mono_timespec(relay_mono_ms() +
+		    RELAY_V1_SWEEP_INTERVAL_MS);
 		(void)pthread_cond_timedwait(&b->sweep_cv, &b->wmu, &ts);
 		if (b->stop)
 			break;
