@@ -56,8 +56,10 @@ struct tp_url {
  *    characters: the caller decides what a host may hold.
  *  - port: the characters after that ':' up to '/', '?', '#' or the end,
  *    unchecked (an empty port is the caller's call).
- * Returns TP_URL_OK (0) and fills *out, or a negative enum tp_url_error;
- * *out is unspecified after a failure. url and out must not be NULL.
+ * Returns TP_URL_OK (0) and fills *out, or a negative enum tp_url_error.
+ * After TP_URL_EBRACKET or TP_URL_EJUNK the scheme, the userinfo and the
+ * rest are filled (so a caller may check those first, in its own order);
+ * after TP_URL_ENOSCHEME nothing is. url and out must not be NULL.
  */
 int tp_url_split(const char *url, struct tp_url *out);
 
