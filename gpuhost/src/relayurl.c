@@ -2,9 +2,9 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "relayurl.h"
+#include "tokenplace/url.h"
 
 static bool
 host_char(char c)
@@ -22,55 +22,61 @@ int
 gpuhost_relay_url_parse(const char *url, struct gpuhost_relay_url *out,
     char *err, size_t errlen)
 {
-	const char *p, *host, *hend, *end;
+	struct tp_url u;
+	const char *host, *hend, *end;
 	size_t hlen;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (strncasecmp(url, "https://", 8) == 0) {
+	/* The scheme is case-insensitive (RFC 3986), as for every URL. */
+	rc = tp_url_split(url, &u);
+	if (rc != TP_URL_ENOSCHEME && tp_url_scheme_is(&u, "https"))
 		out->https = true;
-		p = url + 8;
-	} else if (strncasecmp(url, "http://", 7) == 0) {
-		p = url + 7;
-	} else {
+	else if (rc == TP_URL_ENOSCHEME || !tp_url_scheme_is(&u, "http")) {
 		snprintf(err, errlen, "must start with http:// or https://");
 		return -1;
 	}
-	end = p + strcspn(p, "/?#");
-	if (memchr(p, '@', (size_t)(end - p)) != NULL) {
+	if (u.userinfo != NULL) {
 		snprintf(err, errlen, "user:password@ is not allowed; the "
 		    "registration token goes in relay.token");
 		return -1;
 	}
 	/* server.py appends ":<port>/sink": a path here would be dropped. */
-	if (*end != '\0' && strcmp(end, "/") != 0) {
+	if (*u.rest != '\0' && strcmp(u.rest, "/") != 0) {
 		snprintf(err, errlen, "must be scheme://host[:port] only: "
 		    "server.py adds the paths (/sink, /api/v1/...) itself");
 		return -1;
 	}
-	host = p;
-	if (*host == '[') {
-		hend = memchr(host, ']', (size_t)(end - host));
-		if (hend == NULL || hend == host + 1) {
-			snprintf(err, errlen, "unterminated or empty [IPv6] host");
-			return -1;
-		}
-		for (const char *c = host + 1; c < hend; c++) {
+	if (rc == TP_URL_EBRACKET || (rc == TP_URL_OK && u.host_ipv6 &&
+	    u.host_len == 0)) {
+		snprintf(err, errlen, "unterminated or empty [IPv6] host");
+		return -1;
+	}
+	if (rc == TP_URL_EJUNK) {
+		snprintf(err, errlen, "bad port");
+		return -1;
+	}
+	end = u.rest;
+	if (u.host_ipv6) {
+		/* host keeps its brackets: server.py takes it as written. */
+		host = u.host - 1;
+		hend = u.host + u.host_len + 1;
+		for (const char *c = u.host; c < u.host + u.host_len; c++) {
 			if (!ipv6_char(*c)) {
 				snprintf(err, errlen, "bad character in the "
 				    "[IPv6] host");
 				return -1;
 			}
 		}
-		hend++;
 	} else {
-		hend = host;
-		while (hend < end && *hend != ':') {
-			if (!host_char(*hend)) {
+		host = u.host;
+		hend = u.host + u.host_len;
+		for (const char *c = host; c < hend; c++) {
+			if (!host_char(*c)) {
 				snprintf(err, errlen, "bad character in the host "
 				    "name");
 				return -1;
 			}
-			hend++;
 		}
 		if (hend == host) {
 			snprintf(err, errlen, "has no host");

@@ -37,9 +37,10 @@ struct relay_app {
 	const struct relay_settings *settings;
 	bool config_ok;			/* false: only probes are served */
 	const struct tp_config_report *config_report;
-	char upstream_url[2100];	/* effective upstream base URL, no trailing '/' */
+	/* effective upstream base URL, no trailing '/' */
+	char upstream_url[RELAY_UPSTREAM_URL_SIZE];
 	/* upstream_url as logs and /healthz show it (no password). */
-	char upstream_url_shown[2100 + 4];
+	char upstream_url_shown[RELAY_UPSTREAM_URL_SHOWN_SIZE];
 
 	struct tp_health *health;
 	struct tp_metrics_registry *metrics;

@@ -17,6 +17,7 @@
 #include "redis/redis.h"
 #include "tokenplace/json.h"
 #include "tokenplace/log.h"
+#include "tokenplace/url.h"
 #include "upstream/upstream_rules.h"
 #include "v1/v1_broker.h"
 
@@ -55,10 +56,16 @@ static int
 validate_http_url(const void *value, char *reason, size_t len)
 {
 	const char *s = *(char *const *)value;
+	struct tp_url u;
 
 	if (s == NULL || s[0] == '\0')
 		return 0;	/* derived from the GPU host and port */
-	if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
+	/*
+	 * Only the scheme is this check's business (any case, RFC 3986):
+	 * libcurl and the health probe judge the rest when they use it.
+	 */
+	if (tp_url_split(s, &u) == TP_URL_ENOSCHEME ||
+	    (!tp_url_scheme_is(&u, "http") && !tp_url_scheme_is(&u, "https"))) {
 		char shown[RELAY_URL_SHOWN_MAX];
 
 		snprintf(reason, len, "'%.60s' is not an http:// or https:// URL",
@@ -336,7 +343,8 @@ const struct tp_setting relay_setting_table[] = {
 	  validate_header_value, 0,
 	  "Host header sent upstream (empty = the upstream URL's host)" },
 	{ "upstream_health_path", "RELAY_UPSTREAM_HEALTH_PATH", NULL,
-	  TP_SETTING_STRING, "/health", 1, 1024, OFF(upstream_health_path),
+	  TP_SETTING_STRING, "/health", 1, RELAY_HEALTH_PATH_MAX,
+	  OFF(upstream_health_path),
 	  validate_url_path, 0, "path of the upstream's health endpoint" },
 	{ "upstream_health_interval_ms", "RELAY_UPSTREAM_HEALTH_INTERVAL_MS", NULL,
 	  TP_SETTING_INT, "10000", 20, 3600000, OFF(upstream_health_interval_ms),

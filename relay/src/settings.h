@@ -20,6 +20,17 @@
  * password (or a one-character token), so it can be 3 bytes longer.
  */
 #define RELAY_URL_SHOWN_MAX	(RELAY_URL_MAX + 4)
+/* Longest RELAY_UPSTREAM_HEALTH_PATH. */
+#define RELAY_HEALTH_PATH_MAX	1024
+/*
+ * Buffers derived from those bounds (sizes, NUL included). The upstream's
+ * base URL is TOKENPLACE_RELAY_UPSTREAM_URL or "http://<gpu_host>:<port>"
+ * (far shorter); its health URL is the base plus the health path.
+ */
+#define RELAY_UPSTREAM_URL_SIZE		(RELAY_URL_MAX + 1)
+#define RELAY_UPSTREAM_URL_SHOWN_SIZE	RELAY_URL_SHOWN_MAX
+#define RELAY_HEALTH_URL_SIZE		(RELAY_URL_MAX + RELAY_HEALTH_PATH_MAX + 1)
+#define RELAY_HEALTH_URL_SHOWN_SIZE	(RELAY_URL_SHOWN_MAX + RELAY_HEALTH_PATH_MAX)
 
 struct relay_settings {
 	/* service */

@@ -68,6 +68,11 @@ test_relay_url(void **state)
 	expect_bad_url("https://[]:80", "unterminated or empty [IPv6] host");
 	expect_bad_url("https://[::1]x", "bad port");
 	expect_bad_url("https://[g::1]", "bad character in the [IPv6] host");
+	/* Userinfo runs to the last '@' before '?' or '#' (tokenplace/url.h). */
+	expect_bad_url("https://u:p/w@relay", "user:password@ is not allowed");
+	expect_bad_url("HTTPS://tok@relay", "user:password@ is not allowed");
+	expect_bad_url("https://relay/a@b", "user:password@ is not allowed");
+	expect_url("Https://Relay:443", "https://Relay", 443, true);
 }
 
 /* argparse's help for token.place's server.py options. */

@@ -417,6 +417,10 @@ test_url_garbage_refused(void **state)
 		"http://a b/", "http://gpu:99999/", "http://gpu:0/",
 		"http://gpu:8o/", "http://gpu:123456/", "http://user@gpu/",
 		"http://gpu/a b", "http://gpu/h\r\nX-Injected: 1", "http://g%70u/",
+		"HTTPS://gpu/", "http://[::1", "http://[::1]x/", "http://[]/",
+		/* The userinfo runs to the last '@' before '?' or '#' (the rule
+		 * the redaction of URLs masks by): refused, not read as a path. */
+		"http://gpu/a@b", "http://u:p/w@gpu/",
 	};
 	struct relay_probe_url u;
 	char err[128];

@@ -104,11 +104,27 @@ test_url_parse(void **state)
 	assert_int_equal(c.db, 2);
 	assert_string_equal(c.host, "");
 
+	/* The scheme is case-insensitive (RFC 3986), as in every URL parser. */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(relay_redis_url_parse("REDIS://Valkey:6380/4", &c, err,
+	    sizeof(err)), 0);
+	assert_string_equal(c.host, "Valkey");
+	assert_int_equal(c.port, 6380);
+	assert_int_equal(c.db, 4);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(relay_redis_url_parse("Unix:///s.sock", &c, err,
+	    sizeof(err)), 0);
+	assert_string_equal(c.unix_path, "/s.sock");
+	assert_int_equal(relay_redis_url_parse("RediSS://h", &c, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "TLS"));
+
 	static const char *const bad[] = {
 		"rediss://127.0.0.1", "redis://", "redis://h:0", "redis://h:99999",
 		"redis://h:12x", "redis://h/db", "redis://h/1?x=1", "unix://rel.sock",
 		"unix:///s?db=x", "http://h", "redis://user@h", "redis://h /0",
-		"redis://[::1", "redis://:pw%zz@h",
+		"redis://[::1", "redis://:pw%zz@h", "redis://[]", "redis://[::1]x",
+		"redis://:p@", "redis://h:", "redis:/h", "memory://x",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';

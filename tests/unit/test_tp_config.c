@@ -242,6 +242,31 @@ test_relay_table_rejects_bad_values(void **state)
 	relay_settings_free(&s);
 }
 
+/* URL schemes are case-insensitive (RFC 3986), as in every URL parser. */
+static void
+test_relay_table_url_scheme_any_case(void **state)
+{
+	const char *env[] = { "TOKENPLACE_RELAY_UPSTREAM_URL", "HTTP://Gpu:8000",
+	    "RELAY_STATE_URL", "REDIS://valkey:6379/0", NULL };
+	const char *bad[] = { "TOKENPLACE_RELAY_UPSTREAM_URL", "httpx://gpu",
+	    "RELAY_STATE_URL", "REDISS://valkey", NULL };
+	struct relay_settings s;
+	struct tp_config_report rep;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(tp_config_load(relay_setting_table,
+	    relay_setting_count, &s, fake_env, (void *)env, NULL, 0, &rep), 0);
+	assert_string_equal(s.upstream_url, "HTTP://Gpu:8000");
+	assert_string_equal(s.state_url, "REDIS://valkey:6379/0");
+	relay_settings_free(&s);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(tp_config_load(relay_setting_table,
+	    relay_setting_count, &s, fake_env, (void *)bad, NULL, 0, &rep), -1);
+	assert_int_equal(rep.nerrors, 2);
+	relay_settings_free(&s);
+}
+
 /* Reads what a function wrote to a tmpfile back as one string. */
 static char *
 slurp(FILE *fp)
@@ -398,6 +423,7 @@ main(void)
 		cmocka_unit_test(test_bool_spellings),
 		cmocka_unit_test(test_relay_table_defaults_are_valid),
 		cmocka_unit_test(test_relay_table_rejects_bad_values),
+		cmocka_unit_test(test_relay_table_url_scheme_any_case),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_relay_forward_settings),
 		cmocka_unit_test(test_redact_url),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/percent.h"
+#include "tokenplace/url.h"
 
 /* ---- URL --------------------------------------------------------------- */
 
@@ -64,9 +65,11 @@ int
 relay_redis_url_parse(const char *url, struct relay_redis_config *out,
     char *err, size_t errlen)
 {
-	const char *p, *end, *at, *colon, *slash, *hostend, *q;
+	struct tp_url u;
+	const char *p, *end, *colon, *q;
 	long v;
 	size_t i;
+	int rc;
 
 	if (url == NULL)
 		return url_fail(err, errlen, "no URL");
@@ -74,13 +77,20 @@ relay_redis_url_parse(const char *url, struct relay_redis_config *out,
 		if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
 			return url_fail(err, errlen,
 			    "URL contains whitespace or a control character");
-	if (strncmp(url, "rediss://", 9) == 0)
+	/* The scheme is case-insensitive (RFC 3986), as for every URL. */
+	rc = tp_url_split(url, &u);
+	if (rc == TP_URL_ENOSCHEME || (!tp_url_scheme_is(&u, "redis") &&
+	    !tp_url_scheme_is(&u, "rediss") && !tp_url_scheme_is(&u, "unix")))
+		return url_fail(err, errlen, "not a redis://, unix:// or "
+		    "memory:// URL");
+	if (tp_url_scheme_is(&u, "rediss"))
 		return url_fail(err, errlen, "rediss:// (TLS) is not supported: "
 		    "Debian 12's hiredis 0.14 has no TLS; reach Redis/Valkey over "
 		    "a private network or a unix socket, or put a TLS tunnel "
 		    "(stunnel, a service mesh) in front of it");
-	if (strncmp(url, "unix://", 7) == 0) {
-		p = url + 7;
+	if (tp_url_scheme_is(&u, "unix")) {
+		/* A path, no authority: "unix:///path" (the host is empty). */
+		p = url + u.scheme_len + 3;
 		if (p[0] != '/')
 			return url_fail(err, errlen, "unix:// needs an absolute "
 			    "socket path, e.g. unix:///run/redis/redis.sock");
@@ -106,68 +116,44 @@ relay_redis_url_parse(const char *url, struct relay_redis_config *out,
 		}
 		return 0;
 	}
-	if (strncmp(url, "redis://", 8) != 0)
-		return url_fail(err, errlen, "not a redis://, unix:// or "
-		    "memory:// URL");
-	p = url + 8;
-	end = p + strlen(p);
-	if (memchr(p, '?', (size_t)(end - p)) != NULL ||
-	    memchr(p, '#', (size_t)(end - p)) != NULL)
+	if (strpbrk(url, "?#") != NULL)
 		return url_fail(err, errlen, "redis:// URLs take no query or "
 		    "fragment");
-	/* userinfo ends at the last '@' (a password may contain '@'). */
-	at = NULL;
-	for (q = p; q < end; q++)
-		if (*q == '@')
-			at = q;
+	if (rc == TP_URL_EBRACKET)
+		return url_fail(err, errlen, "unterminated [IPv6] host");
+	if (rc == TP_URL_EJUNK)
+		return url_fail(err, errlen, "junk after [IPv6] host");
 	out->user[0] = '\0';
-	if (at != NULL) {
-		colon = memchr(p, ':', (size_t)(at - p));
+	if (u.userinfo != NULL) {
+		colon = memchr(u.userinfo, ':', u.userinfo_len);
 		if (colon == NULL)
 			return url_fail(err, errlen, "userinfo without ':' (use "
 			    "redis://:password@host or redis://user:password@host)");
-		if (decode_into(p, (size_t)(colon - p), out->user,
-		    sizeof(out->user)) != 0 ||
-		    decode_into(colon + 1, (size_t)(at - colon - 1),
-		    out->password, sizeof(out->password)) != 0)
+		if (decode_into(u.userinfo, (size_t)(colon - u.userinfo),
+		    out->user, sizeof(out->user)) != 0 ||
+		    decode_into(colon + 1, (size_t)(u.userinfo +
+		    u.userinfo_len - colon - 1), out->password,
+		    sizeof(out->password)) != 0)
 			return url_fail(err, errlen, "user or password too long "
 			    "or badly percent-escaped");
-		p = at + 1;
 	}
-	slash = memchr(p, '/', (size_t)(end - p));
-	hostend = slash ? slash : end;
-	if (p < hostend && *p == '[') {
-		q = memchr(p, ']', (size_t)(hostend - p));
-		if (q == NULL || q == p + 1)
-			return url_fail(err, errlen, "unterminated [IPv6] host");
-		if ((size_t)(q - p - 1) >= sizeof(out->host))
-			return url_fail(err, errlen, "host too long");
-		memcpy(out->host, p + 1, (size_t)(q - p - 1));
-		out->host[q - p - 1] = '\0';
-		colon = q + 1 < hostend ? q + 1 : NULL;
-		if (colon != NULL && *colon != ':')
-			return url_fail(err, errlen, "junk after [IPv6] host");
-	} else {
-		colon = memchr(p, ':', (size_t)(hostend - p));
-		q = colon ? colon : hostend;
-		if (q == p)
-			return url_fail(err, errlen, "no host");
-		if ((size_t)(q - p) >= sizeof(out->host))
-			return url_fail(err, errlen, "host too long");
-		memcpy(out->host, p, (size_t)(q - p));
-		out->host[q - p] = '\0';
-	}
+	if (u.host_len == 0)
+		return url_fail(err, errlen, u.host_ipv6 ?
+		    "unterminated [IPv6] host" : "no host");
+	if (u.host_len >= sizeof(out->host))
+		return url_fail(err, errlen, "host too long");
+	memcpy(out->host, u.host, u.host_len);
+	out->host[u.host_len] = '\0';
 	out->port = 6379;
-	if (colon != NULL) {
-		if (parse_uint(colon + 1, (size_t)(hostend - colon - 1), 65535,
-		    &v) != 0 || v == 0)
+	if (u.port != NULL) {
+		if (parse_uint(u.port, u.port_len, 65535, &v) != 0 || v == 0)
 			return url_fail(err, errlen, "port is not 1-65535");
 		out->port = (int)v;
 	}
 	out->db = 0;
-	if (slash != NULL && slash + 1 < end) {
-		if (parse_uint(slash + 1, (size_t)(end - slash - 1), 1000000,
-		    &v) != 0)
+	/* No '?' or '#' here, so the rest is "" or "/db". */
+	if (u.rest[0] == '/' && u.rest[1] != '\0') {
+		if (parse_uint(u.rest + 1, strlen(u.rest + 1), 1000000, &v) != 0)
 			return url_fail(err, errlen, "the path is a database "
 			    "number, e.g. redis://host:6379/0");
 		out->db = (int)v;

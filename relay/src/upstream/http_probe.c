@@ -27,11 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "tokenplace/url.h"
 
 /* How often a wait wakes to look at the stop flag. */
 #define PROBE_SLICE_MS	200
@@ -80,63 +80,47 @@ int
 relay_probe_url_parse(const char *url, struct relay_probe_url *out,
     char *err, size_t errlen)
 {
-	const char *auth, *auth_end, *host, *host_end, *port = NULL;
+	struct tp_url u;
+	const char *auth_end, *host, *host_end, *port = NULL;
 	const char *path, *path_end, *p;
 	size_t hostlen, pathlen;
 	unsigned long portnum = 80;
 	bool ipv6 = false, explicit_port = false;
+	int rc;
 
 	if (url == NULL || out == NULL) {
 		set_reason(err, errlen, "no URL");
 		return -1;
 	}
-	if (strncasecmp(url, "https://", 8) == 0) {
+	/* The scheme is case-insensitive (RFC 3986), as for every URL. */
+	rc = tp_url_split(url, &u);
+	if (rc != TP_URL_ENOSCHEME && tp_url_scheme_is(&u, "https")) {
 		set_reason(err, errlen,
 		    "https:// needs TLS, which the plain probe does not do");
 		return -1;
 	}
-	if (strncasecmp(url, "http://", 7) != 0) {
+	if (rc == TP_URL_ENOSCHEME || !tp_url_scheme_is(&u, "http")) {
 		set_reason(err, errlen, "not an http:// URL");
 		return -1;
 	}
-	auth = url + 7;
-	auth_end = auth + strcspn(auth, "/?#");
-	if (auth == auth_end) {
-		set_reason(err, errlen, "no host in the URL");
-		return -1;
-	}
-	if (memchr(auth, '@', (size_t)(auth_end - auth)) != NULL) {
+	if (u.userinfo != NULL) {
 		set_reason(err, errlen, "user info in the URL is not supported");
 		return -1;
 	}
-
-	if (*auth == '[') {
-		const char *close = memchr(auth, ']', (size_t)(auth_end - auth));
-
-		if (close == NULL) {
-			set_reason(err, errlen, "unterminated IPv6 literal");
-			return -1;
-		}
-		host = auth + 1;
-		host_end = close;
-		p = close + 1;
-		if (p < auth_end) {
-			if (*p != ':') {
-				set_reason(err, errlen,
-				    "garbage after the IPv6 literal");
-				return -1;
-			}
-			port = p + 1;
-		}
-		ipv6 = true;
-	} else {
-		host = auth;
-		host_end = memchr(auth, ':', (size_t)(auth_end - auth));
-		if (host_end == NULL)
-			host_end = auth_end;
-		else
-			port = host_end + 1;
+	if (rc == TP_URL_EBRACKET) {
+		set_reason(err, errlen, "unterminated IPv6 literal");
+		return -1;
 	}
+	if (rc == TP_URL_EJUNK) {
+		set_reason(err, errlen, "garbage after the IPv6 literal");
+		return -1;
+	}
+	host = u.host;
+	host_end = u.host + u.host_len;
+	ipv6 = u.host_ipv6;
+	auth_end = u.rest;
+	if (u.port != NULL)
+		port = u.port;
 	hostlen = (size_t)(host_end - host);
 	if (hostlen == 0) {
 		set_reason(err, errlen, "no host in the URL");

@@ -44,10 +44,12 @@ struct relay_probe_url {
 };
 
 /*
- * Parses an absolute http:// URL into *out. Returns 0, or -1 with a
- * one-line reason in err (https://, other schemes, user info, bad or
- * over-long host, bad port, control characters or spaces in the target,
- * over-long target). *out is unspecified after a failure.
+ * Parses an absolute http:// URL (the scheme in any case) into *out, split
+ * by tp_url_split() (tokenplace/url.h). Returns 0, or -1 with a one-line
+ * reason in err (https://, other schemes, user info -- anything up to the
+ * last '@' before '?' or '#', so a path holding '@' is refused too --, bad
+ * or over-long host, bad port, control characters or spaces in the
+ * target, over-long target). *out is unspecified after a failure.
  */
 int relay_probe_url_parse(const char *url, struct relay_probe_url *out,
     char *err, size_t errlen);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -245,7 +246,7 @@ relay_upstream_new(struct relay_app *app, char *err, size_t errlen)
 	atomic_store(&u->circuit_quiet, true);
 	if (s->libcurl != NULL && s->libcurl[0] != '\0')
 		relay_libcurl_set_name(s->libcurl);
-	if (strncmp(u->base, "https://", 8) != 0 && relay_probe_url_parse(
+	if (strncasecmp(u->base, "https://", 8) != 0 && relay_probe_url_parse(
 	    u->health_url, &u->probe_url, err, errlen) != 0)
 		goto fail;
 	if (init_metrics(u) != 0) {

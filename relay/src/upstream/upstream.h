@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "http/http.h"
+#include "settings.h"
+#include "tokenplace/health.h"
 
 struct relay_app;
 struct relay_upstream;
@@ -78,8 +80,10 @@ struct relay_upstream_status {
 	int64_t last_check_unix_ms;	/* 0 = never checked */
 	int64_t last_error_unix_ms;	/* 0 = no error yet */
 	unsigned consecutive_failures;
-	char last_error[160];		/* latest failed check's reason, or "" */
-	char health_url[2200 + 4];	/* no password (tp_config_redact_url) */
+	/* latest failed check's reason (a health reason), or "" */
+	char last_error[TP_HEALTH_REASON_MAX];
+	/* no password (tp_config_redact_url) */
+	char health_url[RELAY_HEALTH_URL_SHOWN_SIZE];
 };
 
 /* Fills st; safe from any thread. */

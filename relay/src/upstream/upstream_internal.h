@@ -45,11 +45,11 @@ struct relay_upstream {
 	struct relay_app *app;
 	const struct relay_settings *s;
 	struct relay_fwd_prefixes prefixes;
-	char base[2100];
-	char health_url[2200];
+	char base[RELAY_UPSTREAM_URL_SIZE];
+	char health_url[RELAY_HEALTH_URL_SIZE];
 	/* The two above as logs and /healthz show them (no password). */
-	char base_shown[2100 + 4];
-	char health_url_shown[2200 + 4];
+	char base_shown[RELAY_UPSTREAM_URL_SHOWN_SIZE];
+	char health_url_shown[RELAY_HEALTH_URL_SHOWN_SIZE];
 	char host_line[300];		/* "Host: ..." or "" */
 	int health_idx;
 
@@ -72,7 +72,7 @@ struct relay_upstream {
 	bool first_done;
 	int64_t last_check_unix_ms;
 	int64_t last_error_unix_ms;
-	char last_error[160];
+	char last_error[TP_HEALTH_REASON_MAX];	/* a health check's reason */
 
 	_Atomic bool stop;
 	pthread_t thread;
