@@ -101,6 +101,15 @@ struct relay_v1_effects {
 	uint64_t redelivered;		/* a response handed out again */
 };
 
+/*
+ * Counts in struct relay_v1_effects (outcomes included): the Redis
+ * store's scripts answer this many, in the struct's order.
+ */
+#define RELAY_V1_EFFECTS_COUNT 11
+_Static_assert(sizeof(struct relay_v1_effects) ==
+    RELAY_V1_EFFECTS_COUNT * sizeof(uint64_t),
+    "RELAY_V1_EFFECTS_COUNT follows struct relay_v1_effects");
+
 struct relay_v1_stats {
 	uint64_t nodes;			/* registered */
 	uint64_t queued;

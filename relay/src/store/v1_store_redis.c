@@ -200,7 +200,7 @@ run(struct rstore *st, enum op op, struct relay_redis_args *c,
 		return map_rc(rrc);
 	if (rep->type != RELAY_REDIS_ARRAY || rep->n < 2 ||
 	    rep->elem[0].type != RELAY_REDIS_INT ||
-	    rep->elem[1].type != RELAY_REDIS_ARRAY || rep->elem[1].n != 11) {
+	    rep->elem[1].type != RELAY_REDIS_ARRAY || rep->elem[1].n != RELAY_V1_EFFECTS_COUNT) {
 		TP_LOG(TP_LOG_ERROR, "relay.api_v1.store_reply_invalid",
 		    TP_LSTR("operation", op_names[op]));
 		relay_redis_reply_free(rep);
