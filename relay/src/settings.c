@@ -14,7 +14,7 @@
 
 #include "http/framing.h"
 #include "legacy/ratelimit.h"
-#include "redis/redis.h"
+#include "redis/redis_url.h"
 #include "tokenplace/json.h"
 #include "tokenplace/log.h"
 #include "tokenplace/url.h"

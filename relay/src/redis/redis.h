@@ -1,6 +1,7 @@
 /*
  * relay_redis: the one adapter over hiredis. Only redis.c and
- * redis_pubsub.c (through redis_internal.h) include <hiredis/hiredis.h>; the Redis stores (store_redis.c, v1_store_redis.c)
+ * redis_pubsub.c (through redis_internal.h) include <hiredis/hiredis.h>;
+ * the Redis stores (store_redis.c, v1_store_redis.c)
  * and the shared time base see plain C types only.
  *
  * It owns: URL parsing, a small pool of command connections (a caller
@@ -45,6 +46,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "redis/redis_url.h"
+
 struct tp_metrics_registry;
 
 enum relay_redis_rc {
@@ -58,37 +61,6 @@ enum relay_redis_rc {
 	RELAY_REDIS_E_CONFIG,		/* the server refused SELECT (wrong db) */
 	RELAY_REDIS_E_NOPERM,		/* an ACL refusal (NOPERM), logged */
 };
-
-/* Parsed RELAY_STATE_URL (plus RELAY_STATE_PASSWORD when the URL has none). */
-struct relay_redis_config {
-	char host[256];			/* "" with a unix socket */
-	int port;			/* default 6379 */
-	char unix_path[108];		/* "" unless unix:// */
-	int db;				/* default 0 */
-	char user[128];			/* "" = default user */
-	char password[512];		/* "" = no AUTH; never logged */
-	char prefix[128];		/* RELAY_STATE_PREFIX, e.g. "tokenplace:" */
-	int64_t connect_timeout_ms;
-	int64_t command_timeout_ms;
-	unsigned pool_size;		/* command connections kept open */
-};
-
-/*
- * Parses redis://[[user]:password@]host[:port][/db] or
- * unix:///path/to/redis.sock[?db=N] into *out (other fields untouched).
- * Returns 0, or -1 with a reason in err that never contains the password;
- * rediss:// is refused (this hiredis has no TLS).
- */
-int relay_redis_url_parse(const char *url, struct relay_redis_config *out,
-    char *err, size_t errlen);
-
-/*
- * Writes s into out with Redis glob characters (* ? [ ] \) escaped by a
- * backslash, so that a PSUBSCRIBE pattern or an ACL channel rule matches
- * s literally. Returns the length of the escaped string; out holds all of
- * it (NUL-terminated) only when that is below outlen, else as much as fit.
- */
-size_t relay_redis_glob_escape(const char *s, char *out, size_t outlen);
 
 /* A reply tree in plain C. str is NUL-terminated and binary safe (len). */
 enum relay_redis_type {

@@ -3,7 +3,7 @@
  * Pub/Sub pattern for the Redis adapter (see redis.h). Plain string work:
  * no hiredis here.
  */
-#include "redis/redis.h"
+#include "redis/redis_url.h"
 
 #include <stdio.h>
 #include <string.h>
