@@ -32,7 +32,8 @@ t=fuzz_web
 "$cc" -g -O1 -std=c11 -D_GNU_SOURCE \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$src/shared/include" -I"$src/shared/src" -I"$src/relay/src" \
-    "$src/tests/fuzz/$t.c" "$src/relay/src/web/web.c" "$src/shared/src/sha256.c" \
+    "$src/tests/fuzz/$t.c" "$src/relay/src/web/web.c" \
+    "$src/relay/src/http/http_date.c" "$src/shared/src/sha256.c" \
     -o "$out/$t"
 mkdir -p "$out/corpus-$t"
 (cd "$out" && ./"$t" -max_total_time="$seconds" -timeout=10 \

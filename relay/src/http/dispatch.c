@@ -70,24 +70,6 @@ relay_dispatch_request_id(const char *inbound,
 		relay_request_id_generate(out);
 }
 
-void
-relay_http_date(time_t t, char *buf, size_t len)
-{
-	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu",
-	    "Fri", "Sat" };
-	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May",
-	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	struct tm tm;
-
-	if (gmtime_r(&t, &tm) == NULL) {
-		snprintf(buf, len, "Thu, 01 Jan 1970 00:00:00 GMT");
-		return;
-	}
-	snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-	    days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12],
-	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 /* Formatted once per second per thread: most seconds see many answers. */
 const char *
 relay_dispatch_date(void)
